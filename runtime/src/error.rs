@@ -1,0 +1,143 @@
+//! The runtime's one error type. Every failure on a file or an input ends here, with a message
+//! naming what was wrong (tensor, node, input); the runtime never panics on bad data.
+
+use alloc::string::String;
+use core::fmt;
+
+/// Result alias used throughout the runtime.
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+/// Everything that can go wrong while loading a model or scoring with it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The protobuf stream of the ONNX file is malformed or truncated.
+    Protobuf {
+        /// Which message/field was being decoded (e.g. `GraphProto.node[3].attribute`).
+        context: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// An initializer or constant tensor is inconsistent (dims, dtype, data size, external
+    /// data offset/length outside the weights file...).
+    InvalidTensor {
+        /// Tensor name.
+        tensor: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A tensor uses a dtype the runtime does not support (ONNX `TensorProto.DataType` code).
+    UnsupportedDType {
+        /// Tensor (or node output) name.
+        tensor: String,
+        /// ONNX data type code.
+        dtype: i32,
+    },
+    /// A node has wrong inputs, attributes or shapes.
+    InvalidNode {
+        /// Node name (or `#index` when the node has no name).
+        node: String,
+        /// ONNX op type.
+        op: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The graph uses an op the runtime does not implement.
+    UnsupportedOp {
+        /// ONNX op type (with domain when not the default one).
+        op: String,
+        /// Node name (or `#index`).
+        node: String,
+    },
+    /// The graph structure is invalid: cycles, values used but never produced, duplicates.
+    InvalidGraph {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The weights file does not match the model (checksum, location, size).
+    Weights {
+        /// What was wrong.
+        reason: String,
+    },
+    /// An input given to `Session::run` does not match the model's input.
+    InputMismatch {
+        /// Input name.
+        input: String,
+        /// What the model expects (dtype and shape).
+        expected: String,
+        /// What was given.
+        got: String,
+    },
+    /// A Gather index is outside its table.
+    IndexOutOfRange {
+        /// Model input (or tensor) the index came from.
+        input: String,
+        /// Row of the batch (first axis) holding the bad index.
+        row: usize,
+        /// The index value.
+        index: i64,
+        /// Number of rows in the table.
+        table_rows: usize,
+    },
+    /// A value became NaN where the runtime checks for it (model inputs).
+    NotFinite {
+        /// Input name.
+        input: String,
+        /// Flat position of the first non-finite value.
+        position: usize,
+    },
+    /// An I/O error (std only): opening or mapping a file.
+    Io {
+        /// Path involved.
+        path: String,
+        /// The OS error message.
+        reason: String,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Protobuf { context, reason } => {
+                write!(f, "malformed ONNX protobuf in {context}: {reason}")
+            }
+            Error::InvalidTensor { tensor, reason } => {
+                write!(f, "invalid tensor '{tensor}': {reason}")
+            }
+            Error::UnsupportedDType { tensor, dtype } => write!(
+                f,
+                "tensor '{tensor}' has unsupported data type {dtype} ({})",
+                crate::tensor::onnx_dtype_name(*dtype)
+            ),
+            Error::InvalidNode { node, op, reason } => {
+                write!(f, "invalid {op} node '{node}': {reason}")
+            }
+            Error::UnsupportedOp { op, node } => {
+                write!(f, "unsupported op {op} (node '{node}')")
+            }
+            Error::InvalidGraph { reason } => write!(f, "invalid graph: {reason}"),
+            Error::Weights { reason } => write!(f, "weights file: {reason}"),
+            Error::InputMismatch {
+                input,
+                expected,
+                got,
+            } => write!(f, "input '{input}': expected {expected}, got {got}"),
+            Error::IndexOutOfRange {
+                input,
+                row,
+                index,
+                table_rows,
+            } => write!(
+                f,
+                "input '{input}': id {index} at row {row} is outside the table of {table_rows} rows"
+            ),
+            Error::NotFinite { input, position } => {
+                write!(f, "input '{input}': non-finite value at flat position {position}")
+            }
+            Error::Io { path, reason } => write!(f, "{path}: {reason}"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for Error {}

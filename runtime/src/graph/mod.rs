@@ -1,0 +1,1 @@
+//! The graph engine: planning (constant folding, shape resolution, fusions) and the ops.

@@ -1,0 +1,106 @@
+//! Kernels: one table of function pointers, filled with the scalar reference and overwritten
+//! entry by entry with SIMD variants where the CPU has them (NEON on aarch64 at compile time,
+//! AVX2+FMA on x86-64 detected once at run time and cached).
+//!
+//! Every kernel is a safe function: it never reads or writes outside the slices it is given,
+//! whatever their lengths (the planner guarantees consistent lengths; a kernel given short
+//! slices computes on what fits and must not panic).
+//!
+//! INTERFACE OWNED BY THE GRAPH ENGINE: do not change the signatures of `Kernels` without
+//! updating `crate::graph`.
+
+use half::f16;
+
+/// Which implementation family a kernel table uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KernelVariant {
+    /// Portable scalar reference.
+    Scalar,
+    /// aarch64 NEON (compile-time).
+    Neon,
+    /// x86-64 AVX2 + FMA (detected at run time).
+    Avx2Fma,
+}
+
+impl KernelVariant {
+    /// Short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelVariant::Scalar => "scalar",
+            KernelVariant::Neon => "neon",
+            KernelVariant::Avx2Fma => "avx2+fma",
+        }
+    }
+}
+
+/// Layout of the right-hand matrix B of a matrix product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BLayout {
+    /// B is row-major `k x n` (ONNX MatMul weight).
+    KxN,
+    /// B is row-major `n x k`, i.e. B transposed (Gemm `transB=1`, PyTorch `Linear` weight).
+    NxK,
+}
+
+/// Dimensions of `C[m x n] = A[m x k] * B`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatMulDims {
+    /// Rows of A and C.
+    pub m: usize,
+    /// Inner dimension.
+    pub k: usize,
+    /// Columns of C.
+    pub n: usize,
+}
+
+/// `C = A * B` (or `C += A * B` when `accumulate`), A row-major `m x k`, C row-major `m x n`,
+/// B as `layout` says, f32 weights.
+pub type MatMulF32 = fn(dims: MatMulDims, a: &[f32], b: &[f32], layout: BLayout, c: &mut [f32], accumulate: bool);
+/// Same with f16 weights, converted in registers, accumulated in f32.
+pub type MatMulF16 = fn(dims: MatMulDims, a: &[f32], b: &[f16], layout: BLayout, c: &mut [f32], accumulate: bool);
+/// `out[i] = a[i] op b[i]` over `out.len()` elements.
+pub type BinaryF32 = fn(a: &[f32], b: &[f32], out: &mut [f32]);
+/// `out[i] = a[i] op s`.
+pub type BinaryScalarF32 = fn(a: &[f32], s: f32, out: &mut [f32]);
+/// In-place unary map.
+pub type UnaryF32 = fn(x: &mut [f32]);
+/// Reduction to one value.
+pub type ReduceF32 = fn(x: &[f32]) -> f32;
+
+/// The kernel table.
+#[derive(Debug, Clone, Copy)]
+pub struct Kernels {
+    /// Which family filled this table (entries a SIMD family lacks stay scalar).
+    pub variant: KernelVariant,
+    /// f32-weight matrix product.
+    pub matmul_f32: MatMulF32,
+    /// f16-weight matrix product.
+    pub matmul_f16: MatMulF16,
+    /// Elementwise add.
+    pub add: BinaryF32,
+    /// Elementwise subtract.
+    pub sub: BinaryF32,
+    /// Elementwise multiply.
+    pub mul: BinaryF32,
+    /// Elementwise divide.
+    pub div: BinaryF32,
+    /// Add a scalar.
+    pub add_scalar: BinaryScalarF32,
+    /// Multiply by a scalar.
+    pub mul_scalar: BinaryScalarF32,
+    /// `max(x, 0)`.
+    pub relu: UnaryF32,
+    /// `1 / (1 + exp(-x))`.
+    pub sigmoid: UnaryF32,
+    /// `tanh(x)`.
+    pub tanh: UnaryF32,
+    /// `exp(x)`.
+    pub exp: UnaryF32,
+    /// Sum of the elements.
+    pub sum: ReduceF32,
+}
+
+/// The best kernel table for this CPU (chosen once, cached).
+pub fn best() -> &'static Kernels {
+    todo!("kernels helper")
+}

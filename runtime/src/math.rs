@@ -1,0 +1,1 @@
+//! Scalar math that works with and without `std` (micromath on `no_std` targets).
