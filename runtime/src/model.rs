@@ -1,11 +1,12 @@
-//! The immutable, shareable `Model`: decoded graph, constants viewing the weights buffer in
-//! place, and the load-time plan. (Stub: the graph engine fills it in.)
+//! The immutable, shareable [`Model`]: the validated graph, constants viewing the weights
+//! buffer in place, and the kernel table.
 
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use crate::error::{Error, Result};
-use crate::kernels::KernelVariant;
+use crate::error::Result;
+use crate::graph::{self, LoadedGraph};
+use crate::kernels::{KernelVariant, Kernels};
 use crate::session::Session;
 use crate::tensor::DType;
 
@@ -16,43 +17,141 @@ pub struct IoInfo {
     pub name: String,
     /// Element type.
     pub dtype: DType,
-    /// Shape; `None` marks the symbolic (batch) dimension.
+    /// Shape; `None` marks a symbolic dimension (the batch).
     pub shape: Vec<Option<usize>>,
+}
+
+impl IoInfo {
+    /// `f32 [N, 8]`-style description for messages (`N` for symbolic dimensions).
+    pub fn describe(&self) -> String {
+        let dims: Vec<String> = self
+            .shape
+            .iter()
+            .map(|d| match d {
+                Some(v) => v.to_string(),
+                None => "N".to_string(),
+            })
+            .collect();
+        alloc::format!("{} [{}]", self.dtype.name(), dims.join(", "))
+    }
+}
+
+/// The bytes of the weights file: borrowed from the caller or memory-mapped.
+enum Backing<'w> {
+    Borrowed(&'w [u8]),
+    #[cfg(feature = "std")]
+    Mapped(memmap2::Mmap),
 }
 
 /// A loaded model. Immutable and `Send + Sync`: share it between threads, give each thread
 /// its own [`Session`].
 pub struct Model<'w> {
-    _weights: &'w [u8],
+    backing: Backing<'w>,
+    pub(crate) graph: LoadedGraph,
+    inputs: Vec<IoInfo>,
+    outputs: Vec<IoInfo>,
+    metadata: Vec<(String, String)>,
+    pub(crate) kernels: &'static Kernels,
 }
 
+impl core::fmt::Debug for Model<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Model")
+            .field("inputs", &self.inputs)
+            .field("outputs", &self.outputs)
+            .field("nodes", &self.graph.nodes.len())
+            .field("weights_bytes", &self.weights().len())
+            .finish()
+    }
+}
+
+/// Batch size used for the load-time validation plan of symbolic dimensions. (Not 1: some
+/// exported models squeeze a batch of one away and only work for larger batches.)
+const VALIDATION_BATCH: usize = 2;
+
 impl<'w> Model<'w> {
-    /// Load from the ONNX bytes and the bytes of its external weights file (which the model
-    /// borrows: weights are viewed in place).
-    pub fn from_bytes(_onnx: &[u8], _weights: &'w [u8]) -> Result<Model<'w>> {
-        Err(Error::InvalidGraph {
-            reason: String::from("not implemented yet"),
+    /// Load from the ONNX bytes and the bytes of its external weights file, which the model
+    /// borrows: weights are viewed in place. Models without external data take `&[]`.
+    pub fn from_bytes(onnx: &[u8], weights: &'w [u8]) -> Result<Model<'w>> {
+        Self::build(onnx, Backing::Borrowed(weights))
+    }
+
+    fn build(onnx: &[u8], backing: Backing<'w>) -> Result<Model<'w>> {
+        let decoded = crate::onnx::decode_model(onnx)?;
+        let weights: &[u8] = match &backing {
+            Backing::Borrowed(b) => b,
+            #[cfg(feature = "std")]
+            Backing::Mapped(m) => m,
+        };
+        let graph = graph::load_graph(&decoded, weights)?;
+        let kernels = crate::kernels::best();
+        // Validate shapes and attributes once now, so a broken model fails at load.
+        let shapes: Vec<Vec<usize>> = graph
+            .inputs
+            .iter()
+            .map(|(_, i)| i.shape.iter().map(|d| d.unwrap_or(VALIDATION_BATCH)).collect())
+            .collect();
+        graph::plan::plan(&graph, weights, kernels, &shapes)?;
+        let inputs = graph.inputs.iter().map(|(_, i)| i.clone()).collect();
+        let outputs = graph.outputs.iter().map(|(_, i)| i.clone()).collect();
+        let metadata = decoded
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Ok(Model {
+            backing,
+            graph,
+            inputs,
+            outputs,
+            metadata,
+            kernels,
         })
+    }
+
+    /// The weights buffer (mapped file or borrowed bytes).
+    pub fn weights(&self) -> &[u8] {
+        match &self.backing {
+            Backing::Borrowed(b) => b,
+            #[cfg(feature = "std")]
+            Backing::Mapped(m) => m,
+        }
     }
 
     /// Model inputs.
     pub fn inputs(&self) -> &[IoInfo] {
-        &[]
+        &self.inputs
     }
 
     /// Model outputs.
     pub fn outputs(&self) -> &[IoInfo] {
-        &[]
+        &self.outputs
     }
 
     /// `metadata_props` of the file.
     pub fn metadata(&self) -> &[(String, String)] {
-        &[]
+        &self.metadata
     }
 
     /// The kernel family this model's sessions run.
     pub fn kernel_variant(&self) -> KernelVariant {
-        crate::kernels::best().variant
+        self.kernels.variant
+    }
+
+    /// Number of nodes in the graph (after folding `Constant` nodes).
+    pub fn node_count(&self) -> usize {
+        self.graph.nodes.len()
+    }
+
+    /// The f32 values of an initializer, viewed in place when it lives in the weights file
+    /// (used by tests to check zero copy). `None` when absent or not f32.
+    pub fn initializer_f32(&self, name: &str) -> Option<&[f32]> {
+        let id = self.graph.names.iter().position(|n| n == name)?;
+        let c = self.graph.consts.get(id)?.as_ref()?;
+        match graph::plan::const_data(c, self.weights(), name).ok()? {
+            graph::value::Data::F32(v) => Some(v),
+            _ => None,
+        }
     }
 
     /// A new session with its own scratch memory.
@@ -65,9 +164,43 @@ impl<'w> Model<'w> {
 impl Model<'static> {
     /// Open `model.onnx` and memory-map the weights file its external data names (relative to
     /// the model's folder).
-    pub fn open(_onnx_path: impl AsRef<std::path::Path>) -> Result<Model<'static>> {
-        Err(Error::InvalidGraph {
-            reason: String::from("not implemented yet"),
-        })
+    pub fn open(onnx_path: impl AsRef<std::path::Path>) -> Result<Model<'static>> {
+        use crate::error::Error;
+        let path = onnx_path.as_ref();
+        let io = |p: &std::path::Path, e: std::io::Error| Error::Io {
+            path: p.display().to_string(),
+            reason: e.to_string(),
+        };
+        let onnx = std::fs::read(path).map_err(|e| io(path, e))?;
+        let location = {
+            let decoded = crate::onnx::decode_model(&onnx)?;
+            crate::onnx::external_location(&decoded)?.map(|s| s.to_string())
+        };
+        let backing = match location {
+            None => Backing::Borrowed(&[]),
+            Some(loc) => {
+                let wpath = path.parent().unwrap_or(std::path::Path::new(".")).join(&loc);
+                let file = std::fs::File::open(&wpath).map_err(|e| io(&wpath, e))?;
+                let len = file.metadata().map_err(|e| io(&wpath, e))?.len();
+                if len == 0 {
+                    Backing::Borrowed(&[])
+                } else {
+                    // SAFETY: the map is read-only and private to this model. Another process
+                    // truncating or rewriting the file while it is mapped would change or
+                    // fault the bytes under us; the exporter writes artifacts atomically
+                    // (new file + rename), so a published weights file is never modified in
+                    // place. This is the documented contract of `Model::open`.
+                    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io(&wpath, e))?;
+                    Backing::Mapped(map)
+                }
+            }
+        };
+        Self::build(&onnx, backing)
     }
 }
+
+// The model is shared across threads by design.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Model<'static>>();
+};

@@ -1,9 +1,17 @@
-//! Per-thread scoring state: the plan for the current batch size and its preallocated scratch.
-//! (Stub: the graph engine fills it in.)
+//! Per-thread scoring state: plans for the batch sizes seen so far and their preallocated
+//! buffers. After the first call with a given set of input shapes, [`Session::run`] does not
+//! allocate.
+
+use alloc::format;
+use alloc::vec::Vec;
 
 use crate::error::{Error, Result};
+use crate::graph::ops::NodeCtx;
+use crate::graph::plan::{alloc_bufs, plan, view_of, Plan};
+use crate::graph::value::{Buf, View};
+use crate::graph::MAX_NODE_INPUTS;
 use crate::model::Model;
-use alloc::string::String;
+use crate::tensor::DType;
 
 /// Borrowed values of one model input.
 #[derive(Debug, Clone, Copy)]
@@ -14,6 +22,24 @@ pub enum InputData<'a> {
     I64(&'a [i64]),
     /// i32 values.
     I32(&'a [i32]),
+}
+
+impl InputData<'_> {
+    fn dtype(&self) -> DType {
+        match self {
+            InputData::F32(_) => DType::F32,
+            InputData::I64(_) => DType::I64,
+            InputData::I32(_) => DType::I32,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            InputData::F32(v) => v.len(),
+            InputData::I64(v) => v.len(),
+            InputData::I32(v) => v.len(),
+        }
+    }
 }
 
 /// One named input for [`Session::run`].
@@ -38,27 +64,186 @@ pub struct OutputView<'s> {
     pub data: &'s [f32],
 }
 
+struct Prepared {
+    plan: Plan,
+    bufs: Vec<Buf>,
+}
+
+/// How many plans (distinct input shapes) a session keeps.
+const PLAN_CACHE: usize = 8;
+
 /// Scoring state for one thread.
 pub struct Session<'m, 'w> {
     model: &'m Model<'w>,
+    plans: Vec<Prepared>,
+    current: Option<usize>,
 }
 
 impl<'m, 'w> Session<'m, 'w> {
     /// A session on `model`.
     pub fn new(model: &'m Model<'w>) -> Self {
-        Session { model }
+        Session {
+            model,
+            plans: Vec::new(),
+            current: None,
+        }
     }
 
-    /// Score one batch. After the first call at a given batch size, this does not allocate.
-    pub fn run(&mut self, _inputs: &[Input<'_>]) -> Result<()> {
-        let _ = self.model;
-        Err(Error::InvalidGraph {
-            reason: String::from("not implemented yet"),
+    /// The model this session runs.
+    pub fn model(&self) -> &'m Model<'w> {
+        self.model
+    }
+
+    /// Score one batch. Inputs are matched to the model's inputs by name; each must have the
+    /// model's dtype, rank and fixed dimensions. After the first call with a given set of
+    /// shapes this does not allocate.
+    pub fn run(&mut self, inputs: &[Input<'_>]) -> Result<()> {
+        self.current = None;
+        let model = self.model;
+        let infos = model.inputs();
+        // Validate and find the matching plan without allocating.
+        for given in inputs {
+            if !infos.iter().any(|i| i.name == given.name) {
+                return Err(Error::InputMismatch {
+                    input: given.name.into(),
+                    expected: "no such input".into(),
+                    got: format!("{} {:?}", given.data.dtype().name(), given.shape),
+                });
+            }
+        }
+        let mut found = None;
+        'plans: for (pi, p) in self.plans.iter().enumerate() {
+            for (info, shape) in infos.iter().zip(&p.plan.input_shapes) {
+                match inputs.iter().find(|i| i.name == info.name) {
+                    Some(given) if given.shape == shape.as_slice() => {}
+                    _ => continue 'plans,
+                }
+            }
+            found = Some(pi);
+            break;
+        }
+        let pi = match found {
+            Some(pi) => pi,
+            None => {
+                let mut shapes = Vec::with_capacity(infos.len());
+                for info in infos {
+                    let given = inputs.iter().find(|i| i.name == info.name).ok_or_else(|| Error::InputMismatch {
+                        input: info.name.clone(),
+                        expected: info.describe(),
+                        got: "nothing (input missing)".into(),
+                    })?;
+                    check_input(info, given)?;
+                    shapes.push(given.shape.to_vec());
+                }
+                let plan = plan(&model.graph, model.weights(), model.kernels, &shapes)?;
+                let bufs = alloc_bufs(&plan);
+                if self.plans.len() >= PLAN_CACHE {
+                    self.plans.remove(0);
+                }
+                self.plans.push(Prepared { plan, bufs });
+                self.plans.len() - 1
+            }
+        };
+        let prepared = &mut self.plans[pi];
+        // Copy the inputs into their buffers (dtype and element count checked).
+        for ((info, &b), given_shape) in infos.iter().zip(&prepared.plan.inputs).zip(&prepared.plan.input_shapes) {
+            let given = inputs.iter().find(|i| i.name == info.name).ok_or_else(|| Error::InputMismatch {
+                input: info.name.clone(),
+                expected: info.describe(),
+                got: "nothing (input missing)".into(),
+            })?;
+            let buf = prepared.bufs.get_mut(b).ok_or_else(|| internal("input buffer"))?;
+            let ok = match (given.data, buf) {
+                (InputData::F32(s), Buf::F32(d)) if s.len() == d.len() => {
+                    d.copy_from_slice(s);
+                    true
+                }
+                (InputData::I64(s), Buf::I64(d)) if s.len() == d.len() => {
+                    d.copy_from_slice(s);
+                    true
+                }
+                (InputData::I32(s), Buf::I32(d)) if s.len() == d.len() => {
+                    d.copy_from_slice(s);
+                    true
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(Error::InputMismatch {
+                    input: info.name.clone(),
+                    expected: format!("{} {:?} ({} values)", info.dtype.name(), given_shape, given_shape.iter().product::<usize>()),
+                    got: format!("{} with {} values", given.data.dtype().name(), given.data.len()),
+                });
+            }
+        }
+        execute(model, prepared)?;
+        self.current = Some(pi);
+        Ok(())
+    }
+
+    /// Output `index` of the last successful run.
+    pub fn output(&self, index: usize) -> Option<OutputView<'_>> {
+        let p = self.plans.get(self.current?)?;
+        let operand = p.plan.outputs.get(index)?;
+        let g = &self.model.graph;
+        let view = view_of(g, self.model.weights(), &p.plan.folded, &p.bufs, operand).ok()?;
+        Some(OutputView {
+            name: &g.outputs.get(index)?.1.name,
+            shape: &operand.shape,
+            data: view.f32()?,
         })
     }
 
-    /// Output `index` of the last run.
-    pub fn output(&self, _index: usize) -> Option<OutputView<'_>> {
-        None
+    /// Number of outputs.
+    pub fn output_count(&self) -> usize {
+        self.model.outputs().len()
     }
+}
+
+fn internal(what: &str) -> Error {
+    Error::InvalidGraph {
+        reason: format!("internal session error: {what}"),
+    }
+}
+
+fn check_input(info: &crate::model::IoInfo, given: &Input<'_>) -> Result<()> {
+    let dims_ok = given.shape.len() == info.shape.len() && info.shape.iter().zip(given.shape).all(|(e, &g)| e.is_none_or(|e| e == g));
+    let count = given.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if given.data.dtype() != info.dtype || !dims_ok || count != Some(given.data.len()) {
+        return Err(Error::InputMismatch {
+            input: info.name.clone(),
+            expected: info.describe(),
+            got: format!("{} {:?} with {} values", given.data.dtype().name(), given.shape, given.data.len()),
+        });
+    }
+    Ok(())
+}
+
+/// Runs every step of a prepared plan. No allocation: input views live in a stack array and
+/// each output buffer is moved out and back around its op.
+fn execute(model: &Model<'_>, p: &mut Prepared) -> Result<()> {
+    let g = &model.graph;
+    let weights = model.weights();
+    for step in &p.plan.steps {
+        let node = g.nodes.get(step.node).ok_or_else(|| internal("node index"))?;
+        let cx = NodeCtx {
+            node: &node.label,
+            op_type: &node.op_type,
+            source: &node.source,
+        };
+        let mut out = core::mem::take(p.bufs.get_mut(step.output).ok_or_else(|| internal("output buffer"))?);
+        let result = (|| {
+            let mut views: [Option<View<'_>>; MAX_NODE_INPUTS] = [None; MAX_NODE_INPUTS];
+            for (slot, operand) in views.iter_mut().zip(&step.inputs) {
+                if let Some(o) = operand {
+                    *slot = Some(view_of(g, weights, &p.plan.folded, &p.bufs, o)?);
+                }
+            }
+            let n = step.inputs.len().min(MAX_NODE_INPUTS);
+            crate::graph::ops::eval(&node.op, model.kernels, &views[..n], &mut out, &step.out_shape, &cx)
+        })();
+        p.bufs[step.output] = out;
+        result?;
+    }
+    Ok(())
 }

@@ -2,4 +2,5 @@
 
 pub mod types;
 
+
 pub use types::*;

@@ -1,0 +1,252 @@
+//! Parsed ops: each ONNX node becomes an [`Op`] with its attributes checked at load time, so an
+//! unsupported op or a malformed attribute fails when the model is opened, not when it runs.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use crate::error::{Error, Result};
+use crate::onnx::{AttrValue, Node};
+use crate::tensor::{ConstTensor, DType};
+
+/// Elementwise binary ops (NumPy broadcasting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+}
+
+/// Elementwise comparisons (bool output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CmpOp {
+    Equal,
+    Less,
+    Greater,
+}
+
+/// Elementwise unary ops on floats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UnOp {
+    Relu,
+    Sigmoid,
+    Tanh,
+    Exp,
+    Log,
+    Sqrt,
+    Abs,
+    Neg,
+}
+
+/// Reductions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReduceKind {
+    Sum,
+    Mean,
+}
+
+/// One supported op with its attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Op {
+    Gather { axis: i64 },
+    MatMul,
+    Gemm { alpha: f32, beta: f32, trans_a: bool, trans_b: bool },
+    Binary(BinOp),
+    Compare(CmpOp),
+    Unary(UnOp),
+    Concat { axis: i64 },
+    Reshape { allowzero: bool },
+    Flatten { axis: i64 },
+    /// `axes` from the attribute (opset < 13) or, when `None`, from the second input.
+    Unsqueeze { axes: Option<Vec<i64>> },
+    /// `axes` from the attribute (opset < 13) or from the optional second input.
+    Squeeze { axes: Option<Vec<i64>> },
+    Transpose { perm: Option<Vec<i64>> },
+    /// `axes` from the attribute (older opsets) or from the optional second input.
+    Reduce { kind: ReduceKind, axes: Option<Vec<i64>>, keepdims: bool, noop_with_empty_axes: bool },
+    Cast { to: DType },
+    /// Identity, Dropout (inference), and other pass-throughs.
+    Identity,
+    Constant { value: ConstTensor },
+    Shape { start: i64, end: Option<i64> },
+    Slice,
+    ConstantOfShape { value: ConstTensor },
+}
+
+/// Reads attributes of one node with messages naming it.
+struct Attrs<'n, 'a> {
+    node: &'n Node<'a>,
+    label: &'n str,
+}
+
+impl<'n, 'a> Attrs<'n, 'a> {
+    fn err(&self, reason: String) -> Error {
+        Error::InvalidNode {
+            node: self.label.to_string(),
+            op: self.node.op_type.to_string(),
+            reason,
+        }
+    }
+
+    fn int(&self, name: &str, default: i64) -> Result<i64> {
+        match self.node.attr(name) {
+            None => Ok(default),
+            Some(AttrValue::Int(v)) => Ok(*v),
+            Some(other) => Err(self.err(format!("attribute '{name}' must be an int, got {}", kind(other)))),
+        }
+    }
+
+    fn float(&self, name: &str, default: f32) -> Result<f32> {
+        match self.node.attr(name) {
+            None => Ok(default),
+            Some(AttrValue::Float(v)) => Ok(*v),
+            Some(other) => Err(self.err(format!("attribute '{name}' must be a float, got {}", kind(other)))),
+        }
+    }
+
+    fn ints(&self, name: &str) -> Result<Option<Vec<i64>>> {
+        match self.node.attr(name) {
+            None => Ok(None),
+            Some(AttrValue::Ints(v)) => Ok(Some(v.clone())),
+            Some(other) => Err(self.err(format!("attribute '{name}' must be ints, got {}", kind(other)))),
+        }
+    }
+
+    fn flag(&self, name: &str, default: bool) -> Result<bool> {
+        match self.int(name, default as i64)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            v => Err(self.err(format!("attribute '{name}' must be 0 or 1, got {v}"))),
+        }
+    }
+}
+
+fn kind(v: &AttrValue<'_>) -> &'static str {
+    match v {
+        AttrValue::Float(_) => "a float",
+        AttrValue::Int(_) => "an int",
+        AttrValue::String(_) => "a string",
+        AttrValue::Tensor(_) => "a tensor",
+        AttrValue::Graph(_) => "a graph",
+        AttrValue::Floats(_) => "floats",
+        AttrValue::Ints(_) => "ints",
+        AttrValue::Strings(_) => "strings",
+    }
+}
+
+/// Parses a node into an [`Op`]. `weights` resolves tensor attributes of `Constant` nodes.
+pub(crate) fn parse_op(node: &Node<'_>, label: &str, weights: &[u8]) -> Result<Op> {
+    let a = Attrs { node, label };
+    if !(node.domain.is_empty() || node.domain == "ai.onnx") {
+        return Err(Error::UnsupportedOp {
+            op: format!("{}:{}", node.domain, node.op_type),
+            node: label.to_string(),
+        });
+    }
+    let op = match node.op_type {
+        "Gather" => Op::Gather { axis: a.int("axis", 0)? },
+        "MatMul" => Op::MatMul,
+        "Gemm" => Op::Gemm {
+            alpha: a.float("alpha", 1.0)?,
+            beta: a.float("beta", 1.0)?,
+            trans_a: a.flag("transA", false)?,
+            trans_b: a.flag("transB", false)?,
+        },
+        "Add" => Op::Binary(BinOp::Add),
+        "Sub" => Op::Binary(BinOp::Sub),
+        "Mul" => Op::Binary(BinOp::Mul),
+        "Div" => Op::Binary(BinOp::Div),
+        "Pow" => Op::Binary(BinOp::Pow),
+        "Equal" => Op::Compare(CmpOp::Equal),
+        "Less" => Op::Compare(CmpOp::Less),
+        "Greater" => Op::Compare(CmpOp::Greater),
+        "Relu" => Op::Unary(UnOp::Relu),
+        "Sigmoid" => Op::Unary(UnOp::Sigmoid),
+        "Tanh" => Op::Unary(UnOp::Tanh),
+        "Exp" => Op::Unary(UnOp::Exp),
+        "Log" => Op::Unary(UnOp::Log),
+        "Sqrt" => Op::Unary(UnOp::Sqrt),
+        "Abs" => Op::Unary(UnOp::Abs),
+        "Neg" => Op::Unary(UnOp::Neg),
+        "Concat" => match node.attr("axis") {
+            Some(_) => Op::Concat { axis: a.int("axis", 0)? },
+            None => return Err(a.err("missing required attribute 'axis'".to_string())),
+        },
+        "Reshape" => Op::Reshape { allowzero: a.flag("allowzero", false)? },
+        "Flatten" => Op::Flatten { axis: a.int("axis", 1)? },
+        "Unsqueeze" => Op::Unsqueeze { axes: a.ints("axes")? },
+        "Squeeze" => Op::Squeeze { axes: a.ints("axes")? },
+        "Transpose" => Op::Transpose { perm: a.ints("perm")? },
+        "ReduceSum" | "ReduceMean" => Op::Reduce {
+            kind: if node.op_type == "ReduceSum" { ReduceKind::Sum } else { ReduceKind::Mean },
+            axes: a.ints("axes")?,
+            keepdims: a.flag("keepdims", true)?,
+            noop_with_empty_axes: a.flag("noop_with_empty_axes", false)?,
+        },
+        "Cast" => {
+            let to = a.int("to", 0)?;
+            let code = i32::try_from(to).map_err(|_| a.err(format!("attribute 'to' = {to} is not a data type")))?;
+            match DType::from_onnx(code) {
+                Some(to) => Op::Cast { to },
+                None => {
+                    return Err(Error::UnsupportedDType { tensor: format!("output of Cast node '{label}'"), dtype: code })
+                }
+            }
+        }
+        "Identity" | "Dropout" => Op::Identity,
+        "Constant" => Op::Constant { value: constant_value(&a, weights)? },
+        "Shape" => Op::Shape {
+            start: a.int("start", 0)?,
+            end: match node.attr("end") {
+                None => None,
+                Some(_) => Some(a.int("end", 0)?),
+            },
+        },
+        "Slice" => {
+            if node.attr("starts").is_some() {
+                return Err(a.err("Slice with 'starts' attribute (opset < 10) is not supported".to_string()));
+            }
+            Op::Slice
+        }
+        "ConstantOfShape" => Op::ConstantOfShape {
+            value: match node.attr("value") {
+                None => ConstTensor::owned(alloc::vec![1], crate::tensor::OwnedData::F32(alloc::vec![0.0])),
+                Some(AttrValue::Tensor(t)) => {
+                    let c = crate::onnx::resolve_tensor(t, weights)?;
+                    if c.numel() != 1 {
+                        return Err(a.err(format!("'value' must hold one element, has {}", c.numel())));
+                    }
+                    c
+                }
+                Some(other) => return Err(a.err(format!("attribute 'value' must be a tensor, got {}", kind(other)))),
+            },
+        },
+        other => {
+            return Err(Error::UnsupportedOp {
+                op: other.to_string(),
+                node: label.to_string(),
+            })
+        }
+    };
+    Ok(op)
+}
+
+fn constant_value(a: &Attrs<'_, '_>, weights: &[u8]) -> Result<ConstTensor> {
+    use crate::tensor::OwnedData;
+    let Some(attr) = a.node.attributes.first() else {
+        return Err(a.err("Constant without a value attribute".to_string()));
+    };
+    if a.node.attributes.len() != 1 {
+        return Err(a.err("Constant must have exactly one value attribute".to_string()));
+    }
+    Ok(match (attr.name, &attr.value) {
+        ("value", AttrValue::Tensor(t)) => crate::onnx::resolve_tensor(t, weights)?,
+        ("value_float", AttrValue::Float(v)) => ConstTensor::owned(Vec::new(), OwnedData::F32(alloc::vec![*v])),
+        ("value_floats", AttrValue::Floats(v)) => ConstTensor::owned(alloc::vec![v.len()], OwnedData::F32(v.clone())),
+        ("value_int", AttrValue::Int(v)) => ConstTensor::owned(Vec::new(), OwnedData::I64(alloc::vec![*v])),
+        ("value_ints", AttrValue::Ints(v)) => ConstTensor::owned(alloc::vec![v.len()], OwnedData::I64(v.clone())),
+        (name, v) => return Err(a.err(format!("unsupported Constant attribute '{name}' ({})", kind(v)))),
+    })
+}

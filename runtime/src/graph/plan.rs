@@ -1,0 +1,341 @@
+//! Planning for one set of input shapes: resolve shapes, fold constants, alias pure
+//! re-shapings, materialize f16 weights only where an op cannot read them directly, and
+//! preallocate one buffer per computed value.
+
+use alloc::format;
+use alloc::string::ToString;
+use alloc::vec::Vec;
+
+use super::op::Op;
+use super::ops::{self, logical, Meta, NodeCtx};
+use super::strided::MAX_RANK;
+use super::value::{numel, Buf, Data, View};
+use super::{LoadedGraph, ValueId};
+use crate::error::{Error, Result};
+use crate::kernels::Kernels;
+use crate::tensor::{ConstData, ConstTensor, DType, OwnedData};
+
+/// Where a value's data lives during a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// A model constant (initializer), by value id.
+    Model(ValueId),
+    /// A constant computed by the planner.
+    Folded(usize),
+    /// A session buffer.
+    Buf(usize),
+}
+
+/// A slot with the shape it is read with (aliased re-shapings share a slot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Operand {
+    pub slot: Slot,
+    pub shape: Vec<usize>,
+}
+
+/// One node to run.
+#[derive(Debug, Clone)]
+pub(crate) struct Step {
+    pub node: usize,
+    pub inputs: Vec<Option<Operand>>,
+    pub output: usize,
+    pub out_shape: Vec<usize>,
+}
+
+/// The plan for one set of input shapes.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub input_shapes: Vec<Vec<usize>>,
+    pub folded: Vec<Buf>,
+    pub steps: Vec<Step>,
+    /// dtype and element count of every session buffer.
+    pub bufs: Vec<(DType, usize)>,
+    /// Buffer of each model input.
+    pub inputs: Vec<usize>,
+    pub outputs: Vec<Operand>,
+}
+
+/// Most scratch memory one plan may ask for (hostile shapes must not exhaust memory).
+pub(crate) const MAX_SCRATCH_BYTES: usize = 1 << 30;
+
+/// The values of a model constant, viewed in place in the weights buffer when stored there.
+pub(crate) fn const_data<'a>(c: &'a ConstTensor, weights: &'a [u8], name: &str) -> Result<Data<'a>> {
+    let bad = |reason: &str| Error::InvalidTensor {
+        tensor: name.to_string(),
+        reason: reason.to_string(),
+    };
+    Ok(match &c.data {
+        ConstData::Owned(OwnedData::F32(v)) => Data::F32(v),
+        ConstData::Owned(OwnedData::F16(v)) => Data::F16(v),
+        ConstData::Owned(OwnedData::I64(v)) => Data::I64(v),
+        ConstData::Owned(OwnedData::I32(v)) => Data::I32(v),
+        ConstData::Owned(OwnedData::Bool(v)) => Data::Bool(v),
+        ConstData::Weights { offset, byte_len } => {
+            let end = offset.checked_add(*byte_len).ok_or_else(|| bad("offset overflow"))?;
+            let bytes = weights.get(*offset..end).ok_or_else(|| bad("outside the weights buffer"))?;
+            let cast_err = |_| bad("misaligned view of the weights buffer");
+            match c.dtype {
+                DType::F32 => Data::F32(bytemuck::try_cast_slice(bytes).map_err(cast_err)?),
+                DType::F16 => Data::F16(bytemuck::try_cast_slice(bytes).map_err(cast_err)?),
+                DType::I64 => Data::I64(bytemuck::try_cast_slice(bytes).map_err(cast_err)?),
+                DType::I32 => Data::I32(bytemuck::try_cast_slice(bytes).map_err(cast_err)?),
+                DType::Bool => return Err(bad("bool tensors cannot live in the weights file")),
+            }
+        }
+    })
+}
+
+/// Resolves a slot to a view during planning or running.
+pub(crate) fn view_of<'a>(g: &'a LoadedGraph, weights: &'a [u8], folded: &'a [Buf], bufs: &'a [Buf], op: &'a Operand) -> Result<View<'a>> {
+    let data = match op.slot {
+        Slot::Model(id) => match g.consts.get(id).and_then(|c| c.as_ref()) {
+            Some(c) => const_data(c, weights, &g.names[id])?,
+            None => return Err(internal("model constant")),
+        },
+        Slot::Folded(i) => folded.get(i).ok_or_else(|| internal("folded constant"))?.data(),
+        Slot::Buf(i) => bufs.get(i).ok_or_else(|| internal("buffer"))?.data(),
+    };
+    Ok(View { shape: &op.shape, data })
+}
+
+fn internal(what: &str) -> Error {
+    Error::InvalidGraph {
+        reason: format!("internal planner error: {what}"),
+    }
+}
+
+/// Which inputs of `op` may stay f16 storage (read directly by the op).
+fn reads_f16(op: &Op, input: usize) -> bool {
+    match op {
+        Op::MatMul => input == 1,
+        Op::Gemm { .. } => input >= 1,
+        Op::Gather { .. } => input == 0,
+        Op::Concat { .. } | Op::Cast { .. } | Op::Identity | Op::Reshape { .. } | Op::Flatten { .. } => true,
+        Op::Unsqueeze { .. } | Op::Squeeze { .. } => input == 0,
+        _ => false,
+    }
+}
+
+/// True for ops whose output is their first input with another shape (no data change).
+fn is_alias(op: &Op) -> bool {
+    matches!(op, Op::Identity | Op::Reshape { .. } | Op::Flatten { .. } | Op::Unsqueeze { .. } | Op::Squeeze { .. })
+}
+
+/// Plans `g` for the given input shapes (one per model input, in order).
+pub(crate) fn plan(g: &LoadedGraph, weights: &[u8], k: &Kernels, input_shapes: &[Vec<usize>]) -> Result<Plan> {
+    struct Val {
+        slot: Slot,
+        dtype: DType,
+        shape: Vec<usize>,
+    }
+    let mut vals: Vec<Option<Val>> = (0..g.names.len()).map(|_| None).collect();
+    for (id, c) in g.consts.iter().enumerate() {
+        if let Some(c) = c {
+            vals[id] = Some(Val {
+                slot: Slot::Model(id),
+                dtype: logical(c.dtype),
+                shape: c.shape.clone(),
+            });
+        }
+    }
+    let mut plan = Plan {
+        input_shapes: input_shapes.to_vec(),
+        folded: Vec::new(),
+        steps: Vec::new(),
+        bufs: Vec::new(),
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+    };
+    let mut scratch = 0usize;
+    let mut add_buf = |plan: &mut Plan, dtype: DType, shape: &[usize], what: &str| -> Result<usize> {
+        let n = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .and_then(|n| n.checked_mul(dtype.size()))
+            .ok_or_else(|| Error::InvalidGraph {
+                reason: format!("value '{what}' of shape {shape:?} overflows"),
+            })?;
+        scratch = scratch.saturating_add(n);
+        if scratch > MAX_SCRATCH_BYTES {
+            return Err(Error::InvalidGraph {
+                reason: format!("plan needs more than {MAX_SCRATCH_BYTES} bytes of scratch (value '{what}' of shape {shape:?})"),
+            });
+        }
+        plan.bufs.push((dtype, numel(shape)));
+        Ok(plan.bufs.len() - 1)
+    };
+    if input_shapes.len() != g.inputs.len() {
+        return Err(internal("input count"));
+    }
+    for ((id, info), shape) in g.inputs.iter().zip(input_shapes) {
+        if shape.len() > MAX_RANK {
+            return Err(Error::InputMismatch {
+                input: info.name.clone(),
+                expected: format!("rank <= {MAX_RANK}"),
+                got: format!("{shape:?}"),
+            });
+        }
+        let b = add_buf(&mut plan, logical(info.dtype), shape, &info.name)?;
+        plan.inputs.push(b);
+        vals[*id] = Some(Val {
+            slot: Slot::Buf(b),
+            dtype: logical(info.dtype),
+            shape: shape.clone(),
+        });
+    }
+    let no_bufs: [Buf; 0] = [];
+    for (ni, node) in g.nodes.iter().enumerate() {
+        let cx = NodeCtx {
+            node: &node.label,
+            op_type: &node.op_type,
+            source: &node.source,
+        };
+        // Operands, materializing f16 constants the op cannot read.
+        let mut operands: Vec<Option<Operand>> = Vec::with_capacity(node.inputs.len());
+        for (i, inp) in node.inputs.iter().enumerate() {
+            let Some(id) = inp else {
+                operands.push(None);
+                continue;
+            };
+            let v = vals[*id].as_ref().ok_or_else(|| internal("value order"))?;
+            let mut operand = Operand {
+                slot: v.slot,
+                shape: v.shape.clone(),
+            };
+            if !reads_f16(&node.op, i) {
+                let view = match v.slot {
+                    Slot::Buf(_) => None,
+                    _ => Some(view_of(g, weights, &plan.folded, &no_bufs, &operand)?),
+                };
+                if let Some(View { data: Data::F16(h), .. }) = view {
+                    let f: Vec<f32> = h.iter().map(|x| x.to_f32()).collect();
+                    plan.folded.push(Buf::F32(f));
+                    operand.slot = Slot::Folded(plan.folded.len() - 1);
+                }
+            }
+            if operand.shape.len() > MAX_RANK {
+                return Err(cx.err(format!("input rank {} above {MAX_RANK}", operand.shape.len())));
+            }
+            operands.push(Some(operand));
+        }
+        let dtypes: Vec<DType> = node.inputs.iter().map(|i| i.and_then(|id| vals[id].as_ref()).map(|v| v.dtype).unwrap_or(DType::F32)).collect();
+        let all_const = operands.iter().flatten().all(|o| !matches!(o.slot, Slot::Buf(_)));
+        // Infer output shapes (constant inputs give their values).
+        let outs = {
+            let mut metas: Vec<Option<Meta<'_>>> = Vec::with_capacity(operands.len());
+            for (o, &dt) in operands.iter().zip(&dtypes) {
+                metas.push(match o {
+                    None => None,
+                    Some(o) => Some(Meta {
+                        dtype: dt,
+                        shape: &o.shape,
+                        value: match o.slot {
+                            Slot::Buf(_) => None,
+                            _ => Some(view_of(g, weights, &plan.folded, &no_bufs, o)?),
+                        },
+                    }),
+                });
+            }
+            ops::infer(&node.op, &metas, &cx)?
+        };
+        if outs.len() < node.outputs.len() {
+            return Err(cx.err(format!("produces {} outputs, the graph uses {}", outs.len(), node.outputs.len())));
+        }
+        let (dtype, out_shape) = outs.into_iter().next().ok_or_else(|| internal("no output"))?;
+        if out_shape.len() > MAX_RANK {
+            return Err(cx.err(format!("output rank {} above {MAX_RANK}", out_shape.len())));
+        }
+        let out_id = node.outputs[0];
+        // Aliases and same-dtype casts reuse their input's slot.
+        let same_cast = matches!(node.op, Op::Cast { to } if to == dtypes[0] || (to == DType::F32 && dtypes[0] == DType::F32));
+        if is_alias(&node.op) || same_cast {
+            let src = operands[0].as_ref().ok_or_else(|| internal("alias source"))?;
+            vals[out_id] = Some(Val {
+                slot: src.slot,
+                dtype,
+                shape: out_shape,
+            });
+            continue;
+        }
+        let fold = all_const || matches!(node.op, Op::Shape { .. });
+        if fold {
+            let mut out = Buf::zeros(dtype, numel(&out_shape));
+            if let Op::ConstantOfShape { value } = &node.op {
+                fill_constant(&mut out, value, g, weights, &cx)?;
+            } else {
+                let mut views: Vec<Option<View<'_>>> = Vec::with_capacity(operands.len());
+                for o in &operands {
+                    views.push(match o {
+                        None => None,
+                        Some(o) if matches!(o.slot, Slot::Buf(_)) => Some(View {
+                            shape: &o.shape,
+                            data: Data::F32(&[]),
+                        }),
+                        Some(o) => Some(view_of(g, weights, &plan.folded, &no_bufs, o)?),
+                    });
+                }
+                ops::eval(&node.op, k, &views, &mut out, &out_shape, &cx)?;
+            }
+            plan.folded.push(out);
+            vals[out_id] = Some(Val {
+                slot: Slot::Folded(plan.folded.len() - 1),
+                dtype,
+                shape: out_shape,
+            });
+            continue;
+        }
+        let b = add_buf(&mut plan, dtype, &out_shape, &g.names[out_id])?;
+        plan.steps.push(Step {
+            node: ni,
+            inputs: operands,
+            output: b,
+            out_shape: out_shape.clone(),
+        });
+        vals[out_id] = Some(Val {
+            slot: Slot::Buf(b),
+            dtype,
+            shape: out_shape,
+        });
+    }
+    for (id, info) in &g.outputs {
+        let v = vals[*id].as_ref().ok_or_else(|| internal("output"))?;
+        if v.dtype != DType::F32 {
+            return Err(Error::UnsupportedDType {
+                tensor: format!("output '{}'", info.name),
+                dtype: v.dtype.onnx_code(),
+            });
+        }
+        let mut operand = Operand {
+            slot: v.slot,
+            shape: v.shape.clone(),
+        };
+        // Outputs are read as f32: a constant f16 output is converted once here.
+        if let Slot::Model(_) = v.slot {
+            if let Data::F16(h) = view_of(g, weights, &plan.folded, &no_bufs, &operand)?.data {
+                plan.folded.push(Buf::F32(h.iter().map(|x| x.to_f32()).collect()));
+                operand.slot = Slot::Folded(plan.folded.len() - 1);
+            }
+        }
+        plan.outputs.push(operand);
+    }
+    Ok(plan)
+}
+
+fn fill_constant(out: &mut Buf, value: &ConstTensor, g: &LoadedGraph, weights: &[u8], cx: &NodeCtx<'_>) -> Result<()> {
+    let v = const_data(value, weights, cx.node)?;
+    match (v, out) {
+        (Data::F32(s), Buf::F32(d)) if !s.is_empty() => d.iter_mut().for_each(|x| *x = s[0]),
+        (Data::F16(s), Buf::F32(d)) if !s.is_empty() => d.iter_mut().for_each(|x| *x = s[0].to_f32()),
+        (Data::I64(s), Buf::I64(d)) if !s.is_empty() => d.iter_mut().for_each(|x| *x = s[0]),
+        (Data::I32(s), Buf::I32(d)) if !s.is_empty() => d.iter_mut().for_each(|x| *x = s[0]),
+        (Data::Bool(s), Buf::Bool(d)) if !s.is_empty() => d.iter_mut().for_each(|x| *x = s[0]),
+        _ => return Err(cx.err("value dtype does not match the output".to_string())),
+    }
+    let _ = g;
+    Ok(())
+}
+
+/// Initial contents of the session buffers of `plan`.
+pub(crate) fn alloc_bufs(plan: &Plan) -> Vec<Buf> {
+    plan.bufs.iter().map(|&(d, n)| Buf::zeros(d, n)).collect()
+}

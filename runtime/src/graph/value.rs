@@ -1,0 +1,141 @@
+//! Values flowing through the graph: borrowed typed views (`View`) for op inputs and owned typed
+//! buffers (`Buf`) for op outputs and folded constants.
+
+use alloc::vec::Vec;
+use half::f16;
+
+use crate::tensor::{DType, OwnedData};
+
+/// Borrowed values of one tensor. `F16` carries float values stored as f16 (weights after the
+/// `Cast(FLOAT16 -> FLOAT)` pattern): its logical dtype is f32.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Data<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+    I64(&'a [i64]),
+    I32(&'a [i32]),
+    Bool(&'a [bool]),
+}
+
+impl<'a> Data<'a> {
+    /// The logical dtype (f16 storage counts as f32).
+    pub(crate) fn dtype(&self) -> DType {
+        match self {
+            Data::F32(_) | Data::F16(_) => DType::F32,
+            Data::I64(_) => DType::I64,
+            Data::I32(_) => DType::I32,
+            Data::Bool(_) => DType::Bool,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Data::F32(v) => v.len(),
+            Data::F16(v) => v.len(),
+            Data::I64(v) => v.len(),
+            Data::I32(v) => v.len(),
+            Data::Bool(v) => v.len(),
+        }
+    }
+}
+
+/// A borrowed tensor: shape and values.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct View<'a> {
+    pub shape: &'a [usize],
+    pub data: Data<'a>,
+}
+
+impl<'a> View<'a> {
+    pub(crate) fn f32(&self) -> Option<&'a [f32]> {
+        match self.data {
+            Data::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn i64(&self) -> Option<&'a [i64]> {
+        match self.data {
+            Data::I64(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// An owned, typed buffer. Preallocated by the planner; ops write into it in place.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Buf {
+    F32(Vec<f32>),
+    I64(Vec<i64>),
+    I32(Vec<i32>),
+    Bool(Vec<bool>),
+    F16(Vec<f16>),
+}
+
+impl Default for Buf {
+    fn default() -> Self {
+        Buf::F32(Vec::new())
+    }
+}
+
+impl Buf {
+    /// A zeroed buffer of `len` elements of `dtype`.
+    pub(crate) fn zeros(dtype: DType, len: usize) -> Buf {
+        match dtype {
+            DType::F32 => Buf::F32(alloc::vec![0.0; len]),
+            DType::F16 => Buf::F16(alloc::vec![f16::ZERO; len]),
+            DType::I64 => Buf::I64(alloc::vec![0; len]),
+            DType::I32 => Buf::I32(alloc::vec![0; len]),
+            DType::Bool => Buf::Bool(alloc::vec![false; len]),
+        }
+    }
+
+    pub(crate) fn dtype(&self) -> DType {
+        match self {
+            Buf::F32(_) => DType::F32,
+            Buf::F16(_) => DType::F16,
+            Buf::I64(_) => DType::I64,
+            Buf::I32(_) => DType::I32,
+            Buf::Bool(_) => DType::Bool,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.data().len()
+    }
+
+    pub(crate) fn data(&self) -> Data<'_> {
+        match self {
+            Buf::F32(v) => Data::F32(v),
+            Buf::F16(v) => Data::F16(v),
+            Buf::I64(v) => Data::I64(v),
+            Buf::I32(v) => Data::I32(v),
+            Buf::Bool(v) => Data::Bool(v),
+        }
+    }
+
+    pub(crate) fn into_owned_data(self) -> OwnedData {
+        match self {
+            Buf::F32(v) => OwnedData::F32(v),
+            Buf::F16(v) => OwnedData::F16(v),
+            Buf::I64(v) => OwnedData::I64(v),
+            Buf::I32(v) => OwnedData::I32(v),
+            Buf::Bool(v) => OwnedData::Bool(v),
+        }
+    }
+
+    pub(crate) fn from_owned_data(d: OwnedData) -> Buf {
+        match d {
+            OwnedData::F32(v) => Buf::F32(v),
+            OwnedData::F16(v) => Buf::F16(v),
+            OwnedData::I64(v) => Buf::I64(v),
+            OwnedData::I32(v) => Buf::I32(v),
+            OwnedData::Bool(v) => Buf::Bool(v),
+        }
+    }
+}
+
+/// Row-major strides of `shape`.
+pub(crate) fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
