@@ -101,7 +101,10 @@ fn mlp_constants_zero_copy() {
         }
     );
     let ConstData::Weights { offset, byte_len } = consts[2].1.data else {
-        panic!("W2 should stay in the weights buffer: {:?}", consts[2].1.data);
+        panic!(
+            "W2 should stay in the weights buffer: {:?}",
+            consts[2].1.data
+        );
     };
     assert_eq!((offset, byte_len), (W2_OFFSET, 32));
     let view = view_f32(w, offset, byte_len).unwrap();
@@ -114,7 +117,10 @@ fn mlp_constants_zero_copy() {
     assert_eq!(view_f32(w, 0, 128).unwrap(), &w1()[..]);
 
     assert_eq!(consts[1].1.data, ConstData::Owned(OwnedData::F32(b1())));
-    assert_eq!(consts[3].1.data, ConstData::Owned(OwnedData::F32(vec![0.125])));
+    assert_eq!(
+        consts[3].1.data,
+        ConstData::Owned(OwnedData::F32(vec![0.125]))
+    );
     assert_eq!(consts[3].1.shape, vec![1]);
 
     let AttrValue::Tensor(t) = m.graph.nodes[7].attr("value").unwrap() else {
@@ -130,8 +136,14 @@ fn views_check_range_and_alignment() {
     let w = weights.bytes();
     assert!(matches!(view_f32(w, 2, 8), Err(Error::Weights { .. })));
     assert!(matches!(view_f32(w, 0, 6), Err(Error::Weights { .. })));
-    assert!(matches!(view_f32(w, w.len() - 4, 8), Err(Error::Weights { .. })));
-    assert!(matches!(view_f32(w, usize::MAX, 8), Err(Error::Weights { .. })));
+    assert!(matches!(
+        view_f32(w, w.len() - 4, 8),
+        Err(Error::Weights { .. })
+    ));
+    assert!(matches!(
+        view_f32(w, usize::MAX, 8),
+        Err(Error::Weights { .. })
+    ));
     assert_eq!(view_f32(w, w.len(), 0).unwrap(), &[] as &[f32]);
     assert!(onnx::view_i64(w, 0, 16).is_ok());
     assert!(onnx::view_i32(w, 4, 4).is_ok());
@@ -185,9 +197,16 @@ fn alignment_counts_the_buffer_address_not_the_offset() {
 
 #[test]
 fn f16_bool_int32_double_tensors() {
-    let halves = [f16::from_f32(1.0), f16::from_f32(-0.5), f16::from_f32(65504.0)];
+    let halves = [
+        f16::from_f32(1.0),
+        f16::from_f32(-0.5),
+        f16::from_f32(65504.0),
+    ];
     let mut weights = Weights::zeroed(128);
-    let hb: Vec<u8> = halves.iter().flat_map(|h| h.to_bits().to_le_bytes()).collect();
+    let hb: Vec<u8> = halves
+        .iter()
+        .flat_map(|h| h.to_bits().to_le_bytes())
+        .collect();
     weights.put_bytes(64, &hb);
     let bits: Vec<i64> = halves.iter().map(|h| i64::from(h.to_bits())).collect();
     let inits = [
@@ -199,12 +218,7 @@ fn f16_bool_int32_double_tensors() {
         tensor_raw("i32", INT32, &[2], &[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]),
         tensor("i32_data", INT32, &[2]).packed_varints(5, &[-7, 9]),
         tensor("d", DOUBLE, &[2]).packed_doubles(10, &[0.5, -1e300]),
-        tensor_raw(
-            "d_raw",
-            DOUBLE,
-            &[1],
-            &2.5f64.to_le_bytes(),
-        ),
+        tensor_raw("d_raw", DOUBLE, &[1], &2.5f64.to_le_bytes()),
         tensor("empty", FLOAT, &[0, 3]),
         tensor("scalar_i64", INT64, &[]).packed_varints(7, &[42]),
     ];
@@ -231,7 +245,10 @@ fn f16_bool_int32_double_tensors() {
         c[3].data,
         ConstData::Owned(OwnedData::Bool(vec![true, false, true]))
     );
-    assert_eq!(c[4].data, ConstData::Owned(OwnedData::Bool(vec![false, true])));
+    assert_eq!(
+        c[4].data,
+        ConstData::Owned(OwnedData::Bool(vec![false, true]))
+    );
     assert_eq!(c[5].data, ConstData::Owned(OwnedData::I32(vec![1, -1])));
     assert_eq!(c[6].data, ConstData::Owned(OwnedData::I32(vec![-7, 9])));
     assert_eq!(c[7].dtype, DType::F32);
@@ -308,7 +325,9 @@ fn attributes_of_every_kind_and_defaults() {
         Msg::new().string(1, "empty_ints").int(20, 7),
         // IR version 1 style: no `type`, inferred from the value present.
         Msg::new().string(1, "untyped").int(3, 11),
-        Msg::new().string(1, "untyped_g").msg(6, &graph("sub", &[], &[], &[], &[])),
+        Msg::new()
+            .string(1, "untyped_g")
+            .msg(6, &graph("sub", &[], &[], &[], &[])),
     ];
     let g = graph("g", &[node("Op", "n", &[], &[], &attrs)], &[], &[], &[]);
     let bytes = model_bytes(&g);
@@ -342,13 +361,26 @@ fn nested_subgraphs_within_the_cap() {
         &[],
     );
     for i in 0..onnx::MAX_GRAPH_DEPTH {
-        let n = node("If", &format!("if{i}"), &["c"], &[], &[attr_graph("then_branch", &g)]);
+        let n = node(
+            "If",
+            &format!("if{i}"),
+            &["c"],
+            &[],
+            &[attr_graph("then_branch", &g)],
+        );
         g = graph(&format!("level{i}"), &[n], &[], &[], &[]);
     }
     let bytes = model_bytes(&g);
     let m = decode_model(&bytes).unwrap();
     assert_eq!(m.graph.name, format!("level{}", onnx::MAX_GRAPH_DEPTH - 1));
     assert_eq!(external_location(&m), Ok(Some("w.bin")));
+    // One level more is refused.
+    let n = node("If", "top", &["c"], &[], &[attr_graph("then_branch", &g)]);
+    let bytes = model_bytes(&graph("top", &[n], &[], &[], &[]));
+    match decode_model(&bytes) {
+        Err(Error::Protobuf { reason, .. }) => assert!(reason.contains("nest deeper"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -356,7 +388,13 @@ fn error_context_names_the_node_and_attribute() {
     let good = node("Relu", "r", &["a"], &["b"], &[]);
     // alpha encoded as a varint where a fixed32 float is required.
     let bad_attr = Msg::new().string(1, "alpha").varint(2, 1).int(20, 1);
-    let bad = node("Gemm", "Gemm_3", &["b", "w"], &["c"], &[attr_int("transB", 1), bad_attr]);
+    let bad = node(
+        "Gemm",
+        "Gemm_3",
+        &["b", "w"],
+        &["c"],
+        &[attr_int("transB", 1), bad_attr],
+    );
     let g = graph("g", &[good.clone(), good, bad], &[], &[], &[]);
     let bytes = model_bytes(&g);
     match decode_model(&bytes) {
@@ -387,7 +425,10 @@ fn python_reference_model_matches_its_dump() {
     let m = load(&onnx_bytes, w).unwrap();
     assert_eq!(external_location(&m), Ok(Some("mlp_py.weights")));
     let got = dump(&m, w);
-    assert_eq!(got, expected, "decoded dump differs from the Python reference");
+    assert_eq!(
+        got, expected,
+        "decoded dump differs from the Python reference"
+    );
     // The large initializers are viewed in place.
     let consts = resolve_initializers(&m.graph, w).unwrap();
     let in_place = consts
@@ -414,8 +455,8 @@ fn real_fixtures_when_present() {
         let Ok(onnx_bytes) = std::fs::read(&model_path) else {
             continue;
         };
-        let m = decode_model(&onnx_bytes)
-            .unwrap_or_else(|e| panic!("{}: {e}", model_path.display()));
+        let m =
+            decode_model(&onnx_bytes).unwrap_or_else(|e| panic!("{}: {e}", model_path.display()));
         let file = external_location(&m).unwrap();
         let weights_file = match file {
             Some(name) => std::fs::read(dir.join(name)).unwrap(),

@@ -304,12 +304,14 @@ fn resolve_external(
     // usize -> u64 never truncates on supported targets.
     let expected = byte_len as u64;
     let length = match length {
-        Some(l) if l != expected => return Err(invalid(
-            name,
-            format_args!(
+        Some(l) if l != expected => {
+            return Err(invalid(
+                name,
+                format_args!(
                 "external data length {l} does not match the dims and data type ({expected} bytes)"
             ),
-        )),
+            ))
+        }
         _ => expected,
     };
     let file_len = weights.len();

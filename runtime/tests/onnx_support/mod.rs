@@ -317,11 +317,24 @@ pub fn mlp_graph() -> Msg {
     let inits = [
         tensor_external("W1", FLOAT, &[4, 8], "model.weights", 0, Some(128)),
         tensor_raw("b1", FLOAT, &[8], &b1_raw),
-        tensor_external("W2", FLOAT, &[8, 1], "model.weights", W2_OFFSET as u64, None),
+        tensor_external(
+            "W2",
+            FLOAT,
+            &[8, 1],
+            "model.weights",
+            W2_OFFSET as u64,
+            None,
+        ),
         tensor_floats("b2", &[1], &[0.125]),
     ];
     let nodes = [
-        node("Flatten", "flatten", &["x"], &["xf"], &[attr_int("axis", 1)]),
+        node(
+            "Flatten",
+            "flatten",
+            &["x"],
+            &["xf"],
+            &[attr_int("axis", 1)],
+        ),
         node("MatMul", "fc1", &["xf", "W1"], &["h1"], &[]),
         node("Add", "fc1_bias", &["h1", "b1"], &["h2"], &[]),
         node("Relu", "relu", &["h2"], &["h3"], &[]),
@@ -508,7 +521,8 @@ fn dump_graph(out: &mut String, indent: &str, g: &Graph<'_>, weights: &[u8]) {
                 AttrValue::Int(i) => out.push_str(&format!("{head} int {i}\n")),
                 AttrValue::String(s) => out.push_str(&format!("{head} string {}\n", hex(s))),
                 AttrValue::Floats(fs) => {
-                    let v: Vec<String> = fs.iter().map(|f| format!("{:08x}", f.to_bits())).collect();
+                    let v: Vec<String> =
+                        fs.iter().map(|f| format!("{:08x}", f.to_bits())).collect();
                     out.push_str(&format!("{head} floats [{}]\n", v.join(",")));
                 }
                 AttrValue::Ints(is) => {
