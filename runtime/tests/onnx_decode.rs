@@ -477,3 +477,37 @@ fn real_fixtures_when_present() {
         }
     }
 }
+
+/// Development check over a folder of `X.onnx` + `X.onnx.expected.txt` pairs written by
+/// `make_reference.py --dump` (e.g. every model of the `onnx` package's backend test data):
+/// `CTR_EDGE_ONNX_DUMP_DIR=/tmp/dumps cargo test --test onnx_decode -- --ignored dump_dir`.
+#[test]
+#[ignore]
+fn dump_dir_from_env() {
+    let dir = std::env::var("CTR_EDGE_ONNX_DUMP_DIR").expect("set CTR_EDGE_ONNX_DUMP_DIR");
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "onnx") {
+            continue;
+        }
+        let Ok(expected) = std::fs::read_to_string(format!("{}.expected.txt", path.display()))
+        else {
+            continue;
+        };
+        let bytes = std::fs::read(&path).unwrap();
+        checked += 1;
+        match decode_model(&bytes) {
+            Ok(m) if dump(&m, &[]) == expected => {}
+            Ok(m) => failures.push(format!(
+                "{}: dump differs\n--- got\n{}--- expected\n{expected}",
+                path.display(),
+                dump(&m, &[])
+            )),
+            Err(e) => failures.push(format!("{}: {e}", path.display())),
+        }
+    }
+    eprintln!("checked {checked} models");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

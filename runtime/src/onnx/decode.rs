@@ -38,6 +38,12 @@ mod attr_type {
     pub const FLOATS: i32 = 6;
     pub const INTS: i32 = 7;
     pub const STRINGS: i32 = 8;
+    pub const TENSORS: i32 = 9;
+    pub const GRAPHS: i32 = 10;
+    pub const SPARSE_TENSOR: i32 = 11;
+    pub const SPARSE_TENSORS: i32 = 12;
+    pub const TYPE_PROTO: i32 = 13;
+    pub const TYPE_PROTOS: i32 = 14;
 
     pub fn name(code: i32) -> &'static str {
         match code {
@@ -50,12 +56,12 @@ mod attr_type {
             FLOATS => "FLOATS",
             INTS => "INTS",
             STRINGS => "STRINGS",
-            9 => "TENSORS",
-            10 => "GRAPHS",
-            11 => "SPARSE_TENSOR",
-            12 => "SPARSE_TENSORS",
-            13 => "TYPE_PROTO",
-            14 => "TYPE_PROTOS",
+            TENSORS => "TENSORS",
+            GRAPHS => "GRAPHS",
+            SPARSE_TENSOR => "SPARSE_TENSOR",
+            SPARSE_TENSORS => "SPARSE_TENSORS",
+            TYPE_PROTO => "TYPE_PROTO",
+            TYPE_PROTOS => "TYPE_PROTOS",
             _ => "unknown",
         }
     }
@@ -370,63 +376,73 @@ fn decode_attribute<'a>(f: &Field<'a>, path: &Path<'_>, depth: usize) -> Result<
     let mut floats = Vec::new();
     let mut ints = Vec::new();
     let mut strings = Vec::new();
-    // Fields of kinds the runtime does not represent (tensors, graphs, sparse tensors, types).
-    let mut other_kind: Option<i32> = None;
-    let mut has = [false; 9];
+    // Attribute types whose value field appeared (to infer a missing `type`).
+    let mut present: Vec<i32> = Vec::new();
     while let Some(f) = r.next_field().at(path)? {
-        match f.number {
-            1 => name = string(&f, path, "name")?,
+        let kind = match f.number {
+            1 => {
+                name = string(&f, path, "name")?;
+                continue;
+            }
             2 => {
                 float = Some(f.float().at(path)?);
-                has[attr_type::FLOAT as usize] = true;
+                attr_type::FLOAT
             }
             3 => {
                 int = Some(f.int64().at(path)?);
-                has[attr_type::INT as usize] = true;
+                attr_type::INT
             }
             4 => {
                 string_value = Some(f.bytes().at(path)?);
-                has[attr_type::STRING as usize] = true;
+                attr_type::STRING
             }
             5 => {
                 once(&mut tensor, f, path, "t")?;
-                has[attr_type::TENSOR as usize] = true;
+                attr_type::TENSOR
             }
             6 => {
                 once(&mut graph, f, path, "g")?;
-                has[attr_type::GRAPH as usize] = true;
+                attr_type::GRAPH
             }
             7 => {
                 f.push_floats(&mut floats).at(path)?;
-                has[attr_type::FLOATS as usize] = true;
+                attr_type::FLOATS
             }
             8 => {
                 f.push_int64s(&mut ints).at(path)?;
-                has[attr_type::INTS as usize] = true;
+                attr_type::INTS
             }
             9 => {
                 strings.push(f.bytes().at(path)?);
-                has[attr_type::STRINGS as usize] = true;
+                attr_type::STRINGS
             }
-            10 | 11 | 14 | 15 | 22 | 23 => {
+            // Kinds the runtime does not represent: tensors, graphs, sparse tensor(s), type
+            // proto(s). Only their framing is checked.
+            10 | 11 | 22 | 23 | 14 | 15 => {
                 f.bytes().at(path)?;
-                other_kind = Some(match f.number {
-                    10 => 9,
-                    11 => 10,
-                    22 => 11,
-                    23 => 12,
-                    14 => 13,
-                    _ => 14,
-                });
+                match f.number {
+                    10 => attr_type::TENSORS,
+                    11 => attr_type::GRAPHS,
+                    22 => attr_type::SPARSE_TENSOR,
+                    23 => attr_type::SPARSE_TENSORS,
+                    14 => attr_type::TYPE_PROTO,
+                    _ => attr_type::TYPE_PROTOS,
+                }
             }
-            20 => declared_type = f.int32().at(path)?,
+            20 => {
+                declared_type = f.int32().at(path)?;
+                continue;
+            }
             21 => {
                 let r = string(&f, path, "ref_attr_name")?;
                 return Err(path.error(format_args!(
                     "attribute refers to function attribute '{r}' (ref_attr_name), which is only valid inside functions"
                 )));
             }
-            _ => {}
+            _ => continue,
+        };
+        if !present.contains(&kind) {
+            present.push(kind);
         }
     }
     // IR version 1 files have no `type`: infer it from the one value field present.
@@ -434,11 +450,9 @@ fn decode_attribute<'a>(f: &Field<'a>, path: &Path<'_>, depth: usize) -> Result<
         if declared_type != 0 {
             declared_type
         } else {
-            let present: Vec<i32> = (1..9).filter(|&k| has[k as usize]).collect();
-            match (present.as_slice(), other_kind) {
-                ([k], None) => *k,
-                ([], Some(k)) => k,
-                ([], None) => return Err(path.error("attribute has neither a type nor a value")),
+            match present.as_slice() {
+                [k] => *k,
+                [] => return Err(path.error("attribute has neither a type nor a value")),
                 _ => return Err(path.error(
                     "attribute has no type and several value fields; cannot tell which is meant",
                 )),

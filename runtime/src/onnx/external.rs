@@ -233,7 +233,7 @@ pub fn resolve_tensor(t: &TensorProto<'_>, weights: &[u8]) -> Result<ConstTensor
         TensorData::Int32s(v) => {
             count_check(name, "int32_data", v.len(), numel)?;
             match dtype {
-                DType::I32 if !is_double => OwnedData::I32(v.clone()),
+                DType::I32 => OwnedData::I32(v.clone()),
                 DType::F16 => {
                     let mut out = Vec::with_capacity(v.len());
                     for (i, &bits) in v.iter().enumerate() {

@@ -477,6 +477,7 @@ fn dump_tensor(out: &mut String, indent: &str, what: &str, t: &TensorProto<'_>, 
     let dims: Vec<String> = t.dims.iter().map(|d| d.to_string()).collect();
     let hash = match onnx::resolve_tensor(t, weights) {
         Ok(c) => format!("{:016x}", fnv1a(&values_bytes(&c, weights))),
+        Err(Error::UnsupportedDType { .. }) => "unsupported".to_string(),
         Err(e) => format!("error {e}"),
     };
     out.push_str(&format!(

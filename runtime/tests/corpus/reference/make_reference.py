@@ -79,9 +79,13 @@ def dump_tensor(out, indent, what, t, base_dir):
         kind = "double_data"
     else:
         kind = "empty"
-    h = fnv1a(value_bytes(t, base_dir))
+    # The runtime computes with FLOAT, INT32, INT64, BOOL, FLOAT16 (and converts DOUBLE).
+    if t.data_type in (1, 6, 7, 9, 10, 11):
+        h = "%016x" % fnv1a(value_bytes(t, base_dir))
+    else:
+        h = "unsupported"
     dims = ",".join(str(d) for d in t.dims)
-    out.append(f"{indent}{what} '{t.name}' type {t.data_type} dims [{dims}] data {kind} hash {h:016x}")
+    out.append(f"{indent}{what} '{t.name}' type {t.data_type} dims [{dims}] data {kind} hash {h}")
 
 
 def fbits(f):
