@@ -219,9 +219,13 @@ pub fn resolve_tensor(t: &TensorProto<'_>, weights: &[u8]) -> Result<ConstTensor
             offset,
             length,
         } => {
-            return resolve_external(
-                t, location, *offset, *length, weights, dtype, shape, byte_len, is_double,
-            )
+            let layout = Layout {
+                dtype,
+                shape,
+                byte_len,
+                is_double,
+            };
+            return resolve_external(name, (location, *offset, *length), layout, weights);
         }
         TensorData::Floats(v) => {
             if dtype != DType::F32 || is_double {
@@ -287,19 +291,30 @@ pub fn resolve_tensor(t: &TensorProto<'_>, weights: &[u8]) -> Result<ConstTensor
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn resolve_external(
-    t: &TensorProto<'_>,
-    location: &str,
-    offset: u64,
-    length: Option<u64>,
-    weights: &[u8],
+/// A tensor's checked dtype and size.
+struct Layout {
+    /// The dtype the runtime keeps (F32 for DOUBLE).
     dtype: DType,
     shape: Vec<usize>,
+    /// Size in the file: numel x stored element size.
     byte_len: usize,
+    /// Stored as DOUBLE (8 bytes an element), converted to f32.
     is_double: bool,
+}
+
+/// External data `(location, offset, length)` against the weights buffer.
+fn resolve_external(
+    name: &str,
+    (location, offset, length): (&str, u64, Option<u64>),
+    layout: Layout,
+    weights: &[u8],
 ) -> Result<ConstTensor> {
-    let name = t.name;
+    let Layout {
+        dtype,
+        shape,
+        byte_len,
+        is_double,
+    } = layout;
     check_location(name, location)?;
     // usize -> u64 never truncates on supported targets.
     let expected = byte_len as u64;
