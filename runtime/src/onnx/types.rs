@@ -34,6 +34,8 @@ pub struct Graph<'a> {
     pub inputs: Vec<ValueInfo<'a>>,
     /// Graph outputs.
     pub outputs: Vec<ValueInfo<'a>>,
+    /// `value_info`: types/shapes of intermediate values, when the file records them.
+    pub value_info: Vec<ValueInfo<'a>>,
 }
 
 /// `NodeProto`.
