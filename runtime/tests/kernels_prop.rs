@@ -339,3 +339,39 @@ fn short_slices_are_safe() {
         assert_eq!((t.sum)(&[]), 0.0);
     }
 }
+
+/// Ad-hoc throughput of the products on CTR-MLP shapes, every table; not an assertion. Run with
+/// `cargo test --release -p ctr-edge-runtime --test kernels_prop -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing report, run by hand in release"]
+fn matmul_throughput_report() {
+    use std::time::Instant;
+    let tables: Vec<&Kernels> = std::iter::once(kernels::scalar()).chain(simd_tables()).collect();
+    let shapes = [(256, 624, 400), (1024, 400, 400), (1, 624, 400), (16, 624, 400), (256, 400, 1), (256, 16, 16)];
+    for (m, k, n) in shapes {
+        let dims = MatMulDims { m, k, n };
+        let case = Case::new(dims, 42, 0);
+        let flops = 2.0 * (m * k * n) as f64;
+        for layout in [BLayout::NxK, BLayout::KxN] {
+            for half in [false, true] {
+                let mut line = format!("m={m:5} k={k:4} n={n:4} {layout:?} {:3}:", if half { "f16" } else { "f32" });
+                for t in &tables {
+                    let mut c = case.c0.clone();
+                    let reps = ((2e9 / flops) as usize).clamp(3, 100_000);
+                    let start = Instant::now();
+                    for _ in 0..reps {
+                        if half {
+                            (t.matmul_f16)(dims, &case.a, &case.b16, layout, &mut c, false);
+                        } else {
+                            (t.matmul_f32)(dims, &case.a, &case.b, layout, &mut c, false);
+                        }
+                        std::hint::black_box(&mut c);
+                    }
+                    let gflops = flops * reps as f64 / start.elapsed().as_secs_f64() / 1e9;
+                    line += &format!("  {} {gflops:7.2} GFLOP/s", t.variant.name());
+                }
+                println!("{line}");
+            }
+        }
+    }
+}
