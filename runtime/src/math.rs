@@ -1,1 +1,292 @@
-//! Scalar math that works with and without `std` (micromath on `no_std` targets).
+//! Scalar math that works with and without `std`.
+//!
+//! With the `std` feature (default) every function calls the `f32` method of `std` (libm
+//! accuracy, within an ulp or so). Without `std` (`*-none-*` targets) they are computed from
+//! `core` arithmetic and the `micromath` crate:
+//!
+//! | function | without `std` | accuracy without `std` |
+//! |---|---|---|
+//! | [`exp`] | Cephes polynomial (the one the SIMD kernels use) | ~2 ulp (1e-7 relative) |
+//! | [`tanh`] | Cephes polynomial below 0.625, through [`exp`] above | ~1e-7 absolute |
+//! | [`sqrt`] | `micromath` estimate (5 %) refined by Newton steps | ~1 ulp |
+//! | [`ln`], [`powf`] | `micromath` | ~1e-3 relative |
+//! | [`floor`], [`abs`] | `micromath` / `core` | exact |
+//! | [`erf`] | Abramowitz–Stegun 7.1.26 (with and without `std`) | ~2e-7 absolute |
+//!
+//! `exp` and `sqrt` are refined beyond `micromath` because sigmoid scores and normalizations
+//! depend on them; `ln` and `powf` are rare in CTR graphs, and their no-`std` error (1e-3) is
+//! the price of a small binary.
+
+/// `e^x`.
+#[inline]
+pub fn exp(x: f32) -> f32 {
+    #[cfg(feature = "std")]
+    {
+        x.exp()
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        exp_cephes(x)
+    }
+}
+
+/// Natural logarithm (`NaN` for negative `x`, `-inf` at 0).
+#[inline]
+pub fn ln(x: f32) -> f32 {
+    #[cfg(feature = "std")]
+    {
+        x.ln()
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        micromath::F32Ext::ln(x)
+    }
+}
+
+/// Square root (`NaN` for negative `x`).
+#[inline]
+pub fn sqrt(x: f32) -> f32 {
+    #[cfg(feature = "std")]
+    {
+        x.sqrt()
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        sqrt_newton(x)
+    }
+}
+
+/// Hyperbolic tangent.
+#[inline]
+pub fn tanh(x: f32) -> f32 {
+    #[cfg(feature = "std")]
+    {
+        x.tanh()
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        tanh_from_exp(x)
+    }
+}
+
+/// `x^y`.
+#[inline]
+pub fn powf(x: f32, y: f32) -> f32 {
+    #[cfg(feature = "std")]
+    {
+        x.powf(y)
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        micromath::F32Ext::powf(x, y)
+    }
+}
+
+/// Largest integer not greater than `x`.
+#[inline]
+pub fn floor(x: f32) -> f32 {
+    #[cfg(feature = "std")]
+    {
+        x.floor()
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        micromath::F32Ext::floor(x)
+    }
+}
+
+/// `|x|`.
+#[inline]
+pub fn abs(x: f32) -> f32 {
+    x.abs()
+}
+
+/// Error function, Abramowitz & Stegun 7.1.26 (absolute error ~2e-7 in f32; `std` has no
+/// stable `erf` either).
+pub fn erf(x: f32) -> f32 {
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_8, -1.453_152_1, 1.061_405_4];
+    let ax = x.abs();
+    let t = 1.0 / (1.0 + P * ax);
+    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
+    let y = 1.0 - poly * exp(-ax * ax);
+    y.copysign(x)
+}
+
+/// Logistic sigmoid `1 / (1 + e^-x)`; exactly 0 for very negative `x` (no 0/0).
+#[inline]
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+/// Cephes `expf` (the polynomial of the SIMD kernels), from `core` arithmetic only.
+///
+/// `x` is clamped to `[-104, 88.8]`; `2^n` is applied in two halves so that results between
+/// the largest finite float and overflow, and subnormal results, come out right (+inf above
+/// `ln(f32::MAX)`, 0 below ~-103.97). NaN stays NaN.
+pub fn exp_cephes(x: f32) -> f32 {
+    if x.is_nan() {
+        return x;
+    }
+    let x = x.clamp(EXP_LO, EXP_HI);
+    // n = round(x / ln 2): x is clamped, so the cast cannot saturate.
+    let t = x * core::f32::consts::LOG2_E;
+    let n = if t >= 0.0 { (t + 0.5) as i32 } else { (t - 0.5) as i32 };
+    let nf = n as f32;
+    let r = (x - nf * EXP_C1) - nf * EXP_C2;
+    let r2 = r * r;
+    let mut p = EXP_P[0];
+    for c in &EXP_P[1..] {
+        p = p * r + c;
+    }
+    let y = p * r2 + r + 1.0;
+    let n1 = n >> 1;
+    let n2 = n - n1;
+    y * pow2i(n1) * pow2i(n2)
+}
+
+/// `2^n` for `-126 <= n <= 127`.
+#[inline]
+fn pow2i(n: i32) -> f32 {
+    f32::from_bits(((n + 127) as u32) << 23)
+}
+
+/// Lower clamp of the exp argument: below it `e^x` rounds to 0.
+pub(crate) const EXP_LO: f32 = -104.0;
+/// Upper clamp: above `ln(f32::MAX) = 88.72` `e^x` is +inf; 88.8 keeps `n <= 128`.
+pub(crate) const EXP_HI: f32 = 88.8;
+/// `ln 2` split in a part exact in few bits and a correction (Cephes).
+pub(crate) const EXP_C1: f32 = 0.693_359_4;
+/// Second part of `ln 2`.
+pub(crate) const EXP_C2: f32 = -2.121_944_4e-4;
+/// Cephes `expf` polynomial coefficients, highest degree first: `e^r ~ 1 + r + r^2 P(r)`.
+pub(crate) const EXP_P: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    5.000_000_1e-1,
+];
+/// Below this `|x|` tanh uses its odd polynomial (Cephes `tanhf`).
+pub(crate) const TANH_SMALL: f32 = 0.625;
+/// Cephes `tanhf` polynomial, highest degree first: `tanh x ~ x + x^3 Q(x^2)`.
+pub(crate) const TANH_Q: [f32; 5] = [
+    -5.704_988_7e-3,
+    2.063_908_9e-2,
+    -5.373_971_6e-2,
+    1.333_144_2e-1,
+    -3.333_328_2e-1,
+];
+
+/// `tanh` from [`exp_cephes`]: an odd polynomial for small `|x|` (no cancellation), else
+/// `1 - 2 / (e^{2|x|} + 1)` with the sign of `x`.
+pub fn tanh_from_exp(x: f32) -> f32 {
+    let ax = x.abs();
+    if ax < TANH_SMALL {
+        let z = x * x;
+        let mut q = TANH_Q[0];
+        for c in &TANH_Q[1..] {
+            q = q * z + c;
+        }
+        q * z * x + x
+    } else {
+        (1.0 - 2.0 / (exp_cephes(2.0 * ax) + 1.0)).copysign(x)
+    }
+}
+
+/// Square root without `std`: the `micromath` bit-trick estimate, refined by Newton steps.
+#[cfg_attr(feature = "std", allow(dead_code))]
+fn sqrt_newton(x: f32) -> f32 {
+    if x.is_nan() || x < 0.0 {
+        return f32::NAN;
+    }
+    if x == 0.0 || x == f32::INFINITY {
+        return x;
+    }
+    // Subnormals: scale into the normal range (2^24), take the root, scale back (2^-12).
+    if x < f32::MIN_POSITIVE {
+        return sqrt_newton(x * 16_777_216.0) * (1.0 / 4096.0);
+    }
+    let mut y = micromath::F32Ext::sqrt(x); // within 5 %
+    for _ in 0..3 {
+        y = 0.5 * (y + x / y);
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_cephes_matches_std_within_2e7_relative() {
+        let mut x = -103.0f32;
+        while x <= 88.7 {
+            let want = (x as f64).exp();
+            let got = exp_cephes(x) as f64;
+            // Subnormal results carry an absolute quantum of 2^-149.
+            let tol = 2e-7 * want + 1.5e-45;
+            assert!((got - want).abs() <= tol, "exp({x}) = {got}, want {want}");
+            x += 0.0137;
+        }
+        assert_eq!(exp_cephes(89.0), f32::INFINITY);
+        assert_eq!(exp_cephes(f32::INFINITY), f32::INFINITY);
+        assert_eq!(exp_cephes(-1000.0), 0.0);
+        assert_eq!(exp_cephes(f32::NEG_INFINITY), 0.0);
+        assert!(exp_cephes(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn tanh_from_exp_matches_f64() {
+        let mut x = -20.0f32;
+        while x <= 20.0 {
+            let want = (x as f64).tanh();
+            let got = tanh_from_exp(x) as f64;
+            assert!((got - want).abs() <= 2e-7 + 2e-7 * want.abs(), "tanh({x}) = {got}, want {want}");
+            x += 0.00731;
+        }
+        assert!(tanh_from_exp(f32::NAN).is_nan());
+        assert_eq!(tanh_from_exp(f32::INFINITY), 1.0);
+        assert_eq!(tanh_from_exp(f32::NEG_INFINITY), -1.0);
+    }
+
+    #[test]
+    fn erf_matches_known_values() {
+        // erf values from tables (15 digits).
+        let cases = [
+            (0.0f64, 0.0f64),
+            (0.1, 0.112_462_916_018_285),
+            (0.5, 0.520_499_877_813_047),
+            (1.0, 0.842_700_792_949_715),
+            (2.0, 0.995_322_265_018_953),
+            (3.5, 0.999_999_256_901_628),
+        ];
+        for (x, want) in cases {
+            for s in [1.0, -1.0] {
+                let got = erf((s * x) as f32) as f64;
+                assert!((got - s * want).abs() < 5e-7, "erf({}) = {got}", s * x);
+            }
+        }
+    }
+
+    #[test]
+    fn sqrt_newton_matches_f64() {
+        for x in [1e-42f32, 1e-38, 1e-20, 0.01, 0.5, 1.0, 2.0, 3.0, 10.0, 12345.678, 1e20, 3e38] {
+            let want = (x as f64).sqrt();
+            let got = sqrt_newton(x) as f64;
+            assert!((got - want).abs() <= 2e-7 * want, "sqrt({x}) = {got}, want {want}");
+        }
+        assert_eq!(sqrt_newton(0.0), 0.0);
+        assert_eq!(sqrt_newton(f32::INFINITY), f32::INFINITY);
+        assert!(sqrt_newton(-1.0).is_nan());
+        assert!(sqrt_newton(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn sigmoid_is_finite_at_extremes() {
+        assert_eq!(sigmoid(-1000.0), 0.0);
+        assert_eq!(sigmoid(1000.0), 1.0);
+        assert!((sigmoid(0.0) - 0.5).abs() < 1e-7);
+    }
+}

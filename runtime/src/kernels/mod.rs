@@ -6,10 +6,30 @@
 //! whatever their lengths (the planner guarantees consistent lengths; a kernel given short
 //! slices computes on what fits and must not panic).
 //!
+//! Design (after tract's `linalg` ops table and memchr's dispatch):
+//! - [`scalar()`] is the portable reference: plain loops, the oracle of every test;
+//! - `avx2` (x86-64) and `neon` (aarch64) fill a whole table each; the AVX2 table is only handed
+//!   out after run-time detection of AVX2, FMA and F16C (cached in an atomic), the NEON table is
+//!   chosen at compile time (NEON is part of every aarch64 target that enables it);
+//! - [`best()`] returns the fastest table of this CPU, [`for_variant`] a given one if supported.
+//!
+//! Short slices: matrix products check `a.len() >= m*k`, `b.len() >= k*n`, `c.len() >= m*n`
+//! (with overflow-checked products) up front and return without writing anything when a slice
+//! is too short; elementwise kernels process `min` of their slice lengths; no kernel panics.
+//! Kernels never allocate.
+//!
 //! INTERFACE OWNED BY THE GRAPH ENGINE: do not change the signatures of `Kernels` without
 //! updating `crate::graph`.
 
 use half::f16;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+mod neon;
+mod scalar;
+#[cfg(test)]
+mod tests;
 
 /// Which implementation family a kernel table uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,7 +120,60 @@ pub struct Kernels {
     pub sum: ReduceF32,
 }
 
+impl KernelVariant {
+    /// Every variant, scalar first.
+    pub const ALL: [KernelVariant; 3] =
+        [KernelVariant::Scalar, KernelVariant::Neon, KernelVariant::Avx2Fma];
+}
+
+/// The portable scalar reference table (plain loops over [`crate::math`]; the test oracle).
+pub fn scalar() -> &'static Kernels {
+    &scalar::TABLE
+}
+
 /// The best kernel table for this CPU (chosen once, cached).
+///
+/// aarch64 with NEON: the NEON table. x86-64: the AVX2+FMA table when the CPU has AVX2, FMA and
+/// F16C (detected at run time with the `std` feature, from the compile-time target features
+/// without it). Everything else, armv7 included: the scalar table.
 pub fn best() -> &'static Kernels {
-    todo!("kernels helper")
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    {
+        neon::table()
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx2::table().unwrap_or(scalar())
+    }
+    #[cfg(not(any(
+        all(target_arch = "aarch64", target_feature = "neon"),
+        target_arch = "x86_64"
+    )))]
+    {
+        scalar()
+    }
+}
+
+/// The table of variant `v` if this CPU supports it (`Scalar` always is).
+pub fn for_variant(v: KernelVariant) -> Option<&'static Kernels> {
+    match v {
+        KernelVariant::Scalar => Some(scalar()),
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        KernelVariant::Neon => Some(neon::table()),
+        #[cfg(target_arch = "x86_64")]
+        KernelVariant::Avx2Fma => avx2::table(),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// Whether the slices of a matrix product are long enough for `dims` (`a >= m*k`, `b >= k*n`,
+/// `c >= m*n`, products checked for overflow). Kernels return without writing when not.
+#[inline]
+pub(crate) fn matmul_fits(dims: MatMulDims, a_len: usize, b_len: usize, c_len: usize) -> bool {
+    let MatMulDims { m, k, n } = dims;
+    matches!(
+        (m.checked_mul(k), k.checked_mul(n), m.checked_mul(n)),
+        (Some(a), Some(b), Some(c)) if a <= a_len && b <= b_len && c <= c_len
+    )
 }

@@ -1,0 +1,675 @@
+//! AVX2 + FMA + F16C kernels for x86-64.
+//!
+//! The table is handed out only by [`table`], after run-time detection (cached in an atomic);
+//! its entries are safe functions that check slice lengths and then call `unsafe`
+//! `#[target_feature]` code, which is sound because no one can reach them without the table.
+//!
+//! Matrix products work in registers, without packing or allocation:
+//! - `KxN`: a tile of up to 4 rows of A by 24 columns of C (12 accumulators); for each `p`
+//!   three vectors of row `p` of B are loaded and `A[i][p]` is broadcast into them. Column
+//!   panels are the outer loop so a panel of B (k x 24) stays in L1/L2 for all rows of A.
+//! - `NxK`: dot products along `k`, up to 3 rows of A by 4 columns of C (1 row by 8 for a
+//!   single row, the GEMV case), 8 lanes per accumulator, reduced with `hadd` four columns at a
+//!   time; columns are chunked so the rows of B in use stay in L2 while all rows of A go by.
+//! - tails (columns of C, or `k` for `NxK`) use masked loads/stores; f16 tails go through a
+//!   stack buffer of 8. f16 weights are widened by `vcvtph2ps` right after the load.
+//!
+//! `exp` is the Cephes polynomial of [`crate::math::exp_cephes`] (~1e-7 relative), on which
+//! sigmoid and tanh are built.
+
+use core::arch::x86_64::*;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use half::f16;
+
+use super::{matmul_fits, BLayout, KernelVariant, Kernels, MatMulDims};
+use crate::math::{EXP_C1, EXP_C2, EXP_HI, EXP_LO, EXP_P, TANH_Q, TANH_SMALL};
+
+/// The AVX2 table. Private: only [`table`] hands it out, after detection.
+static TABLE: Kernels = Kernels {
+    variant: KernelVariant::Avx2Fma,
+    matmul_f32: matmul::<f32>,
+    matmul_f16: matmul::<f16>,
+    add: binary::<ADD>,
+    sub: binary::<SUB>,
+    mul: binary::<MUL>,
+    div: binary::<DIV>,
+    add_scalar: binary_scalar::<ADD>,
+    mul_scalar: binary_scalar::<MUL>,
+    relu: unary::<RELU>,
+    sigmoid: unary::<SIGMOID>,
+    tanh: unary::<TANH>,
+    exp: unary::<EXP>,
+    sum,
+};
+
+const UNKNOWN: u8 = 0;
+const UNSUPPORTED: u8 = 1;
+const SUPPORTED: u8 = 2;
+/// Detection result, computed once (racing first calls compute the same value).
+static DETECTED: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+/// The AVX2 table if this CPU has AVX2, FMA and F16C.
+pub(super) fn table() -> Option<&'static Kernels> {
+    let mut state = DETECTED.load(Ordering::Relaxed);
+    if state == UNKNOWN {
+        state = if detect() { SUPPORTED } else { UNSUPPORTED };
+        DETECTED.store(state, Ordering::Relaxed);
+    }
+    (state == SUPPORTED).then_some(&TABLE)
+}
+
+#[cfg(feature = "std")]
+fn detect() -> bool {
+    std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("fma")
+        && std::is_x86_feature_detected!("f16c")
+}
+
+/// Without `std` there is no run-time detection: the target must enable the features.
+#[cfg(not(feature = "std"))]
+fn detect() -> bool {
+    cfg!(all(target_feature = "avx2", target_feature = "fma", target_feature = "f16c"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loads of weights and masks.
+
+/// `[-1; 8]` then `[0; 8]`: 8 consecutive lanes starting at `8 - count` enable `count` lanes.
+static LANE_MASK: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/// Mask enabling the first `count` lanes.
+///
+/// # Safety
+/// `count <= 8`; AVX available.
+#[inline(always)]
+unsafe fn tail_mask(count: usize) -> __m256i {
+    debug_assert!(count <= 8);
+    // SAFETY: 8 - count in 0..=8, so the 8 lanes read lie in LANE_MASK (16 elements).
+    unsafe { _mm256_loadu_si256(LANE_MASK.as_ptr().add(8 - count).cast()) }
+}
+
+/// An element type of B, widened to f32 as it is loaded.
+///
+/// The methods are `#[inline(always)]` without `#[target_feature]` (as in memchr's `Vector`):
+/// they are only called from `#[target_feature(enable = "avx2,fma,f16c")]` functions, into
+/// which they are inlined.
+trait Weight: Copy {
+    /// Loads 8 consecutive weights.
+    ///
+    /// # Safety
+    /// `p..p + 8` is readable; AVX2 and F16C are available.
+    unsafe fn load8(p: *const Self) -> __m256;
+    /// Loads `count` weights, zero in the other lanes; reads nothing beyond `p + count`.
+    ///
+    /// # Safety
+    /// `count <= 8`, `p..p + count` is readable; AVX2 and F16C are available.
+    unsafe fn load_part(p: *const Self, count: usize) -> __m256;
+}
+
+impl Weight for f32 {
+    #[inline(always)]
+    unsafe fn load8(p: *const f32) -> __m256 {
+        // SAFETY: the caller guarantees 8 readable elements and AVX.
+        unsafe { _mm256_loadu_ps(p) }
+    }
+
+    #[inline(always)]
+    unsafe fn load_part(p: *const f32, count: usize) -> __m256 {
+        // SAFETY: masked lanes are not accessed (no fault), the `count` enabled ones are
+        // readable (caller).
+        unsafe { _mm256_maskload_ps(p, tail_mask(count)) }
+    }
+}
+
+impl Weight for f16 {
+    #[inline(always)]
+    unsafe fn load8(p: *const f16) -> __m256 {
+        // SAFETY: f16 is a transparent u16: 8 of them are the 16 readable bytes the caller
+        // guarantees; F16C available (caller).
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+    }
+
+    #[inline(always)]
+    unsafe fn load_part(p: *const f16, count: usize) -> __m256 {
+        let mut buf = [0u16; 8];
+        // SAFETY: `count <= 8` elements, readable at `p` (caller) and writable in `buf`; the
+        // full load then reads `buf` only.
+        unsafe {
+            core::ptr::copy_nonoverlapping(p.cast::<u16>(), buf.as_mut_ptr(), count);
+            _mm256_cvtph_ps(_mm_loadu_si128(buf.as_ptr().cast()))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matrix products.
+
+/// Operands of a checked product: `a`, `b`, `c` point to at least `m*k`, `k*n`, `m*n`
+/// elements (row-major strides `k` for A, `n` for C, `n` or `k` for B).
+#[derive(Clone, Copy)]
+struct Operands<W> {
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const f32,
+    b: *const W,
+    c: *mut f32,
+    accumulate: bool,
+}
+
+fn matmul<W: Weight>(
+    dims: MatMulDims,
+    a: &[f32],
+    b: &[W],
+    layout: BLayout,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    if !matmul_fits(dims, a.len(), b.len(), c.len()) {
+        return;
+    }
+    let MatMulDims { m, k, n } = dims;
+    if m == 0 || n == 0 {
+        return;
+    }
+    let ops = Operands { m, k, n, a: a.as_ptr(), b: b.as_ptr(), c: c.as_mut_ptr(), accumulate };
+    // SAFETY: this function is reachable only through `TABLE`, which `table()` hands out after
+    // detecting AVX2, FMA and F16C. The slices hold m*k, k*n and m*n elements (checked above),
+    // which is all the kernels read and write. A k x 1 KxN matrix has the layout of a 1 x k
+    // NxK one, and the dot-product kernel serves it better.
+    unsafe {
+        match layout {
+            BLayout::KxN if n > 1 => kxn(ops),
+            _ => nxk(ops),
+        }
+    }
+}
+
+/// `KxN` product: column panels of 24 (then one partial panel), each over all rows of A.
+///
+/// # Safety
+/// `ops` as documented on [`Operands`], `m, n >= 1`; AVX2, FMA and F16C available.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn kxn<W: Weight>(ops: Operands<W>) {
+    let n = ops.n;
+    let mut j = 0;
+    // SAFETY (every call below): columns j..j + width lie within 0..n, so the panel's reads of
+    // B (rows of stride n) and writes of C stay inside `ops`.
+    while j + 24 <= n {
+        unsafe { kxn_panel::<W, 3, false>(ops, j, 8) };
+        j += 24;
+    }
+    let vectors = (n - j).div_ceil(8);
+    let last = (n - j + 8).saturating_sub(8 * vectors); // 1..=8 columns in the last vector
+    unsafe {
+        match (vectors, last == 8) {
+            (0, _) => {}
+            (1, true) => kxn_panel::<W, 1, false>(ops, j, last),
+            (1, false) => kxn_panel::<W, 1, true>(ops, j, last),
+            (2, true) => kxn_panel::<W, 2, false>(ops, j, last),
+            (2, false) => kxn_panel::<W, 2, true>(ops, j, last),
+            (_, true) => kxn_panel::<W, 3, false>(ops, j, last),
+            (_, false) => kxn_panel::<W, 3, true>(ops, j, last),
+        }
+    }
+}
+
+/// Columns `j .. j + 8*(NV-1) + last` of C for all rows, 4 rows at a time.
+///
+/// # Safety
+/// Those columns lie within `0..n`; `last` is 8 unless `PARTIAL`, then `1..=8`; `ops` as
+/// documented on [`Operands`]; AVX2, FMA and F16C available.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn kxn_panel<W: Weight, const NV: usize, const PARTIAL: bool>(
+    ops: Operands<W>,
+    j: usize,
+    last: usize,
+) {
+    let m = ops.m;
+    let mut i = 0;
+    // SAFETY (every call below): rows i..i + MR lie within 0..m, columns as the caller
+    // guarantees: the tile's pointers are offsets inside A, B and C.
+    while i + 4 <= m {
+        unsafe { kxn_tile::<W, 4, NV, PARTIAL>(ops, i, j, last) };
+        i += 4;
+    }
+    unsafe {
+        match m - i {
+            3 => kxn_tile::<W, 3, NV, PARTIAL>(ops, i, j, last),
+            2 => kxn_tile::<W, 2, NV, PARTIAL>(ops, i, j, last),
+            1 => kxn_tile::<W, 1, NV, PARTIAL>(ops, i, j, last),
+            _ => {}
+        }
+    }
+}
+
+/// `C[i..i+MR][j..]` (+)= `A[i..i+MR][:] * B[:][j..]` for `8*(NV-1) + last` columns, in
+/// `MR*NV` accumulator registers.
+///
+/// # Safety
+/// Rows `i..i+MR` within `0..m`, columns `j..j + 8*(NV-1) + last` within `0..n`, `last` as on
+/// [`kxn_panel`]; `ops` as documented on [`Operands`]; AVX2, FMA and F16C available.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn kxn_tile<W: Weight, const MR: usize, const NV: usize, const PARTIAL: bool>(
+    ops: Operands<W>,
+    i: usize,
+    j: usize,
+    last: usize,
+) {
+    let Operands { k, n, .. } = ops;
+    // SAFETY: offsets of element (i, 0) of A, (0, j) of B and (i, j) of C, inside the operands.
+    let (a, b, c) = unsafe { (ops.a.add(i * k), ops.b.add(j), ops.c.add(i * n + j)) };
+    let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+    for p in 0..k {
+        let mut bv = [_mm256_setzero_ps(); NV];
+        for (v, bv) in bv.iter_mut().enumerate() {
+            // SAFETY: row p < k of B, columns j + 8v .. j + 8v + (8 or `last`) within 0..n.
+            *bv = unsafe {
+                let row = b.add(p * n + 8 * v);
+                if PARTIAL && v + 1 == NV {
+                    W::load_part(row, last)
+                } else {
+                    W::load8(row)
+                }
+            };
+        }
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            // SAFETY: element (i + r, p) of A, r < MR, p < k.
+            let av = _mm256_broadcast_ss(unsafe { &*a.add(r * k + p) });
+            for (acc_rv, &bv) in acc_r.iter_mut().zip(&bv) {
+                *acc_rv = _mm256_fmadd_ps(av, bv, *acc_rv);
+            }
+        }
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        for (v, &sum) in acc_r.iter().enumerate() {
+            // SAFETY: element (i + r, j + 8v) of C and the 8 (or `last`, masked) after it lie
+            // in row i + r < m, columns < n.
+            unsafe {
+                let dst = c.add(r * n + 8 * v);
+                if PARTIAL && v + 1 == NV {
+                    let mask = tail_mask(last);
+                    let out = if ops.accumulate {
+                        _mm256_add_ps(sum, _mm256_maskload_ps(dst, mask))
+                    } else {
+                        sum
+                    };
+                    _mm256_maskstore_ps(dst, mask, out);
+                } else {
+                    let out = if ops.accumulate { _mm256_add_ps(sum, _mm256_loadu_ps(dst)) } else { sum };
+                    _mm256_storeu_ps(dst, out);
+                }
+            }
+        }
+    }
+}
+
+/// Bytes of B rows kept hot while the rows of A go by (half of a 512 KiB L2).
+const NXK_B_BYTES: usize = 256 * 1024;
+
+/// `NxK` product: chunks of columns (rows of B), each over all rows of A.
+///
+/// # Safety
+/// `ops` as documented on [`Operands`], `m, n >= 1`; AVX2, FMA and F16C available.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nxk<W: Weight>(ops: Operands<W>) {
+    let Operands { m, k, n, .. } = ops;
+    let row_bytes = k.max(1) * core::mem::size_of::<W>();
+    let chunk = (NXK_B_BYTES / row_bytes).max(8);
+    let mut j0 = 0;
+    while j0 < n {
+        let j1 = n.min(j0 + chunk);
+        let mut i = 0;
+        // SAFETY (every call below): rows i..i + MR within 0..m, columns j0..j1 within 0..n.
+        while i + 3 <= m {
+            unsafe { nxk_rows::<W, 3, 4>(ops, i, j0, j1) };
+            i += 3;
+        }
+        unsafe {
+            match m - i {
+                2 => nxk_rows::<W, 2, 4>(ops, i, j0, j1),
+                1 => nxk_rows::<W, 1, 8>(ops, i, j0, j1),
+                _ => {}
+            }
+        }
+        j0 = j1;
+    }
+}
+
+/// Columns `j0..j1` of rows `i..i+MR` of C, `NC` columns at a time (then 4, then 1 to 3).
+///
+/// # Safety
+/// As [`nxk_tile`] for every `j` in `j0..j1`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nxk_rows<W: Weight, const MR: usize, const NC: usize>(
+    ops: Operands<W>,
+    i: usize,
+    j0: usize,
+    j1: usize,
+) {
+    let mut j = j0;
+    // SAFETY (every call below): columns j..j + width lie within j0..j1.
+    while j + NC <= j1 {
+        unsafe { nxk_tile::<W, MR, NC>(ops, i, j) };
+        j += NC;
+    }
+    if NC > 4 && j + 4 <= j1 {
+        unsafe { nxk_tile::<W, MR, 4>(ops, i, j) };
+        j += 4;
+    }
+    unsafe {
+        match j1 - j {
+            3 => nxk_tile::<W, MR, 3>(ops, i, j),
+            2 => nxk_tile::<W, MR, 2>(ops, i, j),
+            1 => nxk_tile::<W, MR, 1>(ops, i, j),
+            _ => {}
+        }
+    }
+}
+
+/// `C[i+r][j+c]` (+)= `dot(A[i+r][:], B[j+c][:])` for `r < MR`, `c < NC`, 8 lanes of `k` per
+/// step, a masked step for the last `k % 8`.
+///
+/// # Safety
+/// Rows `i..i+MR` within `0..m`, columns `j..j+NC` within `0..n`; `ops` as documented on
+/// [`Operands`] with B `n x k`; AVX2, FMA and F16C available.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nxk_tile<W: Weight, const MR: usize, const NC: usize>(ops: Operands<W>, i: usize, j: usize) {
+    let Operands { k, n, .. } = ops;
+    // SAFETY: offsets of rows i of A, j of B and element (i, j) of C, inside the operands.
+    let (a, b, c) = unsafe { (ops.a.add(i * k), ops.b.add(j * k), ops.c.add(i * n + j)) };
+    let mut acc = [[_mm256_setzero_ps(); NC]; MR];
+    let mut av = [_mm256_setzero_ps(); MR];
+    let mut p = 0;
+    while p + 8 <= k {
+        for (r, av) in av.iter_mut().enumerate() {
+            // SAFETY: elements p..p+8 <= k of row i + r < m of A.
+            *av = unsafe { _mm256_loadu_ps(a.add(r * k + p)) };
+        }
+        for col in 0..NC {
+            // SAFETY: elements p..p+8 <= k of row j + col < n of B.
+            let bv = unsafe { W::load8(b.add(col * k + p)) };
+            for (acc_r, &av) in acc.iter_mut().zip(&av) {
+                acc_r[col] = _mm256_fmadd_ps(av, bv, acc_r[col]);
+            }
+        }
+        p += 8;
+    }
+    if p < k {
+        let rest = k - p;
+        for (r, av) in av.iter_mut().enumerate() {
+            // SAFETY: elements p..k of row i + r of A; the other lanes are masked off.
+            *av = unsafe { _mm256_maskload_ps(a.add(r * k + p), tail_mask(rest)) };
+        }
+        for col in 0..NC {
+            // SAFETY: elements p..k of row j + col of B.
+            let bv = unsafe { W::load_part(b.add(col * k + p), rest) };
+            for (acc_r, &av) in acc.iter_mut().zip(&av) {
+                acc_r[col] = _mm256_fmadd_ps(av, bv, acc_r[col]);
+            }
+        }
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        // SAFETY: NC elements of row i + r of C from column j.
+        unsafe { store_dots(acc_r, c.add(r * n), ops.accumulate) };
+    }
+}
+
+/// Stores (or adds) the lane sums of `acc[0..NC]` into `c[0..NC]`, four at a time with
+/// `hadd`.
+///
+/// # Safety
+/// `c..c+NC` writable; AVX available.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn store_dots<const NC: usize>(acc: &[__m256; NC], c: *mut f32, accumulate: bool) {
+    let mut col = 0;
+    while col + 4 <= NC {
+        let t0 = _mm256_hadd_ps(acc[col], acc[col + 1]);
+        let t1 = _mm256_hadd_ps(acc[col + 2], acc[col + 3]);
+        let t2 = _mm256_hadd_ps(t0, t1);
+        let mut s = _mm_add_ps(_mm256_castps256_ps128(t2), _mm256_extractf128_ps::<1>(t2));
+        // SAFETY: elements col..col+4 <= NC of c.
+        unsafe {
+            if accumulate {
+                s = _mm_add_ps(s, _mm_loadu_ps(c.add(col)));
+            }
+            _mm_storeu_ps(c.add(col), s);
+        }
+        col += 4;
+    }
+    while col < NC {
+        let s = hsum(acc[col]);
+        // SAFETY: element col < NC of c.
+        unsafe {
+            let dst = c.add(col);
+            *dst = if accumulate { *dst + s } else { s };
+        }
+        col += 1;
+    }
+}
+
+/// Sum of the 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+    _mm_cvtss_f32(s)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise kernels.
+
+const ADD: u8 = 0;
+const SUB: u8 = 1;
+const MUL: u8 = 2;
+const DIV: u8 = 3;
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn binary_op<const OP: u8>(x: __m256, y: __m256) -> __m256 {
+    match OP {
+        ADD => _mm256_add_ps(x, y),
+        SUB => _mm256_sub_ps(x, y),
+        MUL => _mm256_mul_ps(x, y),
+        _ => _mm256_div_ps(x, y),
+    }
+}
+
+fn binary<const OP: u8>(a: &[f32], b: &[f32], out: &mut [f32]) {
+    let len = out.len().min(a.len()).min(b.len());
+    // SAFETY: reachable only through `TABLE` (AVX2 and FMA detected); `len` elements are
+    // valid in all three slices.
+    unsafe { binary_avx2::<OP>(a.as_ptr(), b.as_ptr(), out.as_mut_ptr(), len) }
+}
+
+/// # Safety
+/// `len` elements readable at `a` and `b`, writable at `out`; AVX2 and FMA available.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn binary_avx2<const OP: u8>(a: *const f32, b: *const f32, out: *mut f32, len: usize) {
+    let mut i = 0;
+    while i + 8 <= len {
+        // SAFETY: elements i..i+8 <= len.
+        unsafe {
+            let v = binary_op::<OP>(_mm256_loadu_ps(a.add(i)), _mm256_loadu_ps(b.add(i)));
+            _mm256_storeu_ps(out.add(i), v);
+        }
+        i += 8;
+    }
+    if i < len {
+        // SAFETY: elements i..len, the other lanes masked off.
+        unsafe {
+            let mask = tail_mask(len - i);
+            let x = _mm256_maskload_ps(a.add(i), mask);
+            let y = _mm256_maskload_ps(b.add(i), mask);
+            _mm256_maskstore_ps(out.add(i), mask, binary_op::<OP>(x, y));
+        }
+    }
+}
+
+fn binary_scalar<const OP: u8>(a: &[f32], s: f32, out: &mut [f32]) {
+    let len = out.len().min(a.len());
+    // SAFETY: reachable only through `TABLE` (AVX2 and FMA detected); `len` elements are
+    // valid in both slices.
+    unsafe { binary_scalar_avx2::<OP>(a.as_ptr(), s, out.as_mut_ptr(), len) }
+}
+
+/// # Safety
+/// `len` elements readable at `a`, writable at `out`; AVX2 and FMA available.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn binary_scalar_avx2<const OP: u8>(a: *const f32, s: f32, out: *mut f32, len: usize) {
+    let y = _mm256_set1_ps(s);
+    let mut i = 0;
+    while i + 8 <= len {
+        // SAFETY: elements i..i+8 <= len.
+        unsafe { _mm256_storeu_ps(out.add(i), binary_op::<OP>(_mm256_loadu_ps(a.add(i)), y)) };
+        i += 8;
+    }
+    if i < len {
+        // SAFETY: elements i..len, the other lanes masked off.
+        unsafe {
+            let mask = tail_mask(len - i);
+            let x = _mm256_maskload_ps(a.add(i), mask);
+            _mm256_maskstore_ps(out.add(i), mask, binary_op::<OP>(x, y));
+        }
+    }
+}
+
+const RELU: u8 = 0;
+const SIGMOID: u8 = 1;
+const TANH: u8 = 2;
+const EXP: u8 = 3;
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn unary_op<const OP: u8>(x: __m256) -> __m256 {
+    match OP {
+        // max_ps returns its second operand when one is NaN: NaN stays NaN.
+        RELU => _mm256_max_ps(_mm256_setzero_ps(), x),
+        SIGMOID => sigmoid_ps(x),
+        TANH => tanh_ps(x),
+        _ => exp_ps(x),
+    }
+}
+
+fn unary<const OP: u8>(x: &mut [f32]) {
+    // SAFETY: reachable only through `TABLE` (AVX2 and FMA detected); `x.len()` elements.
+    unsafe { unary_avx2::<OP>(x.as_mut_ptr(), x.len()) }
+}
+
+/// # Safety
+/// `len` elements readable and writable at `x`; AVX2 and FMA available.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn unary_avx2<const OP: u8>(x: *mut f32, len: usize) {
+    let mut i = 0;
+    while i + 8 <= len {
+        // SAFETY: elements i..i+8 <= len.
+        unsafe { _mm256_storeu_ps(x.add(i), unary_op::<OP>(_mm256_loadu_ps(x.add(i)))) };
+        i += 8;
+    }
+    if i < len {
+        // SAFETY: elements i..len, the other lanes masked off.
+        unsafe {
+            let mask = tail_mask(len - i);
+            let v = _mm256_maskload_ps(x.add(i), mask);
+            _mm256_maskstore_ps(x.add(i), mask, unary_op::<OP>(v));
+        }
+    }
+}
+
+/// Cephes `expf` on 8 lanes: `x` clamped to `[EXP_LO, EXP_HI]` (NaN kept), `n = round(x /
+/// ln 2)`, `e^r` by polynomial on `r = x - n ln 2`, then `* 2^(n/2) * 2^(n - n/2)` so that
+/// overflow gives +inf and subnormal results are right.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn exp_ps(x: __m256) -> __m256 {
+    // min_ps/max_ps return the second operand when one is NaN: NaN goes through.
+    let x = _mm256_max_ps(_mm256_set1_ps(EXP_LO), _mm256_min_ps(_mm256_set1_ps(EXP_HI), x));
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+        x,
+        _mm256_set1_ps(core::f32::consts::LOG2_E),
+    ));
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_C1), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_C2), r);
+    let r2 = _mm256_mul_ps(r, r);
+    let mut p = _mm256_set1_ps(EXP_P[0]);
+    for &coef in &EXP_P[1..] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(coef));
+    }
+    let y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
+    let ni = _mm256_cvtps_epi32(n);
+    let n1 = _mm256_srai_epi32::<1>(ni);
+    let n2 = _mm256_sub_epi32(ni, n1);
+    let bias = _mm256_set1_epi32(127);
+    let s1 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n1, bias)));
+    let s2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n2, bias)));
+    _mm256_mul_ps(_mm256_mul_ps(y, s1), s2)
+}
+
+/// `1 / (1 + e^-x)` with a true division: 0 for very negative `x` (`e^-x` = +inf), 1 for
+/// very positive.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn sigmoid_ps(x: __m256) -> __m256 {
+    let one = _mm256_set1_ps(1.0);
+    let neg = _mm256_xor_ps(x, _mm256_set1_ps(-0.0));
+    _mm256_div_ps(one, _mm256_add_ps(one, exp_ps(neg)))
+}
+
+/// Cephes `tanhf`: odd polynomial for `|x| < 0.625`, else `1 - 2 / (e^{2|x|} + 1)` with the
+/// sign of `x`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn tanh_ps(x: __m256) -> __m256 {
+    let sign_bit = _mm256_set1_ps(-0.0);
+    let one = _mm256_set1_ps(1.0);
+    let ax = _mm256_andnot_ps(sign_bit, x);
+    let z = _mm256_mul_ps(x, x);
+    let mut q = _mm256_set1_ps(TANH_Q[0]);
+    for &coef in &TANH_Q[1..] {
+        q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(coef));
+    }
+    let small = _mm256_fmadd_ps(_mm256_mul_ps(q, z), x, x);
+    let e = exp_ps(_mm256_add_ps(ax, ax));
+    let large = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0), _mm256_add_ps(e, one)));
+    let large = _mm256_or_ps(large, _mm256_and_ps(x, sign_bit));
+    let is_small = _mm256_cmp_ps::<_CMP_LT_OQ>(ax, _mm256_set1_ps(TANH_SMALL));
+    _mm256_blendv_ps(large, small, is_small)
+}
+
+fn sum(x: &[f32]) -> f32 {
+    // SAFETY: reachable only through `TABLE` (AVX2 and FMA detected); `x.len()` elements.
+    unsafe { sum_avx2(x.as_ptr(), x.len()) }
+}
+
+/// # Safety
+/// `len` elements readable at `x`; AVX2 and FMA available.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sum_avx2(x: *const f32, len: usize) -> f32 {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= len {
+        for (q, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: elements i + 8q .. i + 8q + 8 <= len.
+            *acc = _mm256_add_ps(*acc, unsafe { _mm256_loadu_ps(x.add(i + 8 * q)) });
+        }
+        i += 32;
+    }
+    while i + 8 <= len {
+        // SAFETY: elements i..i+8 <= len.
+        acc[0] = _mm256_add_ps(acc[0], unsafe { _mm256_loadu_ps(x.add(i)) });
+        i += 8;
+    }
+    if i < len {
+        // SAFETY: elements i..len, the other lanes masked off (read as 0).
+        acc[1] = _mm256_add_ps(acc[1], unsafe { _mm256_maskload_ps(x.add(i), tail_mask(len - i)) });
+    }
+    hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])))
+}

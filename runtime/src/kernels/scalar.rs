@@ -1,0 +1,124 @@
+//! The portable scalar reference: plain loops, written to be obviously correct. It is the
+//! oracle of every kernel test and the table of targets without SIMD kernels (armv7,
+//! thumbv7em, ...), so the loops are kept in an order the compiler can vectorize (`KxN`
+//! walks rows of B) without giving up on clarity.
+
+use half::f16;
+
+use super::{matmul_fits, BLayout, KernelVariant, Kernels, MatMulDims};
+use crate::math;
+
+/// The scalar table.
+pub(super) static TABLE: Kernels = Kernels {
+    variant: KernelVariant::Scalar,
+    matmul_f32,
+    matmul_f16,
+    add: |a, b, out| binary(a, b, out, |x, y| x + y),
+    sub: |a, b, out| binary(a, b, out, |x, y| x - y),
+    mul: |a, b, out| binary(a, b, out, |x, y| x * y),
+    div: |a, b, out| binary(a, b, out, |x, y| x / y),
+    add_scalar: |a, s, out| unary_to(a, out, |x| x + s),
+    mul_scalar: |a, s, out| unary_to(a, out, |x| x * s),
+    relu: |x| unary_in_place(x, relu),
+    sigmoid: |x| unary_in_place(x, sigmoid),
+    tanh: |x| unary_in_place(x, math::tanh),
+    exp: |x| unary_in_place(x, math::exp),
+    sum,
+};
+
+fn matmul_f32(dims: MatMulDims, a: &[f32], b: &[f32], layout: BLayout, c: &mut [f32], acc: bool) {
+    matmul(dims, a, b, layout, c, acc, |w| w);
+}
+
+fn matmul_f16(dims: MatMulDims, a: &[f32], b: &[f16], layout: BLayout, c: &mut [f32], acc: bool) {
+    matmul(dims, a, b, layout, c, acc, f16::to_f32);
+}
+
+/// `C = A * B` (or `C += A * B`), weights converted to f32 one by one by `to_f32`.
+/// Returns without writing when a slice is shorter than `dims` require.
+fn matmul<W: Copy>(
+    dims: MatMulDims,
+    a: &[f32],
+    b: &[W],
+    layout: BLayout,
+    c: &mut [f32],
+    accumulate: bool,
+    to_f32: impl Fn(W) -> f32,
+) {
+    if !matmul_fits(dims, a.len(), b.len(), c.len()) {
+        return;
+    }
+    let MatMulDims { m, k, n } = dims;
+    if m == 0 || n == 0 {
+        return;
+    }
+    // From here `a`, `b`, `c` have at least m*k, k*n, m*n elements: every range below is in
+    // bounds (with k == 0 the rows of A and B are empty: C = 0, or unchanged when accumulating).
+    for (i, c_row) in c[..m * n].chunks_exact_mut(n).enumerate() {
+        let a_row = &a[i * k..(i + 1) * k];
+        match layout {
+            BLayout::KxN => {
+                // C[i][:] (+)= sum_p A[i][p] * B[p][:]
+                if !accumulate {
+                    c_row.fill(0.0);
+                }
+                for (p, &a_ip) in a_row.iter().enumerate() {
+                    let b_row = &b[p * n..(p + 1) * n];
+                    for (c_ij, &b_pj) in c_row.iter_mut().zip(b_row) {
+                        *c_ij += a_ip * to_f32(b_pj);
+                    }
+                }
+            }
+            BLayout::NxK => {
+                // C[i][j] (+)= dot(A[i][:], B[j][:])
+                for (j, c_ij) in c_row.iter_mut().enumerate() {
+                    let b_row = &b[j * k..(j + 1) * k];
+                    let mut dot = 0.0f32;
+                    for (&a_ip, &b_jp) in a_row.iter().zip(b_row) {
+                        dot += a_ip * to_f32(b_jp);
+                    }
+                    *c_ij = if accumulate { *c_ij + dot } else { dot };
+                }
+            }
+        }
+    }
+}
+
+/// `out[i] = op(a[i], b[i])` over the shortest of the three slices.
+fn binary(a: &[f32], b: &[f32], out: &mut [f32], op: impl Fn(f32, f32) -> f32) {
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = op(x, y);
+    }
+}
+
+/// `out[i] = op(a[i])` over the shorter of the two slices.
+fn unary_to(a: &[f32], out: &mut [f32], op: impl Fn(f32) -> f32) {
+    for (o, &x) in out.iter_mut().zip(a) {
+        *o = op(x);
+    }
+}
+
+fn unary_in_place(x: &mut [f32], op: impl Fn(f32) -> f32) {
+    for v in x {
+        *v = op(*v);
+    }
+}
+
+/// `max(x, 0)`, NaN stays NaN.
+fn relu(x: f32) -> f32 {
+    if x < 0.0 {
+        0.0
+    } else {
+        x
+    }
+}
+
+/// `1 / (1 + exp(-x))`: `exp(-x)` overflows to +inf for very negative `x`, giving exactly 0
+/// (never 0/0).
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + math::exp(-x))
+}
+
+fn sum(x: &[f32]) -> f32 {
+    x.iter().sum()
+}
