@@ -132,7 +132,10 @@ impl fmt::Display for Error {
                 "input '{input}': id {index} at row {row} is outside the table of {table_rows} rows"
             ),
             Error::NotFinite { input, position } => {
-                write!(f, "input '{input}': non-finite value at flat position {position}")
+                write!(
+                    f,
+                    "input '{input}': non-finite value at flat position {position}"
+                )
             }
             Error::Io { path, reason } => write!(f, "{path}: {reason}"),
         }

@@ -89,7 +89,12 @@ impl<'w> Model<'w> {
         let shapes: Vec<Vec<usize>> = graph
             .inputs
             .iter()
-            .map(|(_, i)| i.shape.iter().map(|d| d.unwrap_or(VALIDATION_BATCH)).collect())
+            .map(|(_, i)| {
+                i.shape
+                    .iter()
+                    .map(|d| d.unwrap_or(VALIDATION_BATCH))
+                    .collect()
+            })
             .collect();
         graph::plan::plan(&graph, weights, kernels, &shapes)?;
         let inputs = graph.inputs.iter().map(|(_, i)| i.clone()).collect();
@@ -179,7 +184,10 @@ impl Model<'static> {
         let backing = match location {
             None => Backing::Borrowed(&[]),
             Some(loc) => {
-                let wpath = path.parent().unwrap_or(std::path::Path::new(".")).join(&loc);
+                let wpath = path
+                    .parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join(&loc);
                 let file = std::fs::File::open(&wpath).map_err(|e| io(&wpath, e))?;
                 let len = file.metadata().map_err(|e| io(&wpath, e))?.len();
                 if len == 0 {

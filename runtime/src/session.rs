@@ -127,10 +127,12 @@ impl<'m, 'w> Session<'m, 'w> {
             None => {
                 let mut shapes = Vec::with_capacity(infos.len());
                 for info in infos {
-                    let given = inputs.iter().find(|i| i.name == info.name).ok_or_else(|| Error::InputMismatch {
-                        input: info.name.clone(),
-                        expected: info.describe(),
-                        got: "nothing (input missing)".into(),
+                    let given = inputs.iter().find(|i| i.name == info.name).ok_or_else(|| {
+                        Error::InputMismatch {
+                            input: info.name.clone(),
+                            expected: info.describe(),
+                            got: "nothing (input missing)".into(),
+                        }
                     })?;
                     check_input(info, given)?;
                     shapes.push(given.shape.to_vec());
@@ -146,13 +148,22 @@ impl<'m, 'w> Session<'m, 'w> {
         };
         let prepared = &mut self.plans[pi];
         // Copy the inputs into their buffers (dtype and element count checked).
-        for ((info, &b), given_shape) in infos.iter().zip(&prepared.plan.inputs).zip(&prepared.plan.input_shapes) {
-            let given = inputs.iter().find(|i| i.name == info.name).ok_or_else(|| Error::InputMismatch {
-                input: info.name.clone(),
-                expected: info.describe(),
-                got: "nothing (input missing)".into(),
+        for ((info, &b), given_shape) in infos
+            .iter()
+            .zip(&prepared.plan.inputs)
+            .zip(&prepared.plan.input_shapes)
+        {
+            let given = inputs.iter().find(|i| i.name == info.name).ok_or_else(|| {
+                Error::InputMismatch {
+                    input: info.name.clone(),
+                    expected: info.describe(),
+                    got: "nothing (input missing)".into(),
+                }
             })?;
-            let buf = prepared.bufs.get_mut(b).ok_or_else(|| internal("input buffer"))?;
+            let buf = prepared
+                .bufs
+                .get_mut(b)
+                .ok_or_else(|| internal("input buffer"))?;
             let ok = match (given.data, buf) {
                 (InputData::F32(s), Buf::F32(d)) if s.len() == d.len() => {
                     d.copy_from_slice(s);
@@ -171,8 +182,17 @@ impl<'m, 'w> Session<'m, 'w> {
             if !ok {
                 return Err(Error::InputMismatch {
                     input: info.name.clone(),
-                    expected: format!("{} {:?} ({} values)", info.dtype.name(), given_shape, given_shape.iter().product::<usize>()),
-                    got: format!("{} with {} values", given.data.dtype().name(), given.data.len()),
+                    expected: format!(
+                        "{} {:?} ({} values)",
+                        info.dtype.name(),
+                        given_shape,
+                        given_shape.iter().product::<usize>()
+                    ),
+                    got: format!(
+                        "{} with {} values",
+                        given.data.dtype().name(),
+                        given.data.len()
+                    ),
                 });
             }
         }
@@ -207,13 +227,26 @@ fn internal(what: &str) -> Error {
 }
 
 fn check_input(info: &crate::model::IoInfo, given: &Input<'_>) -> Result<()> {
-    let dims_ok = given.shape.len() == info.shape.len() && info.shape.iter().zip(given.shape).all(|(e, &g)| e.is_none_or(|e| e == g));
-    let count = given.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    let dims_ok = given.shape.len() == info.shape.len()
+        && info
+            .shape
+            .iter()
+            .zip(given.shape)
+            .all(|(e, &g)| e.is_none_or(|e| e == g));
+    let count = given
+        .shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d));
     if given.data.dtype() != info.dtype || !dims_ok || count != Some(given.data.len()) {
         return Err(Error::InputMismatch {
             input: info.name.clone(),
             expected: info.describe(),
-            got: format!("{} {:?} with {} values", given.data.dtype().name(), given.shape, given.data.len()),
+            got: format!(
+                "{} {:?} with {} values",
+                given.data.dtype().name(),
+                given.shape,
+                given.data.len()
+            ),
         });
     }
     Ok(())
@@ -225,13 +258,20 @@ fn execute(model: &Model<'_>, p: &mut Prepared) -> Result<()> {
     let g = &model.graph;
     let weights = model.weights();
     for step in &p.plan.steps {
-        let node = g.nodes.get(step.node).ok_or_else(|| internal("node index"))?;
+        let node = g
+            .nodes
+            .get(step.node)
+            .ok_or_else(|| internal("node index"))?;
         let cx = NodeCtx {
             node: &node.label,
             op_type: &node.op_type,
             source: &node.source,
         };
-        let mut out = core::mem::take(p.bufs.get_mut(step.output).ok_or_else(|| internal("output buffer"))?);
+        let mut out = core::mem::take(
+            p.bufs
+                .get_mut(step.output)
+                .ok_or_else(|| internal("output buffer"))?,
+        );
         let result = (|| {
             let mut views: [Option<View<'_>>; MAX_NODE_INPUTS] = [None; MAX_NODE_INPUTS];
             for (slot, operand) in views.iter_mut().zip(&step.inputs) {
@@ -240,7 +280,14 @@ fn execute(model: &Model<'_>, p: &mut Prepared) -> Result<()> {
                 }
             }
             let n = step.inputs.len().min(MAX_NODE_INPUTS);
-            crate::graph::ops::eval(&node.op, model.kernels, &views[..n], &mut out, &step.out_shape, &cx)
+            crate::graph::ops::eval(
+                &node.op,
+                model.kernels,
+                &views[..n],
+                &mut out,
+                &step.out_shape,
+                &cx,
+            )
         })();
         p.bufs[step.output] = out;
         result?;

@@ -87,9 +87,11 @@ fn io_info(name: &str, elem_type: i32, shape: Option<&Vec<Dim<'_>>>, what: &str)
     let mut dims = Vec::with_capacity(shape.len());
     for d in shape {
         dims.push(match *d {
-            Dim::Known(v) if v >= 0 => Some(usize::try_from(v).map_err(|_| Error::InvalidGraph {
-                reason: format!("{what} '{name}': dimension {v} too large"),
-            })?),
+            Dim::Known(v) if v >= 0 => {
+                Some(usize::try_from(v).map_err(|_| Error::InvalidGraph {
+                    reason: format!("{what} '{name}': dimension {v} too large"),
+                })?)
+            }
             Dim::Known(v) => {
                 return Err(Error::InvalidGraph {
                     reason: format!("{what} '{name}': negative dimension {v}"),
@@ -139,7 +141,10 @@ pub(crate) fn load_graph(m: &OnnxModel<'_>, weights: &[u8]) -> Result<LoadedGrap
                 reason: format!("initializer '{}' defined twice", t.name),
             });
         }
-        consts[id] = Some(crate::onnx::resolve_tensor(t, weights)?);
+        consts[id] = Some(owned_bools(
+            crate::onnx::resolve_tensor(t, weights)?,
+            weights,
+        )?);
         defined[id] = true;
     }
     let mut inputs = Vec::new();
@@ -155,17 +160,27 @@ pub(crate) fn load_graph(m: &OnnxModel<'_>, weights: &[u8]) -> Result<LoadedGrap
             });
         }
         defined[id] = true;
-        inputs.push((id, io_info(vi.name, vi.elem_type, vi.shape.as_ref(), "input")?));
+        inputs.push((
+            id,
+            io_info(vi.name, vi.elem_type, vi.shape.as_ref(), "input")?,
+        ));
     }
     // Nodes: parse, record producers.
     let mut raw: Vec<NodeDef> = Vec::new();
     for (i, n) in g.nodes.iter().enumerate() {
-        let label = if n.name.is_empty() { format!("#{i}") } else { n.name.to_string() };
+        let label = if n.name.is_empty() {
+            format!("#{i}")
+        } else {
+            n.name.to_string()
+        };
         if n.inputs.len() > MAX_NODE_INPUTS {
             return Err(Error::InvalidNode {
                 node: label,
                 op: n.op_type.to_string(),
-                reason: format!("{} inputs, more than the {MAX_NODE_INPUTS} supported", n.inputs.len()),
+                reason: format!(
+                    "{} inputs, more than the {MAX_NODE_INPUTS} supported",
+                    n.inputs.len()
+                ),
             });
         }
         let op = op::parse_op(n, &label, weights)?;
@@ -216,7 +231,10 @@ pub(crate) fn load_graph(m: &OnnxModel<'_>, weights: &[u8]) -> Result<LoadedGrap
         for v in n.inputs.iter().flatten() {
             if !defined[*v] {
                 return Err(Error::InvalidGraph {
-                    reason: format!("node '{}' reads '{}', which nothing produces", n.label, ids.names[*v]),
+                    reason: format!(
+                        "node '{}' reads '{}', which nothing produces",
+                        n.label, ids.names[*v]
+                    ),
                 });
             }
         }
@@ -229,15 +247,16 @@ pub(crate) fn load_graph(m: &OnnxModel<'_>, weights: &[u8]) -> Result<LoadedGrap
                 reason: format!("graph output '{}' is never produced", vi.name),
             });
         };
-        let info = io_info(vi.name, vi.elem_type, vi.shape.as_ref(), "output").or_else(|e| match e {
-            // Output shapes are informative only: the plan computes them.
-            Error::InvalidGraph { .. } => Ok(IoInfo {
-                name: vi.name.to_string(),
-                dtype: DType::from_onnx(vi.elem_type).unwrap_or(DType::F32),
-                shape: Vec::new(),
-            }),
-            e => Err(e),
-        })?;
+        let info =
+            io_info(vi.name, vi.elem_type, vi.shape.as_ref(), "output").or_else(|e| match e {
+                // Output shapes are informative only: the plan computes them.
+                Error::InvalidGraph { .. } => Ok(IoInfo {
+                    name: vi.name.to_string(),
+                    dtype: DType::from_onnx(vi.elem_type).unwrap_or(DType::F32),
+                    shape: Vec::new(),
+                }),
+                e => Err(e),
+            })?;
         if info.dtype != DType::F32 {
             return Err(Error::UnsupportedDType {
                 tensor: format!("output '{}' (the runtime returns f32 outputs)", vi.name),
@@ -262,8 +281,28 @@ pub(crate) fn load_graph(m: &OnnxModel<'_>, weights: &[u8]) -> Result<LoadedGrap
     Ok(graph)
 }
 
+/// Bool tensors are kept as owned `bool`s (their file bytes were checked to be 0 or 1).
+fn owned_bools(c: ConstTensor, weights: &[u8]) -> Result<ConstTensor> {
+    match (&c.data, c.dtype) {
+        (crate::tensor::ConstData::Weights { offset, byte_len }, DType::Bool) => {
+            let bytes = crate::onnx::view_bool_bytes(weights, *offset, *byte_len)?;
+            let v = bytes.iter().map(|&b| b != 0).collect();
+            Ok(ConstTensor::owned(
+                c.shape,
+                crate::tensor::OwnedData::Bool(v),
+            ))
+        }
+        _ => Ok(c),
+    }
+}
+
 /// Kahn's algorithm; a node waiting forever means a cycle.
-fn topo_sort(raw: Vec<NodeDef>, consts: &[Option<ConstTensor>], inputs: &[(ValueId, IoInfo)], names: &[String]) -> Result<Vec<NodeDef>> {
+fn topo_sort(
+    raw: Vec<NodeDef>,
+    consts: &[Option<ConstTensor>],
+    inputs: &[(ValueId, IoInfo)],
+    names: &[String],
+) -> Result<Vec<NodeDef>> {
     let n = names.len();
     let mut ready = vec![false; n];
     for (i, c) in consts.iter().enumerate() {
@@ -302,7 +341,10 @@ fn topo_sort(raw: Vec<NodeDef>, consts: &[Option<ConstTensor>], inputs: &[(Value
             .map(|&v| names[v].clone())
             .unwrap_or_default();
         return Err(Error::InvalidGraph {
-            reason: format!("cycle: node '{}' waits on '{}', which depends on it", stuck.label, waiting),
+            reason: format!(
+                "cycle: node '{}' waits on '{}', which depends on it",
+                stuck.label, waiting
+            ),
         });
     }
     Ok(order)

@@ -50,29 +50,62 @@ pub(crate) enum ReduceKind {
 /// One supported op with its attributes.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Op {
-    Gather { axis: i64 },
+    Gather {
+        axis: i64,
+    },
     MatMul,
-    Gemm { alpha: f32, beta: f32, trans_a: bool, trans_b: bool },
+    Gemm {
+        alpha: f32,
+        beta: f32,
+        trans_a: bool,
+        trans_b: bool,
+    },
     Binary(BinOp),
     Compare(CmpOp),
     Unary(UnOp),
-    Concat { axis: i64 },
-    Reshape { allowzero: bool },
-    Flatten { axis: i64 },
+    Concat {
+        axis: i64,
+    },
+    Reshape {
+        allowzero: bool,
+    },
+    Flatten {
+        axis: i64,
+    },
     /// `axes` from the attribute (opset < 13) or, when `None`, from the second input.
-    Unsqueeze { axes: Option<Vec<i64>> },
+    Unsqueeze {
+        axes: Option<Vec<i64>>,
+    },
     /// `axes` from the attribute (opset < 13) or from the optional second input.
-    Squeeze { axes: Option<Vec<i64>> },
-    Transpose { perm: Option<Vec<i64>> },
+    Squeeze {
+        axes: Option<Vec<i64>>,
+    },
+    Transpose {
+        perm: Option<Vec<i64>>,
+    },
     /// `axes` from the attribute (older opsets) or from the optional second input.
-    Reduce { kind: ReduceKind, axes: Option<Vec<i64>>, keepdims: bool, noop_with_empty_axes: bool },
-    Cast { to: DType },
+    Reduce {
+        kind: ReduceKind,
+        axes: Option<Vec<i64>>,
+        keepdims: bool,
+        noop_with_empty_axes: bool,
+    },
+    Cast {
+        to: DType,
+    },
     /// Identity, Dropout (inference), and other pass-throughs.
     Identity,
-    Constant { value: ConstTensor },
-    Shape { start: i64, end: Option<i64> },
+    Constant {
+        value: ConstTensor,
+    },
+    Shape {
+        start: i64,
+        end: Option<i64>,
+    },
     Slice,
-    ConstantOfShape { value: ConstTensor },
+    ConstantOfShape {
+        value: ConstTensor,
+    },
 }
 
 /// Reads attributes of one node with messages naming it.
@@ -94,7 +127,10 @@ impl<'n, 'a> Attrs<'n, 'a> {
         match self.node.attr(name) {
             None => Ok(default),
             Some(AttrValue::Int(v)) => Ok(*v),
-            Some(other) => Err(self.err(format!("attribute '{name}' must be an int, got {}", kind(other)))),
+            Some(other) => Err(self.err(format!(
+                "attribute '{name}' must be an int, got {}",
+                kind(other)
+            ))),
         }
     }
 
@@ -102,7 +138,10 @@ impl<'n, 'a> Attrs<'n, 'a> {
         match self.node.attr(name) {
             None => Ok(default),
             Some(AttrValue::Float(v)) => Ok(*v),
-            Some(other) => Err(self.err(format!("attribute '{name}' must be a float, got {}", kind(other)))),
+            Some(other) => Err(self.err(format!(
+                "attribute '{name}' must be a float, got {}",
+                kind(other)
+            ))),
         }
     }
 
@@ -110,7 +149,10 @@ impl<'n, 'a> Attrs<'n, 'a> {
         match self.node.attr(name) {
             None => Ok(None),
             Some(AttrValue::Ints(v)) => Ok(Some(v.clone())),
-            Some(other) => Err(self.err(format!("attribute '{name}' must be ints, got {}", kind(other)))),
+            Some(other) => Err(self.err(format!(
+                "attribute '{name}' must be ints, got {}",
+                kind(other)
+            ))),
         }
     }
 
@@ -146,7 +188,9 @@ pub(crate) fn parse_op(node: &Node<'_>, label: &str, weights: &[u8]) -> Result<O
         });
     }
     let op = match node.op_type {
-        "Gather" => Op::Gather { axis: a.int("axis", 0)? },
+        "Gather" => Op::Gather {
+            axis: a.int("axis", 0)?,
+        },
         "MatMul" => Op::MatMul,
         "Gemm" => Op::Gemm {
             alpha: a.float("alpha", 1.0)?,
@@ -171,32 +215,54 @@ pub(crate) fn parse_op(node: &Node<'_>, label: &str, weights: &[u8]) -> Result<O
         "Abs" => Op::Unary(UnOp::Abs),
         "Neg" => Op::Unary(UnOp::Neg),
         "Concat" => match node.attr("axis") {
-            Some(_) => Op::Concat { axis: a.int("axis", 0)? },
+            Some(_) => Op::Concat {
+                axis: a.int("axis", 0)?,
+            },
             None => return Err(a.err("missing required attribute 'axis'".to_string())),
         },
-        "Reshape" => Op::Reshape { allowzero: a.flag("allowzero", false)? },
-        "Flatten" => Op::Flatten { axis: a.int("axis", 1)? },
-        "Unsqueeze" => Op::Unsqueeze { axes: a.ints("axes")? },
-        "Squeeze" => Op::Squeeze { axes: a.ints("axes")? },
-        "Transpose" => Op::Transpose { perm: a.ints("perm")? },
+        "Reshape" => Op::Reshape {
+            allowzero: a.flag("allowzero", false)?,
+        },
+        "Flatten" => Op::Flatten {
+            axis: a.int("axis", 1)?,
+        },
+        "Unsqueeze" => Op::Unsqueeze {
+            axes: a.ints("axes")?,
+        },
+        "Squeeze" => Op::Squeeze {
+            axes: a.ints("axes")?,
+        },
+        "Transpose" => Op::Transpose {
+            perm: a.ints("perm")?,
+        },
         "ReduceSum" | "ReduceMean" => Op::Reduce {
-            kind: if node.op_type == "ReduceSum" { ReduceKind::Sum } else { ReduceKind::Mean },
+            kind: if node.op_type == "ReduceSum" {
+                ReduceKind::Sum
+            } else {
+                ReduceKind::Mean
+            },
             axes: a.ints("axes")?,
             keepdims: a.flag("keepdims", true)?,
             noop_with_empty_axes: a.flag("noop_with_empty_axes", false)?,
         },
         "Cast" => {
             let to = a.int("to", 0)?;
-            let code = i32::try_from(to).map_err(|_| a.err(format!("attribute 'to' = {to} is not a data type")))?;
+            let code = i32::try_from(to)
+                .map_err(|_| a.err(format!("attribute 'to' = {to} is not a data type")))?;
             match DType::from_onnx(code) {
                 Some(to) => Op::Cast { to },
                 None => {
-                    return Err(Error::UnsupportedDType { tensor: format!("output of Cast node '{label}'"), dtype: code })
+                    return Err(Error::UnsupportedDType {
+                        tensor: format!("output of Cast node '{label}'"),
+                        dtype: code,
+                    })
                 }
             }
         }
         "Identity" | "Dropout" => Op::Identity,
-        "Constant" => Op::Constant { value: constant_value(&a, weights)? },
+        "Constant" => Op::Constant {
+            value: constant_value(&a, weights)?,
+        },
         "Shape" => Op::Shape {
             start: a.int("start", 0)?,
             end: match node.attr("end") {
@@ -206,21 +272,33 @@ pub(crate) fn parse_op(node: &Node<'_>, label: &str, weights: &[u8]) -> Result<O
         },
         "Slice" => {
             if node.attr("starts").is_some() {
-                return Err(a.err("Slice with 'starts' attribute (opset < 10) is not supported".to_string()));
+                return Err(a.err(
+                    "Slice with 'starts' attribute (opset < 10) is not supported".to_string(),
+                ));
             }
             Op::Slice
         }
         "ConstantOfShape" => Op::ConstantOfShape {
             value: match node.attr("value") {
-                None => ConstTensor::owned(alloc::vec![1], crate::tensor::OwnedData::F32(alloc::vec![0.0])),
+                None => ConstTensor::owned(
+                    alloc::vec![1],
+                    crate::tensor::OwnedData::F32(alloc::vec![0.0]),
+                ),
                 Some(AttrValue::Tensor(t)) => {
                     let c = crate::onnx::resolve_tensor(t, weights)?;
                     if c.numel() != 1 {
-                        return Err(a.err(format!("'value' must hold one element, has {}", c.numel())));
+                        return Err(
+                            a.err(format!("'value' must hold one element, has {}", c.numel()))
+                        );
                     }
                     c
                 }
-                Some(other) => return Err(a.err(format!("attribute 'value' must be a tensor, got {}", kind(other)))),
+                Some(other) => {
+                    return Err(a.err(format!(
+                        "attribute 'value' must be a tensor, got {}",
+                        kind(other)
+                    )))
+                }
             },
         },
         other => {
@@ -243,10 +321,23 @@ fn constant_value(a: &Attrs<'_, '_>, weights: &[u8]) -> Result<ConstTensor> {
     }
     Ok(match (attr.name, &attr.value) {
         ("value", AttrValue::Tensor(t)) => crate::onnx::resolve_tensor(t, weights)?,
-        ("value_float", AttrValue::Float(v)) => ConstTensor::owned(Vec::new(), OwnedData::F32(alloc::vec![*v])),
-        ("value_floats", AttrValue::Floats(v)) => ConstTensor::owned(alloc::vec![v.len()], OwnedData::F32(v.clone())),
-        ("value_int", AttrValue::Int(v)) => ConstTensor::owned(Vec::new(), OwnedData::I64(alloc::vec![*v])),
-        ("value_ints", AttrValue::Ints(v)) => ConstTensor::owned(alloc::vec![v.len()], OwnedData::I64(v.clone())),
-        (name, v) => return Err(a.err(format!("unsupported Constant attribute '{name}' ({})", kind(v)))),
+        ("value_float", AttrValue::Float(v)) => {
+            ConstTensor::owned(Vec::new(), OwnedData::F32(alloc::vec![*v]))
+        }
+        ("value_floats", AttrValue::Floats(v)) => {
+            ConstTensor::owned(alloc::vec![v.len()], OwnedData::F32(v.clone()))
+        }
+        ("value_int", AttrValue::Int(v)) => {
+            ConstTensor::owned(Vec::new(), OwnedData::I64(alloc::vec![*v]))
+        }
+        ("value_ints", AttrValue::Ints(v)) => {
+            ConstTensor::owned(alloc::vec![v.len()], OwnedData::I64(v.clone()))
+        }
+        (name, v) => {
+            return Err(a.err(format!(
+                "unsupported Constant attribute '{name}' ({})",
+                kind(v)
+            )))
+        }
     })
 }

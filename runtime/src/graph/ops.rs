@@ -8,7 +8,9 @@ use alloc::vec::Vec;
 use half::f16;
 
 use super::op::{BinOp, CmpOp, Op, ReduceKind, UnOp};
-use super::strided::{broadcast_strides, for_each2, gather_strided, signed, strides_of, Dims, MAX_RANK};
+use super::strided::{
+    broadcast_strides, for_each2, gather_strided, signed, strides_of, Dims, MAX_RANK,
+};
 use super::value::{numel, Buf, Data, View};
 use crate::error::{Error, Result};
 use crate::kernels::{BLayout, Kernels, MatMulDims};
@@ -49,7 +51,10 @@ fn need<'a, 'b>(ins: &'b [Option<Meta<'a>>], i: usize, cx: &NodeCtx<'_>) -> Resu
 }
 
 fn need_view<'a>(ins: &[Option<View<'a>>], i: usize, cx: &NodeCtx<'_>) -> Result<View<'a>> {
-    ins.get(i).copied().flatten().ok_or_else(|| cx.err(format!("missing input #{i}")))
+    ins.get(i)
+        .copied()
+        .flatten()
+        .ok_or_else(|| cx.err(format!("missing input #{i}")))
 }
 
 /// Normalizes an axis in `[-rank, rank)`.
@@ -68,7 +73,9 @@ fn const_ints(m: &Meta<'_>, what: &str, cx: &NodeCtx<'_>) -> Result<Vec<i64>> {
         Some(Data::I64(v)) => Ok(v.to_vec()),
         Some(Data::I32(v)) => Ok(v.iter().map(|&x| x as i64).collect()),
         Some(_) => Err(cx.err(format!("{what} must be an integer tensor"))),
-        None => Err(cx.err(format!("{what} must be constant at plan time (it depends on run-time values)"))),
+        None => Err(cx.err(format!(
+            "{what} must be constant at plan time (it depends on run-time values)"
+        ))),
     }
 }
 
@@ -91,8 +98,16 @@ pub(crate) fn broadcast_shapes(a: &[usize], b: &[usize], cx: &NodeCtx<'_>) -> Re
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for i in 0..r {
-        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
-        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        let da = if i + a.len() >= r {
+            a[i + a.len() - r]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= r {
+            b[i + b.len() - r]
+        } else {
+            1
+        };
         out[i] = if da == db || db == 1 {
             da
         } else if da == 1 {
@@ -120,28 +135,54 @@ fn slice_axis(dim: usize, start: i64, end: i64, step: i64) -> SliceAxis {
         s = st.clamp(0, d);
         e = en.clamp(0, d);
         let len = if e > s { (e - s + step - 1) / step } else { 0 };
-        SliceAxis { start: s, step, len: len as usize }
+        SliceAxis {
+            start: s,
+            step,
+            len: len as usize,
+        }
     } else {
         let st = if start < 0 { start + d } else { start };
         let en = if end < 0 { end + d } else { end };
         s = st.clamp(-1, d - 1);
         e = en.clamp(-1, d - 1);
-        let len = if s > e { (s - e + (-step) - 1) / (-step) } else { 0 };
-        SliceAxis { start: s, step, len: len as usize }
+        let len = if s > e {
+            (s - e + (-step) - 1) / (-step)
+        } else {
+            0
+        };
+        SliceAxis {
+            start: s,
+            step,
+            len: len as usize,
+        }
     }
 }
 
 /// Fills `axes` (per data axis: start, step, len) from Slice's inputs. Returns `false` when the
 /// parameters are inconsistent.
-fn slice_params(shape: &[usize], starts: &View<'_>, ends: &View<'_>, axes: Option<&View<'_>>, steps: Option<&View<'_>>, out: &mut [(i64, i64, usize); MAX_RANK]) -> core::result::Result<(), String> {
+fn slice_params(
+    shape: &[usize],
+    starts: &View<'_>,
+    ends: &View<'_>,
+    axes: Option<&View<'_>>,
+    steps: Option<&View<'_>>,
+    out: &mut [(i64, i64, usize); MAX_RANK],
+) -> core::result::Result<(), String> {
     let rank = shape.len();
     for (i, &d) in shape.iter().enumerate() {
         out[i] = (0, 1, d);
     }
-    let (mut st, mut en, mut ax, mut sp) = ([0i64; MAX_RANK], [0i64; MAX_RANK], [0i64; MAX_RANK], [1i64; MAX_RANK]);
+    let (mut st, mut en, mut ax, mut sp) = (
+        [0i64; MAX_RANK],
+        [0i64; MAX_RANK],
+        [0i64; MAX_RANK],
+        [1i64; MAX_RANK],
+    );
     let n = view_ints(starts, &mut st);
     if n != starts.data.len() || view_ints(ends, &mut en) != n {
-        return Err(format!("starts and ends must have the same length (<= {MAX_RANK})"));
+        return Err(format!(
+            "starts and ends must have the same length (<= {MAX_RANK})"
+        ));
     }
     match axes {
         Some(a) => {
@@ -162,7 +203,11 @@ fn slice_params(shape: &[usize], starts: &View<'_>, ends: &View<'_>, axes: Optio
     }
     let mut seen = [false; MAX_RANK];
     for i in 0..n {
-        let a = if ax[i] < 0 { ax[i] + rank as i64 } else { ax[i] };
+        let a = if ax[i] < 0 {
+            ax[i] + rank as i64
+        } else {
+            ax[i]
+        };
         if a < 0 || a >= rank as i64 {
             return Err(format!("slice axis {} out of range for rank {rank}", ax[i]));
         }
@@ -181,14 +226,21 @@ fn slice_params(shape: &[usize], starts: &View<'_>, ends: &View<'_>, axes: Optio
 }
 
 /// Output dtypes and shapes of a node.
-pub(crate) fn infer(op: &Op, ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Result<Vec<(DType, Vec<usize>)>> {
+pub(crate) fn infer(
+    op: &Op,
+    ins: &[Option<Meta<'_>>],
+    cx: &NodeCtx<'_>,
+) -> Result<Vec<(DType, Vec<usize>)>> {
     let one = |d: DType, s: Vec<usize>| Ok(vec![(d, s)]);
     match op {
         Op::Gather { axis } => {
             let data = need(ins, 0, cx)?;
             let idx = need(ins, 1, cx)?;
             if !matches!(idx.dtype, DType::I64 | DType::I32) {
-                return Err(cx.err(format!("indices must be int64 or int32, got {}", idx.dtype.name())));
+                return Err(cx.err(format!(
+                    "indices must be int64 or int32, got {}",
+                    idx.dtype.name()
+                )));
             }
             if data.shape.is_empty() {
                 return Err(cx.err("data must have rank >= 1".to_string()));
@@ -203,17 +255,27 @@ pub(crate) fn infer(op: &Op, ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Resu
             let a = need(ins, 0, cx)?;
             let b = need(ins, 1, cx)?;
             if a.dtype != DType::F32 || b.dtype != DType::F32 {
-                return Err(cx.err(format!("MatMul needs float inputs, got {} and {}", a.dtype.name(), b.dtype.name())));
+                return Err(cx.err(format!(
+                    "MatMul needs float inputs, got {} and {}",
+                    a.dtype.name(),
+                    b.dtype.name()
+                )));
             }
             if a.shape.is_empty() || b.shape.is_empty() {
                 return Err(cx.err("MatMul inputs must have rank >= 1".to_string()));
             }
-            let (a2, b2) = (matmul_view_shape(a.shape, true), matmul_view_shape(b.shape, false));
+            let (a2, b2) = (
+                matmul_view_shape(a.shape, true),
+                matmul_view_shape(b.shape, false),
+            );
             let (ra, rb) = (a2.len(), b2.len());
             let (m, k) = (a2[ra - 2], a2[ra - 1]);
             let (k2, n) = (b2[rb - 2], b2[rb - 1]);
             if k != k2 {
-                return Err(cx.err(format!("inner dimensions differ: {:?} x {:?}", a.shape, b.shape)));
+                return Err(cx.err(format!(
+                    "inner dimensions differ: {:?} x {:?}",
+                    a.shape, b.shape
+                )));
             }
             let mut s = broadcast_shapes(&a2[..ra - 2], &b2[..rb - 2], cx)?;
             if a.shape.len() > 1 {
@@ -224,19 +286,35 @@ pub(crate) fn infer(op: &Op, ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Resu
             }
             one(DType::F32, s)
         }
-        Op::Gemm { trans_a, trans_b, .. } => {
+        Op::Gemm {
+            trans_a, trans_b, ..
+        } => {
             let a = need(ins, 0, cx)?;
             let b = need(ins, 1, cx)?;
             if a.shape.len() != 2 || b.shape.len() != 2 {
-                return Err(cx.err(format!("Gemm needs 2-D A and B, got {:?} and {:?}", a.shape, b.shape)));
+                return Err(cx.err(format!(
+                    "Gemm needs 2-D A and B, got {:?} and {:?}",
+                    a.shape, b.shape
+                )));
             }
             if a.dtype != DType::F32 || b.dtype != DType::F32 {
                 return Err(cx.err("Gemm needs float inputs".to_string()));
             }
-            let (m, k) = if *trans_a { (a.shape[1], a.shape[0]) } else { (a.shape[0], a.shape[1]) };
-            let (k2, n) = if *trans_b { (b.shape[1], b.shape[0]) } else { (b.shape[0], b.shape[1]) };
+            let (m, k) = if *trans_a {
+                (a.shape[1], a.shape[0])
+            } else {
+                (a.shape[0], a.shape[1])
+            };
+            let (k2, n) = if *trans_b {
+                (b.shape[1], b.shape[0])
+            } else {
+                (b.shape[0], b.shape[1])
+            };
             if k != k2 {
-                return Err(cx.err(format!("inner dimensions differ: A {:?} B {:?}", a.shape, b.shape)));
+                return Err(cx.err(format!(
+                    "inner dimensions differ: A {:?} B {:?}",
+                    a.shape, b.shape
+                )));
             }
             if let Some(Some(c)) = ins.get(2) {
                 let bs = broadcast_shapes(&[m, n], c.shape, cx)?;
@@ -250,7 +328,11 @@ pub(crate) fn infer(op: &Op, ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Resu
             let a = need(ins, 0, cx)?;
             let b = need(ins, 1, cx)?;
             if a.dtype != b.dtype || a.dtype == DType::Bool {
-                return Err(cx.err(format!("operands must have one numeric dtype, got {} and {}", a.dtype.name(), b.dtype.name())));
+                return Err(cx.err(format!(
+                    "operands must have one numeric dtype, got {} and {}",
+                    a.dtype.name(),
+                    b.dtype.name()
+                )));
             }
             if *bop == BinOp::Pow && a.dtype != DType::F32 {
                 return Err(cx.err("Pow needs float operands".to_string()));
@@ -261,13 +343,18 @@ pub(crate) fn infer(op: &Op, ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Resu
             let a = need(ins, 0, cx)?;
             let b = need(ins, 1, cx)?;
             if a.dtype != b.dtype {
-                return Err(cx.err(format!("operands differ in dtype: {} and {}", a.dtype.name(), b.dtype.name())));
+                return Err(cx.err(format!(
+                    "operands differ in dtype: {} and {}",
+                    a.dtype.name(),
+                    b.dtype.name()
+                )));
             }
             one(DType::Bool, broadcast_shapes(a.shape, b.shape, cx)?)
         }
         Op::Unary(u) => {
             let x = need(ins, 0, cx)?;
-            let ok = x.dtype == DType::F32 || (matches!(u, UnOp::Neg | UnOp::Abs | UnOp::Relu) && x.dtype == DType::I64);
+            let ok = x.dtype == DType::F32
+                || (matches!(u, UnOp::Neg | UnOp::Abs | UnOp::Relu) && x.dtype == DType::I64);
             if !ok {
                 return Err(cx.err(format!("unsupported input dtype {}", x.dtype.name())));
             }
@@ -279,13 +366,21 @@ pub(crate) fn infer(op: &Op, ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Resu
             let mut s = first.shape.to_vec();
             s[ax] = 0;
             for m in ins.iter() {
-                let m = m.as_ref().ok_or_else(|| cx.err("missing input".to_string()))?;
+                let m = m
+                    .as_ref()
+                    .ok_or_else(|| cx.err("missing input".to_string()))?;
                 if m.dtype != first.dtype || m.shape.len() != s.len() {
-                    return Err(cx.err(format!("inputs differ in dtype or rank: {:?} vs {:?}", first.shape, m.shape)));
+                    return Err(cx.err(format!(
+                        "inputs differ in dtype or rank: {:?} vs {:?}",
+                        first.shape, m.shape
+                    )));
                 }
                 for (i, (&d, &f)) in m.shape.iter().zip(first.shape).enumerate() {
                     if i != ax && d != f {
-                        return Err(cx.err(format!("input shapes {:?} and {:?} differ outside axis {ax}", first.shape, m.shape)));
+                        return Err(cx.err(format!(
+                            "input shapes {:?} and {:?} differ outside axis {ax}",
+                            first.shape, m.shape
+                        )));
                     }
                 }
                 s[ax] += m.shape[ax];
@@ -304,19 +399,27 @@ pub(crate) fn infer(op: &Op, ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Resu
                         infer_at = Some(i);
                         s.push(1);
                     }
-                    0 if !*allowzero => s.push(*x.shape.get(i).ok_or_else(|| cx.err(format!("shape {target:?}: 0 at axis {i} beyond input rank")))?),
+                    0 if !*allowzero => s.push(*x.shape.get(i).ok_or_else(|| {
+                        cx.err(format!("shape {target:?}: 0 at axis {i} beyond input rank"))
+                    })?),
                     t if t >= 0 => s.push(t as usize),
                     _ => return Err(cx.err(format!("invalid target shape {target:?}"))),
                 }
             }
-            let known = s.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| cx.err("shape overflow".to_string()))?;
+            let known = s
+                .iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                .ok_or_else(|| cx.err("shape overflow".to_string()))?;
             if let Some(i) = infer_at {
-                if known == 0 || total % known != 0 {
+                if known == 0 || !total.is_multiple_of(known) {
                     return Err(cx.err(format!("cannot reshape {:?} to {target:?}", x.shape)));
                 }
                 s[i] = total / known;
             } else if known != total {
-                return Err(cx.err(format!("cannot reshape {:?} ({total} elements) to {target:?}", x.shape)));
+                return Err(cx.err(format!(
+                    "cannot reshape {:?} ({total} elements) to {target:?}",
+                    x.shape
+                )));
             }
             one(x.dtype, s)
         }
@@ -346,7 +449,10 @@ pub(crate) fn infer(op: &Op, ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Resu
                 is_new[a] = true;
             }
             let mut it = x.shape.iter();
-            let s = is_new.iter().map(|&n| if n { 1 } else { *it.next().unwrap_or(&1) }).collect();
+            let s = is_new
+                .iter()
+                .map(|&n| if n { 1 } else { *it.next().unwrap_or(&1) })
+                .collect();
             one(x.dtype, s)
         }
         Op::Squeeze { axes } => {
@@ -362,7 +468,10 @@ pub(crate) fn infer(op: &Op, ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Resu
                     for a in axes {
                         let a = norm_axis(a, x.shape.len(), cx)?;
                         if x.shape[a] != 1 {
-                            return Err(cx.err(format!("cannot squeeze axis {a} of size {} ({:?})", x.shape[a], x.shape)));
+                            return Err(cx.err(format!(
+                                "cannot squeeze axis {a} of size {} ({:?})",
+                                x.shape[a], x.shape
+                            )));
                         }
                         drop[a] = true;
                     }
@@ -373,7 +482,13 @@ pub(crate) fn infer(op: &Op, ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Resu
                     }
                 }
             }
-            let s = x.shape.iter().zip(&drop).filter(|(_, &d)| !d).map(|(&s, _)| s).collect();
+            let s = x
+                .shape
+                .iter()
+                .zip(&drop)
+                .filter(|(_, &d)| !d)
+                .map(|(&s, _)| s)
+                .collect();
             one(x.dtype, s)
         }
         Op::Transpose { perm } => {
@@ -381,12 +496,23 @@ pub(crate) fn infer(op: &Op, ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Resu
             let p = transpose_perm(perm.as_deref(), x.shape.len(), cx)?;
             one(x.dtype, p.iter().map(|&i| x.shape[i]).collect())
         }
-        Op::Reduce { axes, keepdims, noop_with_empty_axes, .. } => {
+        Op::Reduce {
+            axes,
+            keepdims,
+            noop_with_empty_axes,
+            ..
+        } => {
             let x = need(ins, 0, cx)?;
             if !matches!(x.dtype, DType::F32 | DType::I64) {
                 return Err(cx.err(format!("unsupported input dtype {}", x.dtype.name())));
             }
-            let red = reduce_mask(x.shape.len(), axes.as_deref(), ins.get(1).and_then(|m| m.as_ref()), *noop_with_empty_axes, cx)?;
+            let red = reduce_mask(
+                x.shape.len(),
+                axes.as_deref(),
+                ins.get(1).and_then(|m| m.as_ref()),
+                *noop_with_empty_axes,
+                cx,
+            )?;
             let mut s = Vec::new();
             for (i, &d) in x.shape.iter().enumerate() {
                 if !red[i] {
@@ -428,17 +554,23 @@ pub(crate) fn infer(op: &Op, ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Resu
                     },
                 }
             };
-            let (st, en) = (v(1)?.ok_or_else(|| cx.err("missing starts".to_string()))?, v(2)?.ok_or_else(|| cx.err("missing ends".to_string()))?);
+            let (st, en) = (
+                v(1)?.ok_or_else(|| cx.err("missing starts".to_string()))?,
+                v(2)?.ok_or_else(|| cx.err("missing ends".to_string()))?,
+            );
             let (ax, sp) = (v(3)?, v(4)?);
             let mut p = [(0i64, 1i64, 0usize); MAX_RANK];
-            slice_params(x.shape, &st, &en, ax.as_ref(), sp.as_ref(), &mut p).map_err(|r| cx.err(r))?;
+            slice_params(x.shape, &st, &en, ax.as_ref(), sp.as_ref(), &mut p)
+                .map_err(|r| cx.err(r))?;
             one(x.dtype, p[..x.shape.len()].iter().map(|t| t.2).collect())
         }
         Op::ConstantOfShape { value } => {
             let s = const_ints(need(ins, 0, cx)?, "the shape input", cx)?;
             let mut shape = Vec::with_capacity(s.len());
             for d in s {
-                shape.push(usize::try_from(d).map_err(|_| cx.err(format!("negative dimension {d}")))?);
+                shape.push(
+                    usize::try_from(d).map_err(|_| cx.err(format!("negative dimension {d}")))?,
+                );
             }
             one(logical(value.dtype), shape)
         }
@@ -494,7 +626,13 @@ fn transpose_perm(perm: Option<&[i64]>, rank: usize, cx: &NodeCtx<'_>) -> Result
     }
 }
 
-fn reduce_mask(rank: usize, attr: Option<&[i64]>, input: Option<&Meta<'_>>, noop: bool, cx: &NodeCtx<'_>) -> Result<Vec<bool>> {
+fn reduce_mask(
+    rank: usize,
+    attr: Option<&[i64]>,
+    input: Option<&Meta<'_>>,
+    noop: bool,
+    cx: &NodeCtx<'_>,
+) -> Result<Vec<bool>> {
     let axes = match (attr, input) {
         (Some(a), _) => a.to_vec(),
         (None, Some(m)) => const_ints(m, "axes", cx)?,
@@ -512,20 +650,74 @@ fn reduce_mask(rank: usize, attr: Option<&[i64]>, input: Option<&Meta<'_>>, noop
 
 /// Evaluates a node into `out` (preallocated with `out_shape`'s element count and the inferred
 /// dtype).
-pub(crate) fn eval(op: &Op, k: &Kernels, ins: &[Option<View<'_>>], out: &mut Buf, out_shape: &[usize], cx: &NodeCtx<'_>) -> Result<()> {
+pub(crate) fn eval(
+    op: &Op,
+    k: &Kernels,
+    ins: &[Option<View<'_>>],
+    out: &mut Buf,
+    out_shape: &[usize],
+    cx: &NodeCtx<'_>,
+) -> Result<()> {
     match op {
-        Op::Gather { axis } => gather(*axis, need_view(ins, 0, cx)?, need_view(ins, 1, cx)?, out, cx),
-        Op::MatMul => matmul(k, need_view(ins, 0, cx)?, need_view(ins, 1, cx)?, out, out_shape, cx),
-        Op::Gemm { alpha, beta, trans_a, trans_b } => gemm(k, (*alpha, *beta, *trans_a, *trans_b), ins, out, out_shape, cx),
-        Op::Binary(b) => binary(k, *b, need_view(ins, 0, cx)?, need_view(ins, 1, cx)?, out, out_shape, cx),
-        Op::Compare(c) => compare(*c, need_view(ins, 0, cx)?, need_view(ins, 1, cx)?, out, out_shape, cx),
+        Op::Gather { axis } => gather(
+            *axis,
+            need_view(ins, 0, cx)?,
+            need_view(ins, 1, cx)?,
+            out,
+            cx,
+        ),
+        Op::MatMul => matmul(
+            k,
+            need_view(ins, 0, cx)?,
+            need_view(ins, 1, cx)?,
+            out,
+            out_shape,
+            cx,
+        ),
+        Op::Gemm {
+            alpha,
+            beta,
+            trans_a,
+            trans_b,
+        } => gemm(
+            k,
+            (*alpha, *beta, *trans_a, *trans_b),
+            ins,
+            out,
+            out_shape,
+            cx,
+        ),
+        Op::Binary(b) => binary(
+            k,
+            *b,
+            need_view(ins, 0, cx)?,
+            need_view(ins, 1, cx)?,
+            out,
+            out_shape,
+            cx,
+        ),
+        Op::Compare(c) => compare(
+            *c,
+            need_view(ins, 0, cx)?,
+            need_view(ins, 1, cx)?,
+            out,
+            out_shape,
+            cx,
+        ),
         Op::Unary(u) => unary(k, *u, need_view(ins, 0, cx)?, out, cx),
         Op::Concat { axis } => concat(*axis, ins, out, out_shape, cx),
-        Op::Reshape { .. } | Op::Flatten { .. } | Op::Unsqueeze { .. } | Op::Squeeze { .. } | Op::Identity => {
-            copy_into(need_view(ins, 0, cx)?.data, out, cx)
-        }
+        Op::Reshape { .. }
+        | Op::Flatten { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Squeeze { .. }
+        | Op::Identity => copy_into(need_view(ins, 0, cx)?.data, out, cx),
         Op::Transpose { perm } => transpose(perm.as_deref(), need_view(ins, 0, cx)?, out, cx),
-        Op::Reduce { kind, axes, noop_with_empty_axes, .. } => reduce(*kind, axes.as_deref(), *noop_with_empty_axes, ins, out, cx),
+        Op::Reduce {
+            kind,
+            axes,
+            noop_with_empty_axes,
+            ..
+        } => reduce(*kind, axes.as_deref(), *noop_with_empty_axes, ins, out, cx),
         Op::Cast { to } => cast(*to, need_view(ins, 0, cx)?, out, cx),
         Op::Constant { value } => {
             let _ = value;
@@ -578,7 +770,11 @@ fn gather(axis: i64, data: View<'_>, idx: View<'_>, out: &mut Buf, cx: &NodeCtx<
     let rows = data.shape[ax];
     let inner = numel(&data.shape[ax + 1..]);
     let nidx = idx.data.len();
-    let per_row = if idx.shape.is_empty() || idx.shape[0] == 0 { nidx.max(1) } else { nidx / idx.shape[0] };
+    let per_row = if idx.shape.is_empty() || idx.shape[0] == 0 {
+        nidx.max(1)
+    } else {
+        nidx / idx.shape[0]
+    };
     let index_at = |j: usize| -> Result<usize> {
         let v = match idx.data {
             Data::I64(s) => s[j],
@@ -627,7 +823,17 @@ fn gather(axis: i64, data: View<'_>, idx: View<'_>, out: &mut Buf, cx: &NodeCtx<
 }
 
 /// One matrix product through the kernel table, f32 or f16 weights.
-fn kernel_matmul(k: &Kernels, dims: MatMulDims, a: &[f32], b: Data<'_>, layout: BLayout, c: &mut [f32], acc: bool, cx: &NodeCtx<'_>) -> Result<()> {
+#[allow(clippy::too_many_arguments)]
+fn kernel_matmul(
+    k: &Kernels,
+    dims: MatMulDims,
+    a: &[f32],
+    b: Data<'_>,
+    layout: BLayout,
+    c: &mut [f32],
+    acc: bool,
+    cx: &NodeCtx<'_>,
+) -> Result<()> {
     match b {
         Data::F32(b) => (k.matmul_f32)(dims, a, b, layout, c, acc),
         Data::F16(b) => (k.matmul_f16)(dims, a, b, layout, c, acc),
@@ -646,9 +852,20 @@ fn data_slice<'a>(d: Data<'a>, start: usize, len: usize) -> Option<Data<'a>> {
     })
 }
 
-fn matmul(k: &Kernels, a: View<'_>, b: View<'_>, out: &mut Buf, out_shape: &[usize], cx: &NodeCtx<'_>) -> Result<()> {
-    let Buf::F32(c) = out else { return Err(internal(cx, "MatMul")) };
-    let Some(av) = a.f32() else { return Err(cx.err("A must be f32".to_string())) };
+fn matmul(
+    k: &Kernels,
+    a: View<'_>,
+    b: View<'_>,
+    out: &mut Buf,
+    out_shape: &[usize],
+    cx: &NodeCtx<'_>,
+) -> Result<()> {
+    let Buf::F32(c) = out else {
+        return Err(internal(cx, "MatMul"));
+    };
+    let Some(av) = a.f32() else {
+        return Err(cx.err("A must be f32".to_string()));
+    };
     // Treat 1-D operands as matrices (NumPy rules).
     let a_sh: Dims = Dims::from(&matmul_view_shape(a.shape, true));
     let b_sh: Dims = Dims::from(&matmul_view_shape(b.shape, false));
@@ -669,8 +886,16 @@ fn matmul(k: &Kernels, a: View<'_>, b: View<'_>, out: &mut Buf, out_shape: &[usi
     let mut bshape = [1usize; MAX_RANK];
     let bs = &mut bshape[..br];
     for i in 0..br {
-        let da = if i + batch_a.len() >= br { batch_a[i + batch_a.len() - br] } else { 1 };
-        let db = if i + batch_b.len() >= br { batch_b[i + batch_b.len() - br] } else { 1 };
+        let da = if i + batch_a.len() >= br {
+            batch_a[i + batch_a.len() - br]
+        } else {
+            1
+        };
+        let db = if i + batch_b.len() >= br {
+            batch_b[i + batch_b.len() - br]
+        } else {
+            1
+        };
         bs[i] = da.max(db);
     }
     let ssa = signed(&broadcast_strides(batch_a, br));
@@ -683,7 +908,11 @@ fn matmul(k: &Kernels, a: View<'_>, b: View<'_>, out: &mut Buf, out_shape: &[usi
             return;
         }
         let (ia, ib) = (ia as usize * sa, ib as usize * sb);
-        let (Some(ablk), Some(bblk), Some(cblk)) = (av.get(ia..ia + sa), data_slice(b.data, ib, sb), chunks.next()) else {
+        let (Some(ablk), Some(bblk), Some(cblk)) = (
+            av.get(ia..ia + sa),
+            data_slice(b.data, ib, sb),
+            chunks.next(),
+        ) else {
             result = Err(internal(cx, "MatMul batch"));
             return;
         };
@@ -692,11 +921,22 @@ fn matmul(k: &Kernels, a: View<'_>, b: View<'_>, out: &mut Buf, out_shape: &[usi
     result
 }
 
-fn gemm(k: &Kernels, (alpha, beta, trans_a, trans_b): (f32, f32, bool, bool), ins: &[Option<View<'_>>], out: &mut Buf, out_shape: &[usize], cx: &NodeCtx<'_>) -> Result<()> {
+fn gemm(
+    k: &Kernels,
+    (alpha, beta, trans_a, trans_b): (f32, f32, bool, bool),
+    ins: &[Option<View<'_>>],
+    out: &mut Buf,
+    out_shape: &[usize],
+    cx: &NodeCtx<'_>,
+) -> Result<()> {
     let a = need_view(ins, 0, cx)?;
     let b = need_view(ins, 1, cx)?;
-    let Buf::F32(c) = out else { return Err(internal(cx, "Gemm")) };
-    let Some(av) = a.f32() else { return Err(cx.err("A must be f32".to_string())) };
+    let Buf::F32(c) = out else {
+        return Err(internal(cx, "Gemm"));
+    };
+    let Some(av) = a.f32() else {
+        return Err(cx.err("A must be f32".to_string()));
+    };
     let (m, n) = (out_shape[0], out_shape[1]);
     let kk = if trans_a { a.shape[0] } else { a.shape[1] };
     if c.len() != m * n {
@@ -730,7 +970,16 @@ fn gemm(k: &Kernels, (alpha, beta, trans_a, trans_b): (f32, f32, bool, bool), in
         }
     } else {
         let layout = if trans_b { BLayout::NxK } else { BLayout::KxN };
-        kernel_matmul(k, MatMulDims { m, k: kk, n }, av, b.data, layout, c, bias_first, cx)?;
+        kernel_matmul(
+            k,
+            MatMulDims { m, k: kk, n },
+            av,
+            b.data,
+            layout,
+            c,
+            bias_first,
+            cx,
+        )?;
     }
     if !bias_first {
         if alpha != 1.0 {
@@ -741,9 +990,11 @@ fn gemm(k: &Kernels, (alpha, beta, trans_a, trans_b): (f32, f32, bool, bool), in
             let sc = signed(&strides_of(out_shape));
             let sb = signed(&broadcast_strides(bias.shape, r));
             let mut ok = true;
-            for_each2(out_shape, &sc, 0, &sb, 0, |o, _, ib| match (c.get_mut(o), float_at(bias.data, ib)) {
-                (Some(d), Some(v)) => *d += beta * v,
-                _ => ok = false,
+            for_each2(out_shape, &sc, 0, &sb, 0, |o, _, ib| {
+                match (c.get_mut(o), float_at(bias.data, ib)) {
+                    (Some(d), Some(v)) => *d += beta * v,
+                    _ => ok = false,
+                }
             });
             if !ok {
                 return Err(internal(cx, "Gemm bias"));
@@ -763,7 +1014,13 @@ fn float_at(d: Data<'_>, i: isize) -> Option<f32> {
 }
 
 /// `c = scale * src` with `src` broadcast to `shape`.
-fn fill_broadcast(c: &mut [f32], shape: &[usize], src: View<'_>, scale: f32, cx: &NodeCtx<'_>) -> Result<()> {
+fn fill_broadcast(
+    c: &mut [f32],
+    shape: &[usize],
+    src: View<'_>,
+    scale: f32,
+    cx: &NodeCtx<'_>,
+) -> Result<()> {
     let n = *shape.last().unwrap_or(&1);
     if let (Data::F32(v), true) = (src.data, scale == 1.0 && numel(src.shape) == n && n > 0) {
         for row in c.chunks_exact_mut(n) {
@@ -774,9 +1031,11 @@ fn fill_broadcast(c: &mut [f32], shape: &[usize], src: View<'_>, scale: f32, cx:
     let sc = signed(&strides_of(shape));
     let sb = signed(&broadcast_strides(src.shape, shape.len()));
     let mut ok = true;
-    for_each2(shape, &sc, 0, &sb, 0, |o, _, ib| match (c.get_mut(o), float_at(src.data, ib)) {
-        (Some(d), Some(v)) => *d = scale * v,
-        _ => ok = false,
+    for_each2(shape, &sc, 0, &sb, 0, |o, _, ib| {
+        match (c.get_mut(o), float_at(src.data, ib)) {
+            (Some(d), Some(v)) => *d = scale * v,
+            _ => ok = false,
+        }
     });
     if ok {
         Ok(())
@@ -786,14 +1045,31 @@ fn fill_broadcast(c: &mut [f32], shape: &[usize], src: View<'_>, scale: f32, cx:
 }
 
 /// Broadcast strides of both operands for `out_shape`.
-fn bstrides(a: &[usize], b: &[usize], out_shape: &[usize]) -> ([isize; MAX_RANK], [isize; MAX_RANK]) {
+fn bstrides(
+    a: &[usize],
+    b: &[usize],
+    out_shape: &[usize],
+) -> ([isize; MAX_RANK], [isize; MAX_RANK]) {
     let r = out_shape.len();
-    (signed(&broadcast_strides(a, r)), signed(&broadcast_strides(b, r)))
+    (
+        signed(&broadcast_strides(a, r)),
+        signed(&broadcast_strides(b, r)),
+    )
 }
 
-fn binary(k: &Kernels, op: BinOp, a: View<'_>, b: View<'_>, out: &mut Buf, out_shape: &[usize], cx: &NodeCtx<'_>) -> Result<()> {
+fn binary(
+    k: &Kernels,
+    op: BinOp,
+    a: View<'_>,
+    b: View<'_>,
+    out: &mut Buf,
+    out_shape: &[usize],
+    cx: &NodeCtx<'_>,
+) -> Result<()> {
     match (a.data, b.data, out) {
-        (Data::F32(x), Data::F32(y), Buf::F32(o)) => binary_f32(k, op, (x, a.shape), (y, b.shape), o, out_shape, cx),
+        (Data::F32(x), Data::F32(y), Buf::F32(o)) => {
+            binary_f32(k, op, (x, a.shape), (y, b.shape), o, out_shape, cx)
+        }
         (Data::I64(x), Data::I64(y), Buf::I64(o)) => {
             let f = |p: i64, q: i64| -> i64 {
                 match op {
@@ -824,14 +1100,25 @@ fn binary(k: &Kernels, op: BinOp, a: View<'_>, b: View<'_>, out: &mut Buf, out_s
 }
 
 #[allow(clippy::too_many_arguments)]
-fn generic_binary<T: Copy, U: Copy>(x: &[T], xs: &[usize], y: &[T], ys: &[usize], o: &mut [U], out_shape: &[usize], f: impl Fn(T, T) -> U, cx: &NodeCtx<'_>) -> Result<()> {
+fn generic_binary<T: Copy, U: Copy>(
+    x: &[T],
+    xs: &[usize],
+    y: &[T],
+    ys: &[usize],
+    o: &mut [U],
+    out_shape: &[usize],
+    f: impl Fn(T, T) -> U,
+    cx: &NodeCtx<'_>,
+) -> Result<()> {
     let (sa, sb) = bstrides(xs, ys, out_shape);
     let so = [0isize; MAX_RANK];
     let _ = so;
     let mut ok = o.len() == numel(out_shape);
-    for_each2(out_shape, &sa, 0, &sb, 0, |i, ia, ib| match (x.get(ia as usize), y.get(ib as usize), o.get_mut(i)) {
-        (Some(&p), Some(&q), Some(d)) => *d = f(p, q),
-        _ => ok = false,
+    for_each2(out_shape, &sa, 0, &sb, 0, |i, ia, ib| {
+        match (x.get(ia as usize), y.get(ib as usize), o.get_mut(i)) {
+            (Some(&p), Some(&q), Some(d)) => *d = f(p, q),
+            _ => ok = false,
+        }
     });
     if ok {
         Ok(())
@@ -840,7 +1127,15 @@ fn generic_binary<T: Copy, U: Copy>(x: &[T], xs: &[usize], y: &[T], ys: &[usize]
     }
 }
 
-fn binary_f32(k: &Kernels, op: BinOp, (x, xs): (&[f32], &[usize]), (y, ys): (&[f32], &[usize]), o: &mut [f32], out_shape: &[usize], cx: &NodeCtx<'_>) -> Result<()> {
+fn binary_f32(
+    k: &Kernels,
+    op: BinOp,
+    (x, xs): (&[f32], &[usize]),
+    (y, ys): (&[f32], &[usize]),
+    o: &mut [f32],
+    out_shape: &[usize],
+    cx: &NodeCtx<'_>,
+) -> Result<()> {
     let scalar = |p: f32, q: f32| -> f32 {
         match op {
             BinOp::Add => p + q,
@@ -871,7 +1166,7 @@ fn binary_f32(k: &Kernels, op: BinOp, (x, xs): (&[f32], &[usize]), (y, ys): (&[f
         }
         // Row broadcast: y is one row repeated over x's leading dims.
         let row = y.len();
-        if x.len() == n && row > 0 && n % row == 0 && suffix_broadcast(ys, out_shape) {
+        if x.len() == n && row > 0 && n.is_multiple_of(row) && suffix_broadcast(ys, out_shape) {
             for (xo, oo) in x.chunks_exact(row).zip(o.chunks_exact_mut(row)) {
                 vf(xo, y, oo);
             }
@@ -901,15 +1196,33 @@ fn suffix_broadcast(small: &[usize], out: &[usize]) -> bool {
     s.len() <= out.len() && out[out.len() - s.len()..] == *s
 }
 
-fn compare(op: CmpOp, a: View<'_>, b: View<'_>, out: &mut Buf, out_shape: &[usize], cx: &NodeCtx<'_>) -> Result<()> {
-    let Buf::Bool(o) = out else { return Err(internal(cx, "compare")) };
+fn compare(
+    op: CmpOp,
+    a: View<'_>,
+    b: View<'_>,
+    out: &mut Buf,
+    out_shape: &[usize],
+    cx: &NodeCtx<'_>,
+) -> Result<()> {
+    let Buf::Bool(o) = out else {
+        return Err(internal(cx, "compare"));
+    };
     macro_rules! cmp {
         ($x:expr, $y:expr) => {
-            generic_binary($x, a.shape, $y, b.shape, o, out_shape, |p, q| match op {
-                CmpOp::Equal => p == q,
-                CmpOp::Less => p < q,
-                CmpOp::Greater => p > q,
-            }, cx)
+            generic_binary(
+                $x,
+                a.shape,
+                $y,
+                b.shape,
+                o,
+                out_shape,
+                |p, q| match op {
+                    CmpOp::Equal => p == q,
+                    CmpOp::Less => p < q,
+                    CmpOp::Greater => p > q,
+                },
+                cx,
+            )
         };
     }
     match (a.data, b.data) {
@@ -956,7 +1269,13 @@ fn unary(k: &Kernels, op: UnOp, x: View<'_>, out: &mut Buf, cx: &NodeCtx<'_>) ->
     }
 }
 
-fn concat(axis: i64, ins: &[Option<View<'_>>], out: &mut Buf, out_shape: &[usize], cx: &NodeCtx<'_>) -> Result<()> {
+fn concat(
+    axis: i64,
+    ins: &[Option<View<'_>>],
+    out: &mut Buf,
+    out_shape: &[usize],
+    cx: &NodeCtx<'_>,
+) -> Result<()> {
     let ax = norm_axis(axis, out_shape.len(), cx)?;
     let outer = numel(&out_shape[..ax]);
     let inner = numel(&out_shape[ax + 1..]);
@@ -1026,7 +1345,14 @@ fn transpose(perm: Option<&[i64]>, x: View<'_>, out: &mut Buf, cx: &NodeCtx<'_>)
     }
 }
 
-fn reduce(kind: ReduceKind, axes_attr: Option<&[i64]>, noop: bool, ins: &[Option<View<'_>>], out: &mut Buf, cx: &NodeCtx<'_>) -> Result<()> {
+fn reduce(
+    kind: ReduceKind,
+    axes_attr: Option<&[i64]>,
+    noop: bool,
+    ins: &[Option<View<'_>>],
+    out: &mut Buf,
+    cx: &NodeCtx<'_>,
+) -> Result<()> {
     let x = need_view(ins, 0, cx)?;
     let rank = x.shape.len();
     let mut red = [false; MAX_RANK];
@@ -1060,14 +1386,19 @@ fn reduce(kind: ReduceKind, axes_attr: Option<&[i64]>, noop: bool, ins: &[Option
         so[i] = if red[i] { 0 } else { ost[i] as isize };
     }
     let sx = signed(&strides_of(x.shape));
-    let count = (0..rank).filter(|&i| red[i]).map(|i| x.shape[i]).product::<usize>();
+    let count = (0..rank)
+        .filter(|&i| red[i])
+        .map(|i| x.shape[i])
+        .product::<usize>();
     let mut ok = true;
     match (x.data, out) {
         (Data::F32(s), Buf::F32(d)) => {
             d.iter_mut().for_each(|v| *v = 0.0);
-            for_each2(x.shape, &sx, 0, &so, 0, |_, ix, io| match (s.get(ix as usize), d.get_mut(io as usize)) {
-                (Some(&v), Some(acc)) => *acc += v,
-                _ => ok = false,
+            for_each2(x.shape, &sx, 0, &so, 0, |_, ix, io| {
+                match (s.get(ix as usize), d.get_mut(io as usize)) {
+                    (Some(&v), Some(acc)) => *acc += v,
+                    _ => ok = false,
+                }
             });
             if kind == ReduceKind::Mean && count > 0 {
                 let inv = count as f32;
@@ -1076,9 +1407,11 @@ fn reduce(kind: ReduceKind, axes_attr: Option<&[i64]>, noop: bool, ins: &[Option
         }
         (Data::I64(s), Buf::I64(d)) => {
             d.iter_mut().for_each(|v| *v = 0);
-            for_each2(x.shape, &sx, 0, &so, 0, |_, ix, io| match (s.get(ix as usize), d.get_mut(io as usize)) {
-                (Some(&v), Some(acc)) => *acc = acc.wrapping_add(v),
-                _ => ok = false,
+            for_each2(x.shape, &sx, 0, &so, 0, |_, ix, io| {
+                match (s.get(ix as usize), d.get_mut(io as usize)) {
+                    (Some(&v), Some(acc)) => *acc = acc.wrapping_add(v),
+                    _ => ok = false,
+                }
             });
             if kind == ReduceKind::Mean && count > 0 {
                 d.iter_mut().for_each(|v| *v /= count as i64);
@@ -1098,15 +1431,27 @@ fn cast(to: DType, x: View<'_>, out: &mut Buf, cx: &NodeCtx<'_>) -> Result<()> {
     // is not a number must not silently become row 0).
     fn f2i<T: TryFrom<i64>>(v: f32, pos: usize, cx: &NodeCtx<'_>) -> Result<T> {
         if !v.is_finite() || !(-9.2e18..9.2e18).contains(&v) {
-            return Err(Error::NotFinite { input: cx.source.to_string(), position: pos });
+            return Err(Error::NotFinite {
+                input: cx.source.to_string(),
+                position: pos,
+            });
         }
-        T::try_from(v as i64).map_err(|_| Error::NotFinite { input: cx.source.to_string(), position: pos })
+        T::try_from(v as i64).map_err(|_| Error::NotFinite {
+            input: cx.source.to_string(),
+            position: pos,
+        })
     }
     let n = x.data.len();
     if out.len() != n {
         return Err(internal(cx, "Cast"));
     }
-    let round16 = |v: f32| if to == DType::F16 { f16::from_f32(v).to_f32() } else { v };
+    let round16 = |v: f32| {
+        if to == DType::F16 {
+            f16::from_f32(v).to_f32()
+        } else {
+            v
+        }
+    };
     match (x.data, out) {
         (Data::F32(s), Buf::F32(d)) => d.iter_mut().zip(s).for_each(|(d, &v)| *d = round16(v)),
         (Data::F16(s), Buf::F32(d)) => d.iter_mut().zip(s).for_each(|(d, v)| *d = v.to_f32()),
@@ -1121,11 +1466,17 @@ fn cast(to: DType, x: View<'_>, out: &mut Buf, cx: &NodeCtx<'_>) -> Result<()> {
             }
         }
         (Data::F32(s), Buf::Bool(d)) => d.iter_mut().zip(s).for_each(|(d, &v)| *d = v != 0.0),
-        (Data::I64(s), Buf::F32(d)) => d.iter_mut().zip(s).for_each(|(d, &v)| *d = round16(v as f32)),
+        (Data::I64(s), Buf::F32(d)) => d
+            .iter_mut()
+            .zip(s)
+            .for_each(|(d, &v)| *d = round16(v as f32)),
         (Data::I64(s), Buf::I64(d)) => d.copy_from_slice(s),
         (Data::I64(s), Buf::I32(d)) => d.iter_mut().zip(s).for_each(|(d, &v)| *d = v as i32),
         (Data::I64(s), Buf::Bool(d)) => d.iter_mut().zip(s).for_each(|(d, &v)| *d = v != 0),
-        (Data::I32(s), Buf::F32(d)) => d.iter_mut().zip(s).for_each(|(d, &v)| *d = round16(v as f32)),
+        (Data::I32(s), Buf::F32(d)) => d
+            .iter_mut()
+            .zip(s)
+            .for_each(|(d, &v)| *d = round16(v as f32)),
         (Data::I32(s), Buf::I64(d)) => d.iter_mut().zip(s).for_each(|(d, &v)| *d = v as i64),
         (Data::I32(s), Buf::I32(d)) => d.copy_from_slice(s),
         (Data::I32(s), Buf::Bool(d)) => d.iter_mut().zip(s).for_each(|(d, &v)| *d = v != 0),

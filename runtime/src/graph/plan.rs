@@ -59,7 +59,11 @@ pub(crate) struct Plan {
 pub(crate) const MAX_SCRATCH_BYTES: usize = 1 << 30;
 
 /// The values of a model constant, viewed in place in the weights buffer when stored there.
-pub(crate) fn const_data<'a>(c: &'a ConstTensor, weights: &'a [u8], name: &str) -> Result<Data<'a>> {
+pub(crate) fn const_data<'a>(
+    c: &'a ConstTensor,
+    weights: &'a [u8],
+    name: &str,
+) -> Result<Data<'a>> {
     let bad = |reason: &str| Error::InvalidTensor {
         tensor: name.to_string(),
         reason: reason.to_string(),
@@ -71,31 +75,42 @@ pub(crate) fn const_data<'a>(c: &'a ConstTensor, weights: &'a [u8], name: &str) 
         ConstData::Owned(OwnedData::I32(v)) => Data::I32(v),
         ConstData::Owned(OwnedData::Bool(v)) => Data::Bool(v),
         ConstData::Weights { offset, byte_len } => {
-            let end = offset.checked_add(*byte_len).ok_or_else(|| bad("offset overflow"))?;
-            let bytes = weights.get(*offset..end).ok_or_else(|| bad("outside the weights buffer"))?;
-            let cast_err = |_| bad("misaligned view of the weights buffer");
+            let (o, n) = (*offset, *byte_len);
             match c.dtype {
-                DType::F32 => Data::F32(bytemuck::try_cast_slice(bytes).map_err(cast_err)?),
-                DType::F16 => Data::F16(bytemuck::try_cast_slice(bytes).map_err(cast_err)?),
-                DType::I64 => Data::I64(bytemuck::try_cast_slice(bytes).map_err(cast_err)?),
-                DType::I32 => Data::I32(bytemuck::try_cast_slice(bytes).map_err(cast_err)?),
-                DType::Bool => return Err(bad("bool tensors cannot live in the weights file")),
+                DType::F32 => Data::F32(crate::onnx::view_f32(weights, o, n)?),
+                DType::F16 => Data::F16(crate::onnx::view_f16(weights, o, n)?),
+                DType::I64 => Data::I64(crate::onnx::view_i64(weights, o, n)?),
+                DType::I32 => Data::I32(crate::onnx::view_i32(weights, o, n)?),
+                // The loader turns bool tensors into owned values (bytes are not `bool`s).
+                DType::Bool => return Err(bad("bool tensor left in the weights file")),
             }
         }
     })
 }
 
 /// Resolves a slot to a view during planning or running.
-pub(crate) fn view_of<'a>(g: &'a LoadedGraph, weights: &'a [u8], folded: &'a [Buf], bufs: &'a [Buf], op: &'a Operand) -> Result<View<'a>> {
+pub(crate) fn view_of<'a>(
+    g: &'a LoadedGraph,
+    weights: &'a [u8],
+    folded: &'a [Buf],
+    bufs: &'a [Buf],
+    op: &'a Operand,
+) -> Result<View<'a>> {
     let data = match op.slot {
         Slot::Model(id) => match g.consts.get(id).and_then(|c| c.as_ref()) {
             Some(c) => const_data(c, weights, &g.names[id])?,
             None => return Err(internal("model constant")),
         },
-        Slot::Folded(i) => folded.get(i).ok_or_else(|| internal("folded constant"))?.data(),
+        Slot::Folded(i) => folded
+            .get(i)
+            .ok_or_else(|| internal("folded constant"))?
+            .data(),
         Slot::Buf(i) => bufs.get(i).ok_or_else(|| internal("buffer"))?.data(),
     };
-    Ok(View { shape: &op.shape, data })
+    Ok(View {
+        shape: &op.shape,
+        data,
+    })
 }
 
 fn internal(what: &str) -> Error {
@@ -110,7 +125,11 @@ fn reads_f16(op: &Op, input: usize) -> bool {
         Op::MatMul => input == 1,
         Op::Gemm { .. } => input >= 1,
         Op::Gather { .. } => input == 0,
-        Op::Concat { .. } | Op::Cast { .. } | Op::Identity | Op::Reshape { .. } | Op::Flatten { .. } => true,
+        Op::Concat { .. }
+        | Op::Cast { .. }
+        | Op::Identity
+        | Op::Reshape { .. }
+        | Op::Flatten { .. } => true,
         Op::Unsqueeze { .. } | Op::Squeeze { .. } => input == 0,
         _ => false,
     }
@@ -118,11 +137,23 @@ fn reads_f16(op: &Op, input: usize) -> bool {
 
 /// True for ops whose output is their first input with another shape (no data change).
 fn is_alias(op: &Op) -> bool {
-    matches!(op, Op::Identity | Op::Reshape { .. } | Op::Flatten { .. } | Op::Unsqueeze { .. } | Op::Squeeze { .. })
+    matches!(
+        op,
+        Op::Identity
+            | Op::Reshape { .. }
+            | Op::Flatten { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Squeeze { .. }
+    )
 }
 
 /// Plans `g` for the given input shapes (one per model input, in order).
-pub(crate) fn plan(g: &LoadedGraph, weights: &[u8], k: &Kernels, input_shapes: &[Vec<usize>]) -> Result<Plan> {
+pub(crate) fn plan(
+    g: &LoadedGraph,
+    weights: &[u8],
+    k: &Kernels,
+    input_shapes: &[Vec<usize>],
+) -> Result<Plan> {
     struct Val {
         slot: Slot,
         dtype: DType,
@@ -147,7 +178,11 @@ pub(crate) fn plan(g: &LoadedGraph, weights: &[u8], k: &Kernels, input_shapes: &
         outputs: Vec::new(),
     };
     let mut scratch = 0usize;
-    let mut add_buf = |plan: &mut Plan, dtype: DType, shape: &[usize], what: &str| -> Result<usize> {
+    let mut add_buf = |plan: &mut Plan,
+                       dtype: DType,
+                       shape: &[usize],
+                       what: &str|
+     -> Result<usize> {
         let n = shape
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d))
@@ -207,19 +242,36 @@ pub(crate) fn plan(g: &LoadedGraph, weights: &[u8], k: &Kernels, input_shapes: &
                     Slot::Buf(_) => None,
                     _ => Some(view_of(g, weights, &plan.folded, &no_bufs, &operand)?),
                 };
-                if let Some(View { data: Data::F16(h), .. }) = view {
+                if let Some(View {
+                    data: Data::F16(h), ..
+                }) = view
+                {
                     let f: Vec<f32> = h.iter().map(|x| x.to_f32()).collect();
                     plan.folded.push(Buf::F32(f));
                     operand.slot = Slot::Folded(plan.folded.len() - 1);
                 }
             }
             if operand.shape.len() > MAX_RANK {
-                return Err(cx.err(format!("input rank {} above {MAX_RANK}", operand.shape.len())));
+                return Err(cx.err(format!(
+                    "input rank {} above {MAX_RANK}",
+                    operand.shape.len()
+                )));
             }
             operands.push(Some(operand));
         }
-        let dtypes: Vec<DType> = node.inputs.iter().map(|i| i.and_then(|id| vals[id].as_ref()).map(|v| v.dtype).unwrap_or(DType::F32)).collect();
-        let all_const = operands.iter().flatten().all(|o| !matches!(o.slot, Slot::Buf(_)));
+        let dtypes: Vec<DType> = node
+            .inputs
+            .iter()
+            .map(|i| {
+                i.and_then(|id| vals[id].as_ref())
+                    .map(|v| v.dtype)
+                    .unwrap_or(DType::F32)
+            })
+            .collect();
+        let all_const = operands
+            .iter()
+            .flatten()
+            .all(|o| !matches!(o.slot, Slot::Buf(_)));
         // Infer output shapes (constant inputs give their values).
         let outs = {
             let mut metas: Vec<Option<Meta<'_>>> = Vec::with_capacity(operands.len());
@@ -239,9 +291,16 @@ pub(crate) fn plan(g: &LoadedGraph, weights: &[u8], k: &Kernels, input_shapes: &
             ops::infer(&node.op, &metas, &cx)?
         };
         if outs.len() < node.outputs.len() {
-            return Err(cx.err(format!("produces {} outputs, the graph uses {}", outs.len(), node.outputs.len())));
+            return Err(cx.err(format!(
+                "produces {} outputs, the graph uses {}",
+                outs.len(),
+                node.outputs.len()
+            )));
         }
-        let (dtype, out_shape) = outs.into_iter().next().ok_or_else(|| internal("no output"))?;
+        let (dtype, out_shape) = outs
+            .into_iter()
+            .next()
+            .ok_or_else(|| internal("no output"))?;
         if out_shape.len() > MAX_RANK {
             return Err(cx.err(format!("output rank {} above {MAX_RANK}", out_shape.len())));
         }
@@ -249,7 +308,9 @@ pub(crate) fn plan(g: &LoadedGraph, weights: &[u8], k: &Kernels, input_shapes: &
         // Aliases and same-dtype casts reuse their input's slot.
         let same_cast = matches!(node.op, Op::Cast { to } if to == dtypes[0] || (to == DType::F32 && dtypes[0] == DType::F32));
         if is_alias(&node.op) || same_cast {
-            let src = operands[0].as_ref().ok_or_else(|| internal("alias source"))?;
+            let src = operands[0]
+                .as_ref()
+                .ok_or_else(|| internal("alias source"))?;
             vals[out_id] = Some(Val {
                 slot: src.slot,
                 dtype,
@@ -312,7 +373,8 @@ pub(crate) fn plan(g: &LoadedGraph, weights: &[u8], k: &Kernels, input_shapes: &
         // Outputs are read as f32: a constant f16 output is converted once here.
         if let Slot::Model(_) = v.slot {
             if let Data::F16(h) = view_of(g, weights, &plan.folded, &no_bufs, &operand)?.data {
-                plan.folded.push(Buf::F32(h.iter().map(|x| x.to_f32()).collect()));
+                plan.folded
+                    .push(Buf::F32(h.iter().map(|x| x.to_f32()).collect()));
                 operand.slot = Slot::Folded(plan.folded.len() - 1);
             }
         }
@@ -321,11 +383,19 @@ pub(crate) fn plan(g: &LoadedGraph, weights: &[u8], k: &Kernels, input_shapes: &
     Ok(plan)
 }
 
-fn fill_constant(out: &mut Buf, value: &ConstTensor, g: &LoadedGraph, weights: &[u8], cx: &NodeCtx<'_>) -> Result<()> {
+fn fill_constant(
+    out: &mut Buf,
+    value: &ConstTensor,
+    g: &LoadedGraph,
+    weights: &[u8],
+    cx: &NodeCtx<'_>,
+) -> Result<()> {
     let v = const_data(value, weights, cx.node)?;
     match (v, out) {
         (Data::F32(s), Buf::F32(d)) if !s.is_empty() => d.iter_mut().for_each(|x| *x = s[0]),
-        (Data::F16(s), Buf::F32(d)) if !s.is_empty() => d.iter_mut().for_each(|x| *x = s[0].to_f32()),
+        (Data::F16(s), Buf::F32(d)) if !s.is_empty() => {
+            d.iter_mut().for_each(|x| *x = s[0].to_f32())
+        }
         (Data::I64(s), Buf::I64(d)) if !s.is_empty() => d.iter_mut().for_each(|x| *x = s[0]),
         (Data::I32(s), Buf::I32(d)) if !s.is_empty() => d.iter_mut().for_each(|x| *x = s[0]),
         (Data::Bool(s), Buf::Bool(d)) if !s.is_empty() => d.iter_mut().for_each(|x| *x = s[0]),

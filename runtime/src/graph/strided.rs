@@ -20,10 +20,6 @@ impl Dims {
         d[..n].copy_from_slice(&s[..n]);
         Dims { d, n }
     }
-
-    pub(crate) fn as_slice(&self) -> &[usize] {
-        &self.d[..self.n]
-    }
 }
 
 /// Row-major strides of `shape` (in elements).
@@ -63,7 +59,7 @@ pub(crate) fn for_each2(
     mut f: impl FnMut(usize, isize, isize),
 ) {
     let rank = shape.len().min(MAX_RANK);
-    if shape.iter().any(|&d| d == 0) {
+    if shape.contains(&0) {
         return;
     }
     if rank == 0 {
@@ -125,7 +121,10 @@ pub(crate) fn gather_strided<T: Copy>(
     let mut ok = true;
     let zero = [0isize; MAX_RANK];
     for_each2(shape, strides, offset, &zero, 0, |o, a, _| {
-        match (usize::try_from(a).ok().and_then(|a| src.get(a)), out.get_mut(o)) {
+        match (
+            usize::try_from(a).ok().and_then(|a| src.get(a)),
+            out.get_mut(o),
+        ) {
             (Some(v), Some(slot)) => *slot = *v,
             _ => ok = false,
         }
@@ -156,6 +155,16 @@ mod tests {
         let sb = signed(&broadcast_strides(&[3], 2));
         let mut seen = Vec::new();
         for_each2(&[2, 3], &sa, 0, &sb, 0, |o, a, b| seen.push((o, a, b)));
-        assert_eq!(seen, [(0, 0, 0), (1, 1, 1), (2, 2, 2), (3, 3, 0), (4, 4, 1), (5, 5, 2)]);
+        assert_eq!(
+            seen,
+            [
+                (0, 0, 0),
+                (1, 1, 1),
+                (2, 2, 2),
+                (3, 3, 0),
+                (4, 4, 1),
+                (5, 5, 2)
+            ]
+        );
     }
 }

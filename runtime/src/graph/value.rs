@@ -4,7 +4,7 @@
 use alloc::vec::Vec;
 use half::f16;
 
-use crate::tensor::{DType, OwnedData};
+use crate::tensor::DType;
 
 /// Borrowed values of one tensor. `F16` carries float values stored as f16 (weights after the
 /// `Cast(FLOAT16 -> FLOAT)` pattern): its logical dtype is f32.
@@ -18,16 +18,6 @@ pub(crate) enum Data<'a> {
 }
 
 impl<'a> Data<'a> {
-    /// The logical dtype (f16 storage counts as f32).
-    pub(crate) fn dtype(&self) -> DType {
-        match self {
-            Data::F32(_) | Data::F16(_) => DType::F32,
-            Data::I64(_) => DType::I64,
-            Data::I32(_) => DType::I32,
-            Data::Bool(_) => DType::Bool,
-        }
-    }
-
     pub(crate) fn len(&self) -> usize {
         match self {
             Data::F32(v) => v.len(),
@@ -50,13 +40,6 @@ impl<'a> View<'a> {
     pub(crate) fn f32(&self) -> Option<&'a [f32]> {
         match self.data {
             Data::F32(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn i64(&self) -> Option<&'a [i64]> {
-        match self.data {
-            Data::I64(v) => Some(v),
             _ => None,
         }
     }
@@ -90,16 +73,6 @@ impl Buf {
         }
     }
 
-    pub(crate) fn dtype(&self) -> DType {
-        match self {
-            Buf::F32(_) => DType::F32,
-            Buf::F16(_) => DType::F16,
-            Buf::I64(_) => DType::I64,
-            Buf::I32(_) => DType::I32,
-            Buf::Bool(_) => DType::Bool,
-        }
-    }
-
     pub(crate) fn len(&self) -> usize {
         self.data().len()
     }
@@ -111,26 +84,6 @@ impl Buf {
             Buf::I64(v) => Data::I64(v),
             Buf::I32(v) => Data::I32(v),
             Buf::Bool(v) => Data::Bool(v),
-        }
-    }
-
-    pub(crate) fn into_owned_data(self) -> OwnedData {
-        match self {
-            Buf::F32(v) => OwnedData::F32(v),
-            Buf::F16(v) => OwnedData::F16(v),
-            Buf::I64(v) => OwnedData::I64(v),
-            Buf::I32(v) => OwnedData::I32(v),
-            Buf::Bool(v) => OwnedData::Bool(v),
-        }
-    }
-
-    pub(crate) fn from_owned_data(d: OwnedData) -> Buf {
-        match d {
-            OwnedData::F32(v) => Buf::F32(v),
-            OwnedData::F16(v) => Buf::F16(v),
-            OwnedData::I64(v) => Buf::I64(v),
-            OwnedData::I32(v) => Buf::I32(v),
-            OwnedData::Bool(v) => Buf::Bool(v),
         }
     }
 }
