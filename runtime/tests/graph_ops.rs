@@ -1,0 +1,556 @@
+//! Op semantics on small graphs, each compared with a straightforward reference written here
+//! (plain loops over explicit indices), independent of the runtime's kernels and planner.
+
+mod onnx_support;
+
+use ctr_edge_runtime::session::InputData;
+use ctr_edge_runtime::{Error, Input, Model};
+use onnx_support::*;
+
+const FLOAT: i32 = 1;
+const INT64: i32 = 7;
+const FLOAT16: i32 = 10;
+
+/// Deterministic pseudo-random values in [-1, 1).
+fn vals(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn run1(model: &[u8], inputs: &[(&str, &[usize], &[f32])]) -> (Vec<usize>, Vec<f32>) {
+    let m = Model::from_bytes(model, &[]).expect("model loads");
+    let mut s = m.session();
+    let ins: Vec<Input<'_>> = inputs
+        .iter()
+        .map(|(n, sh, d)| Input {
+            name: n,
+            shape: sh,
+            data: InputData::F32(d),
+        })
+        .collect();
+    s.run(&ins).expect("runs");
+    let o = s.output(0).expect("output");
+    (o.shape.to_vec(), o.data.to_vec())
+}
+
+fn assert_close(got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "element {i}: got {g}, want {w}"
+        );
+    }
+}
+
+fn dims(s: &[usize]) -> Vec<D<'static>> {
+    s.iter().map(|&d| D::V(d as i64)).collect()
+}
+
+#[test]
+fn gemm_all_attributes_match_reference() {
+    // Y = alpha * A^T * B^T + beta * C, A stored [k, m], B stored [n, k], C broadcast [m, 1].
+    let (m, k, n) = (3usize, 5usize, 4usize);
+    let a = vals(k * m, 1);
+    let b = vals(n * k, 2);
+    let c = vals(m, 3);
+    let (alpha, beta) = (0.5f32, 2.0f32);
+    let g = graph(
+        "g",
+        &[node(
+            "Gemm",
+            "gemm",
+            &["A", "B", "C"],
+            &["Y"],
+            &[
+                attr_float("alpha", alpha),
+                attr_float("beta", beta),
+                attr_int("transA", 1),
+                attr_int("transB", 1),
+            ],
+        )],
+        &[
+            tensor_floats("B", &[n as i64, k as i64], &b),
+            tensor_floats("C", &[m as i64, 1], &c),
+        ],
+        &[value_info("A", FLOAT, &dims(&[k, m]))],
+        &[value_info("Y", FLOAT, &dims(&[m, n]))],
+    );
+    let (shape, y) = run1(&model_bytes(&g), &[("A", &[k, m], &a)]);
+    assert_eq!(shape, [m, n]);
+    let mut want = vec![0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = 0f64;
+            for p in 0..k {
+                s += a[p * m + i] as f64 * b[j * k + p] as f64;
+            }
+            want[i * n + j] = (alpha as f64 * s + beta as f64 * c[i] as f64) as f32;
+        }
+    }
+    assert_close(&y, &want, 1e-5);
+}
+
+#[test]
+fn gemm_linear_layer_with_symbolic_batch() {
+    // The PyTorch Linear export: Gemm(X, W[n,k], b[n], transB=1), batch symbolic.
+    let (k, n) = (17usize, 9usize);
+    let w = vals(n * k, 4);
+    let bias = vals(n, 5);
+    let g = graph(
+        "g",
+        &[node(
+            "Gemm",
+            "fc",
+            &["X", "W", "b"],
+            &["Y"],
+            &[attr_int("transB", 1)],
+        )],
+        &[
+            tensor_floats("W", &[n as i64, k as i64], &w),
+            tensor_floats("b", &[n as i64], &bias),
+        ],
+        &[value_info("X", FLOAT, &[D::P("N"), D::V(k as i64)])],
+        &[value_info("Y", FLOAT, &[D::P("N"), D::V(n as i64)])],
+    );
+    let bytes = model_bytes(&g);
+    for batch in [1usize, 3, 64] {
+        let x = vals(batch * k, 6 + batch as u64);
+        let (shape, y) = run1(&bytes, &[("X", &[batch, k], &x)]);
+        assert_eq!(shape, [batch, n]);
+        let mut want = vec![0f32; batch * n];
+        for r in 0..batch {
+            for j in 0..n {
+                let s: f64 = (0..k)
+                    .map(|p| x[r * k + p] as f64 * w[j * k + p] as f64)
+                    .sum();
+                want[r * n + j] = (s + bias[j] as f64) as f32;
+            }
+        }
+        assert_close(&y, &want, 1e-5);
+    }
+}
+
+#[test]
+fn batched_matmul_broadcasts_batch_dims() {
+    // [2,3,4] x [4,5] and [2,3,4] x [2,4,5].
+    let a = vals(2 * 3 * 4, 7);
+    for shared in [true, false] {
+        let bshape: Vec<usize> = if shared { vec![4, 5] } else { vec![2, 4, 5] };
+        let b = vals(bshape.iter().product(), 8);
+        let g = graph(
+            "g",
+            &[node("MatMul", "mm", &["A", "B"], &["Y"], &[])],
+            &[tensor_floats(
+                "B",
+                &bshape.iter().map(|&d| d as i64).collect::<Vec<_>>(),
+                &b,
+            )],
+            &[value_info("A", FLOAT, &dims(&[2, 3, 4]))],
+            &[value_info("Y", FLOAT, &dims(&[2, 3, 5]))],
+        );
+        let (shape, y) = run1(&model_bytes(&g), &[("A", &[2, 3, 4], &a)]);
+        assert_eq!(shape, [2, 3, 5]);
+        let mut want = vec![0f32; 30];
+        for bt in 0..2 {
+            for i in 0..3 {
+                for j in 0..5 {
+                    let boff = if shared { 0 } else { bt * 20 };
+                    let s: f64 = (0..4)
+                        .map(|p| a[bt * 12 + i * 4 + p] as f64 * b[boff + p * 5 + j] as f64)
+                        .sum();
+                    want[bt * 15 + i * 5 + j] = s as f32;
+                }
+            }
+        }
+        assert_close(&y, &want, 1e-5);
+    }
+}
+
+#[test]
+fn binary_ops_broadcast_numpy_style() {
+    // [2,1,3] op [4,1] -> [2,4,3]
+    let a = vals(6, 9);
+    let b: Vec<f32> = vals(4, 10).iter().map(|v| v + 2.0).collect(); // away from 0 for Div
+    for (op, f) in [
+        ("Add", (|x, y| x + y) as fn(f32, f32) -> f32),
+        ("Sub", |x, y| x - y),
+        ("Mul", |x, y| x * y),
+        ("Div", |x, y| x / y),
+    ] {
+        let g = graph(
+            "g",
+            &[node(op, "op", &["A", "B"], &["Y"], &[])],
+            &[tensor_floats("B", &[4, 1], &b)],
+            &[value_info("A", FLOAT, &dims(&[2, 1, 3]))],
+            &[value_info("Y", FLOAT, &dims(&[2, 4, 3]))],
+        );
+        let (shape, y) = run1(&model_bytes(&g), &[("A", &[2, 1, 3], &a)]);
+        assert_eq!(shape, [2, 4, 3], "{op}");
+        let mut want = Vec::new();
+        for i in 0..2 {
+            for j in 0..4 {
+                for l in 0..3 {
+                    want.push(f(a[i * 3 + l], b[j]));
+                }
+            }
+        }
+        assert_close(&y, &want, 1e-6);
+    }
+}
+
+#[test]
+fn pow_reduce_and_transpose_like_an_fm_layer() {
+    // FM second-order term: 0.5 * sum_k ((sum_f e)^2 - sum_f e^2), e: [N, F, K]
+    let (n, f, k) = (3usize, 4usize, 5usize);
+    let e = vals(n * f * k, 11);
+    let g = graph(
+        "g",
+        &[
+            node(
+                "ReduceSum",
+                "s",
+                &["E", "ax1"],
+                &["S"],
+                &[attr_int("keepdims", 1)],
+            ),
+            node("Pow", "sq", &["S", "two"], &["SQ"], &[]),
+            node("Mul", "ee", &["E", "E"], &["EE"], &[]),
+            node(
+                "ReduceSum",
+                "s2",
+                &["EE", "ax1"],
+                &["S2"],
+                &[attr_int("keepdims", 1)],
+            ),
+            node("Sub", "d", &["SQ", "S2"], &["DF"], &[]),
+            node(
+                "Transpose",
+                "t",
+                &["DF"],
+                &["T"],
+                &[attr_ints("perm", &[0, 2, 1])],
+            ),
+            node(
+                "ReduceSum",
+                "s3",
+                &["T", "ax1"],
+                &["R"],
+                &[attr_int("keepdims", 0)],
+            ),
+            node("Mul", "h", &["R", "half"], &["Y"], &[]),
+        ],
+        &[
+            tensor_int64s("ax1", &[1], &[1]),
+            tensor_floats("two", &[], &[2.0]),
+            tensor_floats("half", &[], &[0.5]),
+        ],
+        &[value_info(
+            "E",
+            FLOAT,
+            &[D::P("N"), D::V(f as i64), D::V(k as i64)],
+        )],
+        &[value_info("Y", FLOAT, &[D::P("N"), D::V(1)])],
+    );
+    let (shape, y) = run1(&model_bytes(&g), &[("E", &[n, f, k], &e)]);
+    assert_eq!(shape, [n, 1]);
+    for r in 0..n {
+        let mut want = 0f64;
+        for kk in 0..k {
+            let s: f64 = (0..f).map(|ff| e[r * f * k + ff * k + kk] as f64).sum();
+            let s2: f64 = (0..f)
+                .map(|ff| (e[r * f * k + ff * k + kk] as f64).powi(2))
+                .sum();
+            want += s * s - s2;
+        }
+        assert!(
+            (y[r] as f64 - 0.5 * want).abs() < 1e-5,
+            "row {r}: {} vs {}",
+            y[r],
+            0.5 * want
+        );
+    }
+}
+
+#[test]
+fn pytorch_reshape_shape_chain_is_folded_for_any_batch() {
+    // Shape(X) -> Gather(0) -> Unsqueeze -> Concat([-1 as batch, 6]) -> Reshape(X).
+    let g = graph(
+        "g",
+        &[
+            node("Shape", "shape", &["X"], &["s"], &[]),
+            node(
+                "Gather",
+                "g0",
+                &["s", "zero"],
+                &["n"],
+                &[attr_int("axis", 0)],
+            ),
+            node("Unsqueeze", "u", &["n", "axes0"], &["n1"], &[]),
+            node(
+                "Concat",
+                "c",
+                &["n1", "six"],
+                &["target"],
+                &[attr_int("axis", 0)],
+            ),
+            node("Reshape", "r", &["X", "target"], &["R"], &[]),
+            node("Slice", "sl", &["R", "st", "en", "ax", "step"], &["Y"], &[]),
+        ],
+        &[
+            tensor_int64s("zero", &[], &[0]),
+            tensor_int64s("axes0", &[1], &[0]),
+            tensor_int64s("six", &[1], &[6]),
+            tensor_int64s("st", &[1], &[-1]),
+            tensor_int64s("en", &[1], &[-7]),
+            tensor_int64s("ax", &[1], &[1]),
+            tensor_int64s("step", &[1], &[-2]),
+        ],
+        &[value_info("X", FLOAT, &[D::P("batch"), D::V(2), D::V(3)])],
+        &[value_info("Y", FLOAT, &[D::P("batch"), D::V(3)])],
+    );
+    let bytes = model_bytes(&g);
+    for batch in [1usize, 2, 5] {
+        let x = vals(batch * 6, 12);
+        let (shape, y) = run1(&bytes, &[("X", &[batch, 2, 3], &x)]);
+        assert_eq!(shape, [batch, 3]);
+        // Reverse every other column of each row: columns 5, 3, 1.
+        let want: Vec<f32> = (0..batch)
+            .flat_map(|r| [5, 3, 1].map(|c| x[r * 6 + c]))
+            .collect();
+        assert_eq!(y, want);
+    }
+}
+
+#[test]
+fn f16_weights_through_cast_are_used_directly() {
+    let (k, n) = (33usize, 7usize);
+    let w = vals(k * n, 13);
+    let w16: Vec<u8> = w
+        .iter()
+        .flat_map(|&v| half::f16::from_f32(v).to_bits().to_le_bytes())
+        .collect();
+    let g = graph(
+        "g",
+        &[
+            node(
+                "Cast",
+                "cast",
+                &["W16"],
+                &["W"],
+                &[attr_int("to", FLOAT as i64)],
+            ),
+            node("MatMul", "mm", &["X", "W"], &["Y"], &[]),
+        ],
+        &[tensor_raw("W16", FLOAT16, &[k as i64, n as i64], &w16)],
+        &[value_info("X", FLOAT, &[D::P("N"), D::V(k as i64)])],
+        &[value_info("Y", FLOAT, &[D::P("N"), D::V(n as i64)])],
+    );
+    let x = vals(2 * k, 14);
+    let (_, y) = run1(&model_bytes(&g), &[("X", &[2, k], &x)]);
+    for r in 0..2 {
+        for j in 0..n {
+            let s: f64 = (0..k)
+                .map(|p| x[r * k + p] as f64 * half::f16::from_f32(w[p * n + j]).to_f64())
+                .sum();
+            assert!((y[r * n + j] as f64 - s).abs() < 1e-5, "({r},{j})");
+        }
+    }
+}
+
+fn embedding_model() -> Vec<u8> {
+    // X f32 [N, 2] -> Slice column 1 -> Cast int64 -> Gather(E[10, 4]) -> ReduceSum(axis 1).
+    let e = vals(40, 15);
+    let g = graph(
+        "g",
+        &[
+            node("Slice", "sl", &["X", "s", "e", "a"], &["col"], &[]),
+            node(
+                "Cast",
+                "cast",
+                &["col"],
+                &["ids"],
+                &[attr_int("to", INT64 as i64)],
+            ),
+            node(
+                "Gather",
+                "emb",
+                &["E", "ids"],
+                &["G"],
+                &[attr_int("axis", 0)],
+            ),
+            node(
+                "ReduceSum",
+                "rs",
+                &["G", "a"],
+                &["Y"],
+                &[attr_int("keepdims", 0)],
+            ),
+        ],
+        &[
+            tensor_floats("E", &[10, 4], &e),
+            tensor_int64s("s", &[1], &[1]),
+            tensor_int64s("e", &[1], &[2]),
+            tensor_int64s("a", &[1], &[1]),
+        ],
+        &[value_info("X", FLOAT, &[D::P("N"), D::V(2)])],
+        &[value_info("Y", FLOAT, &[D::P("N"), D::V(4)])],
+    );
+    model_bytes(&g)
+}
+
+#[test]
+fn gather_ids_and_out_of_range_error() {
+    let bytes = embedding_model();
+    let e = vals(40, 15);
+    // In range, including a negative id (ONNX: counts from the end).
+    let x = [0.0, 3.0, 0.0, -1.0];
+    let (_, y) = run1(&bytes, &[("X", &[2, 2], &x)]);
+    assert_eq!(&y[..4], &e[12..16]);
+    assert_eq!(&y[4..], &e[36..40]);
+    // Out of range: a typed error naming the input, the row and the table size.
+    let m = Model::from_bytes(&bytes, &[]).unwrap();
+    let mut s = m.session();
+    let x = [0.0, 3.0, 0.0, 10.0];
+    let err = s
+        .run(&[Input {
+            name: "X",
+            shape: &[2, 2],
+            data: InputData::F32(&x),
+        }])
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::IndexOutOfRange { input, row: 1, index: 10, table_rows: 10 } if input == "X"),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("'X'") && msg.contains("row 1") && msg.contains("10 rows"),
+        "{msg}"
+    );
+    // NaN id: an error, not row 0.
+    let x = [0.0, f32::NAN, 0.0, 1.0];
+    let err = s
+        .run(&[Input {
+            name: "X",
+            shape: &[2, 2],
+            data: InputData::F32(&x),
+        }])
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::NotFinite { input, position: 0 } if input == "X"),
+        "{err:?}"
+    );
+    // The session still works after errors.
+    let x = [0.0, 3.0, 0.0, 2.0];
+    s.run(&[Input {
+        name: "X",
+        shape: &[2, 2],
+        data: InputData::F32(&x),
+    }])
+    .unwrap();
+    assert_eq!(s.output(0).unwrap().data[4..], e[8..12]);
+}
+
+#[test]
+fn input_mismatch_names_input_and_shapes() {
+    let bytes = embedding_model();
+    let m = Model::from_bytes(&bytes, &[]).unwrap();
+    let mut s = m.session();
+    let x = [0.0f32; 6];
+    let err = s
+        .run(&[Input {
+            name: "X",
+            shape: &[2, 3],
+            data: InputData::F32(&x),
+        }])
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, Error::InputMismatch { .. })
+            && msg.contains("'X'")
+            && msg.contains("[N, 2]")
+            && msg.contains("[2, 3]"),
+        "{msg}"
+    );
+    let ids = [0i64; 4];
+    let err = s
+        .run(&[Input {
+            name: "X",
+            shape: &[2, 2],
+            data: InputData::I64(&ids),
+        }])
+        .unwrap_err();
+    assert!(err.to_string().contains("i64"), "{err}");
+    let err = s
+        .run(&[Input {
+            name: "Z",
+            shape: &[2, 2],
+            data: InputData::F32(&x[..4]),
+        }])
+        .unwrap_err();
+    assert!(err.to_string().contains("'Z'"), "{err}");
+    let err = s.run(&[]).unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+}
+
+#[test]
+fn unsupported_op_and_cycles_fail_at_load() {
+    let g = graph(
+        "g",
+        &[node("LSTM", "my_lstm", &["X"], &["Y"], &[])],
+        &[],
+        &[value_info("X", FLOAT, &dims(&[1, 2]))],
+        &[value_info("Y", FLOAT, &dims(&[1, 2]))],
+    );
+    let err = Model::from_bytes(&model_bytes(&g), &[]).unwrap_err();
+    assert!(
+        matches!(&err, Error::UnsupportedOp { op, node } if op == "LSTM" && node == "my_lstm"),
+        "{err:?}"
+    );
+    let g = graph(
+        "g",
+        &[
+            node("Relu", "a", &["B"], &["A"], &[]),
+            node("Relu", "b", &["A"], &["B"], &[]),
+            node("Add", "c", &["X", "A"], &["Y"], &[]),
+        ],
+        &[],
+        &[value_info("X", FLOAT, &dims(&[1, 2]))],
+        &[value_info("Y", FLOAT, &dims(&[1, 2]))],
+    );
+    let err = Model::from_bytes(&model_bytes(&g), &[]).unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidGraph { .. }) && err.to_string().contains("cycle"),
+        "{err}"
+    );
+    // A value nobody produces.
+    let g = graph(
+        "g",
+        &[node("Add", "c", &["X", "ghost"], &["Y"], &[])],
+        &[],
+        &[value_info("X", FLOAT, &dims(&[1, 2]))],
+        &[value_info("Y", FLOAT, &dims(&[1, 2]))],
+    );
+    let err = Model::from_bytes(&model_bytes(&g), &[]).unwrap_err();
+    assert!(err.to_string().contains("ghost"), "{err}");
+    // Shapes that cannot work fail at load (validation plan), naming the node.
+    let g = graph(
+        "g",
+        &[node("MatMul", "bad_mm", &["X", "W"], &["Y"], &[])],
+        &[tensor_floats("W", &[3, 2], &[0.0; 6])],
+        &[value_info("X", FLOAT, &[D::P("N"), D::V(4)])],
+        &[value_info("Y", FLOAT, &[D::P("N"), D::V(2)])],
+    );
+    let err = Model::from_bytes(&model_bytes(&g), &[]).unwrap_err();
+    assert!(err.to_string().contains("bad_mm"), "{err}");
+}
