@@ -54,7 +54,10 @@ pub(crate) struct NodeDef {
 pub(crate) struct LoadedGraph {
     pub names: Vec<String>,
     pub consts: Vec<Option<ConstTensor>>,
+    /// All nodes, `If` branch nodes included.
     pub nodes: Vec<NodeDef>,
+    /// Top-level nodes in topological order (indices into `nodes`).
+    pub order: Vec<usize>,
     pub inputs: Vec<(ValueId, IoInfo)>,
     pub outputs: Vec<(ValueId, IoInfo)>,
 }
@@ -120,133 +123,48 @@ pub(crate) fn load_graph(m: &OnnxModel<'_>, weights: &[u8]) -> Result<LoadedGrap
         });
     }
     let g = &m.graph;
-    let mut ids = Ids {
-        map: BTreeMap::new(),
-        names: Vec::new(),
+    let mut l = Loader {
+        ids: Ids {
+            map: BTreeMap::new(),
+            names: Vec::new(),
+        },
+        defined: Vec::new(),
+        consts: Vec::new(),
+        nodes: Vec::new(),
+        weights,
     };
-    // Who defines each value: initializer/constant, graph input, or node output.
-    let mut defined: Vec<bool> = Vec::new();
-    let mut consts: Vec<Option<ConstTensor>> = Vec::new();
-    let grow = |v: &mut Vec<bool>, c: &mut Vec<Option<ConstTensor>>, n: usize| {
-        if v.len() < n {
-            v.resize(n, false);
-            c.resize(n, None);
-        }
-    };
-    for t in &g.initializers {
-        let id = ids.id(t.name);
-        grow(&mut defined, &mut consts, id + 1);
-        if defined[id] {
-            return Err(Error::InvalidGraph {
-                reason: format!("initializer '{}' defined twice", t.name),
-            });
-        }
-        consts[id] = Some(owned_bools(
-            crate::onnx::resolve_tensor(t, weights)?,
-            weights,
-        )?);
-        defined[id] = true;
-    }
     let mut inputs = Vec::new();
+    l.load_initializers(g)?;
     for vi in &g.inputs {
-        let id = ids.id(vi.name);
-        grow(&mut defined, &mut consts, id + 1);
-        if consts[id].is_some() {
+        let id = l.ids.id(vi.name);
+        l.grow();
+        if l.consts[id].is_some() {
             continue; // old IR versions list initializers among inputs
         }
-        if defined[id] {
+        if l.defined[id] {
             return Err(Error::InvalidGraph {
                 reason: format!("graph input '{}' listed twice", vi.name),
             });
         }
-        defined[id] = true;
+        l.defined[id] = true;
         inputs.push((
             id,
             io_info(vi.name, vi.elem_type, vi.shape.as_ref(), "input")?,
         ));
     }
-    // Nodes: parse, record producers.
-    let mut raw: Vec<NodeDef> = Vec::new();
-    for (i, n) in g.nodes.iter().enumerate() {
-        let label = if n.name.is_empty() {
-            format!("#{i}")
-        } else {
-            n.name.to_string()
-        };
-        if n.inputs.len() > MAX_NODE_INPUTS {
-            return Err(Error::InvalidNode {
-                node: label,
-                op: n.op_type.to_string(),
-                reason: format!(
-                    "{} inputs, more than the {MAX_NODE_INPUTS} supported",
-                    n.inputs.len()
-                ),
-            });
-        }
-        let op = op::parse_op(n, &label, weights)?;
-        let node_inputs: Vec<Option<ValueId>> = n
-            .inputs
-            .iter()
-            .map(|&s| if s.is_empty() { None } else { Some(ids.id(s)) })
-            .collect();
-        let mut outs = Vec::with_capacity(n.outputs.len());
-        for &o in &n.outputs {
-            if o.is_empty() {
-                continue;
-            }
-            let id = ids.id(o);
-            grow(&mut defined, &mut consts, id + 1);
-            if defined[id] {
-                return Err(Error::InvalidGraph {
-                    reason: format!("value '{o}' is produced twice (node '{label}')"),
-                });
-            }
-            defined[id] = true;
-            outs.push(id);
-        }
-        if outs.is_empty() {
-            return Err(Error::InvalidNode {
-                node: label,
-                op: n.op_type.to_string(),
-                reason: "no outputs".to_string(),
-            });
-        }
-        if let Op::Constant { value } = op {
-            consts[outs[0]] = Some(value);
-            continue;
-        }
-        raw.push(NodeDef {
-            label,
-            op_type: n.op_type.to_string(),
-            op,
-            inputs: node_inputs,
-            outputs: outs,
-            source: String::new(),
-        });
-    }
-    let nvalues = ids.names.len();
-    grow(&mut defined, &mut consts, nvalues);
-    // Every value read must be defined somewhere.
-    for n in &raw {
-        for v in n.inputs.iter().flatten() {
-            if !defined[*v] {
-                return Err(Error::InvalidGraph {
-                    reason: format!(
-                        "node '{}' reads '{}', which nothing produces",
-                        n.label, ids.names[*v]
-                    ),
-                });
-            }
-        }
-    }
-    let nodes = topo_sort(raw, &consts, &inputs, &ids.names)?;
+    let order = l.load_nodes(g, 0)?;
     let mut outputs = Vec::new();
     for vi in &g.outputs {
-        let Some(&id) = ids.map.get(vi.name) else {
+        let Some(&id) = l.ids.map.get(vi.name) else {
             return Err(Error::InvalidGraph {
                 reason: format!("graph output '{}' is never produced", vi.name),
             });
         };
+        if !l.defined.get(id).copied().unwrap_or(false) {
+            return Err(Error::InvalidGraph {
+                reason: format!("graph output '{}' is never produced", vi.name),
+            });
+        }
         let info =
             io_info(vi.name, vi.elem_type, vi.shape.as_ref(), "output").or_else(|e| match e {
                 // Output shapes are informative only: the plan computes them.
@@ -271,14 +189,232 @@ pub(crate) fn load_graph(m: &OnnxModel<'_>, weights: &[u8]) -> Result<LoadedGrap
         });
     }
     let mut graph = LoadedGraph {
-        names: ids.names,
-        consts,
-        nodes,
+        names: l.ids.names,
+        consts: l.consts,
+        nodes: l.nodes,
+        order,
         inputs,
         outputs,
     };
     assign_sources(&mut graph);
     Ok(graph)
+}
+
+/// Load-time state: value ids, which values are defined, constants, all nodes (subgraph
+/// nodes included) in one flat table.
+struct Loader<'a, 'w> {
+    ids: Ids<'a>,
+    defined: Vec<bool>,
+    consts: Vec<Option<ConstTensor>>,
+    nodes: Vec<NodeDef>,
+    weights: &'w [u8],
+}
+
+impl<'a> Loader<'a, '_> {
+    fn grow(&mut self) {
+        let n = self.ids.names.len();
+        if self.defined.len() < n {
+            self.defined.resize(n, false);
+            self.consts.resize(n, None);
+        }
+    }
+
+    fn load_initializers(&mut self, g: &crate::onnx::Graph<'a>) -> Result<()> {
+        for t in &g.initializers {
+            let id = self.ids.id(t.name);
+            self.grow();
+            if self.defined[id] {
+                return Err(Error::InvalidGraph {
+                    reason: format!("initializer '{}' defined twice", t.name),
+                });
+            }
+            self.consts[id] = Some(owned_bools(
+                crate::onnx::resolve_tensor(t, self.weights)?,
+                self.weights,
+            )?);
+            self.defined[id] = true;
+        }
+        Ok(())
+    }
+
+    fn define(&mut self, name: &'a str, label: &str) -> Result<ValueId> {
+        let id = self.ids.id(name);
+        self.grow();
+        if self.defined[id] {
+            return Err(Error::InvalidGraph {
+                reason: format!("value '{name}' is produced twice (node '{label}')"),
+            });
+        }
+        self.defined[id] = true;
+        Ok(id)
+    }
+
+    /// Parses the nodes of `g` (recursing into `If` branches) and returns their indices in
+    /// topological order.
+    fn load_nodes(&mut self, g: &crate::onnx::Graph<'a>, depth: usize) -> Result<Vec<usize>> {
+        let first = self.nodes.len();
+        let mut mine = Vec::new();
+        for (i, n) in g.nodes.iter().enumerate() {
+            let label = if n.name.is_empty() {
+                format!("#{i}")
+            } else {
+                n.name.to_string()
+            };
+            let bad = |reason: String| Error::InvalidNode {
+                node: label.clone(),
+                op: n.op_type.to_string(),
+                reason,
+            };
+            if n.inputs.len() > MAX_NODE_INPUTS {
+                return Err(bad(format!(
+                    "{} inputs, more than the {MAX_NODE_INPUTS} supported",
+                    n.inputs.len()
+                )));
+            }
+            let mut node_inputs: Vec<Option<ValueId>> = n
+                .inputs
+                .iter()
+                .map(|&s| {
+                    if s.is_empty() {
+                        None
+                    } else {
+                        Some(self.ids.id(s))
+                    }
+                })
+                .collect();
+            self.grow();
+            let outputs: Vec<&'a str> = n
+                .outputs
+                .iter()
+                .copied()
+                .filter(|o| !o.is_empty())
+                .collect();
+            if outputs.is_empty() {
+                return Err(bad("no outputs".to_string()));
+            }
+            if n.op_type == "Split" && n.domain.is_empty() {
+                // One single-output node per part: the planner computes each part's range.
+                let axis = match n.attr("axis") {
+                    None => 0,
+                    Some(crate::onnx::AttrValue::Int(v)) => *v,
+                    Some(_) => return Err(bad("attribute 'axis' must be an int".to_string())),
+                };
+                let sizes = match n.attr("split") {
+                    Some(crate::onnx::AttrValue::Ints(v)) => Some(v.clone()),
+                    None => None,
+                    Some(_) => return Err(bad("attribute 'split' must be ints".to_string())),
+                };
+                let count = outputs.len();
+                for (part, &o) in outputs.iter().enumerate() {
+                    let id = self.define(o, &label)?;
+                    mine.push(self.nodes.len());
+                    self.nodes.push(NodeDef {
+                        label: format!("{label}[{part}]"),
+                        op_type: "Split".to_string(),
+                        op: Op::SplitPart {
+                            axis,
+                            part,
+                            count,
+                            sizes: sizes.clone(),
+                        },
+                        inputs: node_inputs.clone(),
+                        outputs: alloc::vec![id],
+                        source: String::new(),
+                    });
+                }
+                continue;
+            }
+            let op = if n.op_type == "If" && n.domain.is_empty() {
+                if depth >= 8 {
+                    return Err(bad("If nested too deeply".to_string()));
+                }
+                if outputs.len() != 1 {
+                    return Err(bad("only single-output If is supported".to_string()));
+                }
+                let branch = |name: &str| -> Result<&crate::onnx::Graph<'a>> {
+                    match n.attr(name) {
+                        Some(crate::onnx::AttrValue::Graph(g)) => Ok(g),
+                        _ => Err(bad(format!("missing graph attribute '{name}'"))),
+                    }
+                };
+                let (tg, eg) = (branch("then_branch")?, branch("else_branch")?);
+                let mut load_branch =
+                    |bg: &crate::onnx::Graph<'a>| -> Result<(Vec<usize>, ValueId)> {
+                        self.load_initializers(bg)?;
+                        let order = self.load_nodes(bg, depth + 1)?;
+                        let out = bg.outputs.first().map(|o| o.name).unwrap_or("");
+                        match self.ids.map.get(out) {
+                            Some(&id) if bg.outputs.len() == 1 => Ok((order, id)),
+                            _ => Err(Error::InvalidNode {
+                                node: label.clone(),
+                                op: "If".to_string(),
+                                reason: "a branch must have exactly one output".to_string(),
+                            }),
+                        }
+                    };
+                let (then_nodes, then_out) = load_branch(tg)?;
+                let (else_nodes, else_out) = load_branch(eg)?;
+                // Values the branches read from outside become inputs of the If node, so the
+                // topological order places it after them.
+                let mut inner = alloc::collections::BTreeSet::new();
+                for &ni in then_nodes.iter().chain(&else_nodes) {
+                    inner.extend(self.nodes[ni].outputs.iter().copied());
+                }
+                for &ni in then_nodes.iter().chain(&else_nodes) {
+                    for v in self.nodes[ni].inputs.clone().into_iter().flatten() {
+                        if !inner.contains(&v)
+                            && self.consts[v].is_none()
+                            && !node_inputs.contains(&Some(v))
+                        {
+                            node_inputs.push(Some(v));
+                        }
+                    }
+                }
+                for v in [then_out, else_out] {
+                    if !inner.contains(&v)
+                        && self.consts[v].is_none()
+                        && !node_inputs.contains(&Some(v))
+                    {
+                        node_inputs.push(Some(v));
+                    }
+                }
+                Op::If {
+                    then_nodes,
+                    then_out,
+                    else_nodes,
+                    else_out,
+                }
+            } else {
+                op::parse_op(n, &label, self.weights)?
+            };
+            let mut outs = Vec::with_capacity(outputs.len());
+            for &o in &outputs {
+                outs.push(self.define(o, &label)?);
+            }
+            if let Op::Constant { value } = op {
+                self.consts[outs[0]] = Some(value);
+                continue;
+            }
+            mine.push(self.nodes.len());
+            self.nodes.push(NodeDef {
+                label,
+                op_type: n.op_type.to_string(),
+                op,
+                inputs: node_inputs,
+                outputs: outs,
+                source: String::new(),
+            });
+        }
+        let _ = first;
+        self.grow();
+        topo_sort(
+            &self.nodes,
+            &mine,
+            &self.consts,
+            &self.defined,
+            &self.ids.names,
+        )
+    }
 }
 
 /// Bool tensors are kept as owned `bool`s (their file bytes were checked to be 0 or 1).
@@ -296,43 +432,57 @@ fn owned_bools(c: ConstTensor, weights: &[u8]) -> Result<ConstTensor> {
     }
 }
 
-/// Kahn's algorithm; a node waiting forever means a cycle.
+/// Kahn's algorithm over the nodes `mine` of one graph level. Values not produced by these
+/// nodes (constants, graph inputs, outer-scope values) are ready from the start; a value read
+/// but defined nowhere, or a node waiting forever (a cycle), is an error.
 fn topo_sort(
-    raw: Vec<NodeDef>,
+    nodes: &[NodeDef],
+    mine: &[usize],
     consts: &[Option<ConstTensor>],
-    inputs: &[(ValueId, IoInfo)],
+    defined: &[bool],
     names: &[String],
-) -> Result<Vec<NodeDef>> {
-    let n = names.len();
-    let mut ready = vec![false; n];
+) -> Result<Vec<usize>> {
+    let mut ready: Vec<bool> = defined.to_vec();
+    for &ni in mine {
+        for v in nodes[ni].inputs.iter().flatten() {
+            if !defined[*v] {
+                return Err(Error::InvalidGraph {
+                    reason: format!(
+                        "node '{}' reads '{}', which nothing produces",
+                        nodes[ni].label, names[*v]
+                    ),
+                });
+            }
+        }
+        for &o in &nodes[ni].outputs {
+            ready[o] = false;
+        }
+    }
     for (i, c) in consts.iter().enumerate() {
-        ready[i] = c.is_some();
+        if c.is_some() {
+            ready[i] = true;
+        }
     }
-    for (id, _) in inputs {
-        ready[*id] = true;
-    }
-    let mut pending: Vec<Option<NodeDef>> = raw.into_iter().map(Some).collect();
+    let mut pending: Vec<Option<usize>> = mine.iter().copied().map(Some).collect();
     let mut order = Vec::with_capacity(pending.len());
     let mut progress = true;
     while progress {
         progress = false;
         for slot in pending.iter_mut() {
-            let is_ready = match slot {
-                Some(node) => node.inputs.iter().flatten().all(|&v| ready[v]),
-                None => false,
-            };
-            if is_ready {
-                if let Some(node) = slot.take() {
-                    for &o in &node.outputs {
+            if let Some(ni) = *slot {
+                if nodes[ni].inputs.iter().flatten().all(|&v| ready[v]) {
+                    for &o in &nodes[ni].outputs {
                         ready[o] = true;
                     }
-                    order.push(node);
+                    order.push(ni);
+                    *slot = None;
                     progress = true;
                 }
             }
         }
     }
-    if let Some(stuck) = pending.into_iter().flatten().next() {
+    if let Some(ni) = pending.into_iter().flatten().next() {
+        let stuck = &nodes[ni];
         let waiting = stuck
             .inputs
             .iter()
@@ -356,14 +506,36 @@ fn assign_sources(g: &mut LoadedGraph) {
     for (id, info) in &g.inputs {
         source[*id] = Some(info.name.clone());
     }
-    for node in &mut g.nodes {
+    let order = g.order.clone();
+    visit_sources(g, &order, &mut source);
+}
+
+fn visit_sources(g: &mut LoadedGraph, order: &[usize], source: &mut [Option<String>]) {
+    for &ni in order {
+        if let Op::If {
+            then_nodes,
+            else_nodes,
+            ..
+        } = &g.nodes[ni].op
+        {
+            let (t, e) = (then_nodes.clone(), else_nodes.clone());
+            visit_sources(g, &t, source);
+            visit_sources(g, &e, source);
+        }
+        let node = &mut g.nodes[ni];
         // A Gather's interesting operand is its indices.
-        let order: Vec<Option<ValueId>> = if matches!(node.op, Op::Gather { .. }) {
-            node.inputs.iter().rev().copied().collect()
+        let s = if matches!(node.op, Op::Gather { .. }) {
+            node.inputs
+                .iter()
+                .rev()
+                .flatten()
+                .find_map(|&v| source[v].clone())
         } else {
-            node.inputs.clone()
+            node.inputs
+                .iter()
+                .flatten()
+                .find_map(|&v| source[v].clone())
         };
-        let s = order.iter().flatten().find_map(|&v| source[v].clone());
         node.source = s.clone().unwrap_or_else(|| node.label.clone());
         for &o in &node.outputs {
             source[o] = s.clone();

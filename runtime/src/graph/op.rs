@@ -45,6 +45,7 @@ pub(crate) enum UnOp {
 pub(crate) enum ReduceKind {
     Sum,
     Mean,
+    Max,
 }
 
 /// One supported op with its attributes.
@@ -105,6 +106,44 @@ pub(crate) enum Op {
     Slice,
     ConstantOfShape {
         value: ConstTensor,
+    },
+    Softmax {
+        axis: i64,
+    },
+    /// One- or two-operand Einsum with an explicit `->` output.
+    Einsum {
+        equation: String,
+    },
+    /// Inference BatchNormalization: inputs X, scale, B, mean, var.
+    BatchNorm {
+        epsilon: f32,
+    },
+    /// Clip with min/max from inputs (opset >= 11) or attributes (older).
+    Clip {
+        min: Option<f32>,
+        max: Option<f32>,
+    },
+    /// 1-D/2-D convolution (N, C, [H,] W), group 1.
+    Conv {
+        strides: Option<Vec<i64>>,
+        pads: Option<Vec<i64>>,
+        dilations: Option<Vec<i64>>,
+        group: i64,
+    },
+    /// Part `part` of a Split with `count` outputs (the loader makes one node per output).
+    SplitPart {
+        axis: i64,
+        part: usize,
+        count: usize,
+        sizes: Option<Vec<i64>>,
+    },
+    /// If whose condition is constant at plan time; the chosen branch's nodes are planned in
+    /// place of the node.
+    If {
+        then_nodes: Vec<usize>,
+        then_out: usize,
+        else_nodes: Vec<usize>,
+        else_out: usize,
     },
 }
 
@@ -235,11 +274,11 @@ pub(crate) fn parse_op(node: &Node<'_>, label: &str, weights: &[u8]) -> Result<O
         "Transpose" => Op::Transpose {
             perm: a.ints("perm")?,
         },
-        "ReduceSum" | "ReduceMean" => Op::Reduce {
-            kind: if node.op_type == "ReduceSum" {
-                ReduceKind::Sum
-            } else {
-                ReduceKind::Mean
+        "ReduceSum" | "ReduceMean" | "ReduceMax" => Op::Reduce {
+            kind: match node.op_type {
+                "ReduceSum" => ReduceKind::Sum,
+                "ReduceMean" => ReduceKind::Mean,
+                _ => ReduceKind::Max,
             },
             axes: a.ints("axes")?,
             keepdims: a.flag("keepdims", true)?,
@@ -301,6 +340,50 @@ pub(crate) fn parse_op(node: &Node<'_>, label: &str, weights: &[u8]) -> Result<O
                 }
             },
         },
+        "Softmax" => Op::Softmax {
+            axis: a.int("axis", -1)?,
+        },
+        "Einsum" => match node.attr("equation") {
+            Some(AttrValue::String(s)) => Op::Einsum {
+                equation: core::str::from_utf8(s)
+                    .map_err(|_| a.err("equation is not UTF-8".to_string()))?
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect(),
+            },
+            _ => return Err(a.err("missing string attribute 'equation'".to_string())),
+        },
+        "BatchNormalization" => {
+            if a.int("training_mode", 0)? != 0 {
+                return Err(a.err("training_mode=1 is not supported".to_string()));
+            }
+            Op::BatchNorm {
+                epsilon: a.float("epsilon", 1e-5)?,
+            }
+        }
+        "Clip" => Op::Clip {
+            min: match node.attr("min") {
+                Some(_) => Some(a.float("min", 0.0)?),
+                None => None,
+            },
+            max: match node.attr("max") {
+                Some(_) => Some(a.float("max", 0.0)?),
+                None => None,
+            },
+        },
+        "Conv" => {
+            if let Some(AttrValue::String(p)) = node.attr("auto_pad") {
+                if *p != b"NOTSET" && *p != b"VALID" {
+                    return Err(a.err("auto_pad SAME_* is not supported".to_string()));
+                }
+            }
+            Op::Conv {
+                strides: a.ints("strides")?,
+                pads: a.ints("pads")?,
+                dilations: a.ints("dilations")?,
+                group: a.int("group", 1)?,
+            }
+        }
         other => {
             return Err(Error::UnsupportedOp {
                 op: other.to_string(),

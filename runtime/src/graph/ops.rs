@@ -574,6 +574,129 @@ pub(crate) fn infer(
             }
             one(logical(value.dtype), shape)
         }
+        Op::Softmax { axis } => {
+            let x = need(ins, 0, cx)?;
+            if x.dtype != DType::F32 {
+                return Err(cx.err("Softmax needs a float input".to_string()));
+            }
+            norm_axis(*axis, x.shape.len(), cx)?;
+            one(DType::F32, x.shape.to_vec())
+        }
+        Op::Einsum { equation } => {
+            let metas: Vec<&Meta<'_>> = ins.iter().flatten().collect();
+            let shapes: Vec<&[usize]> = metas.iter().map(|m| m.shape).collect();
+            if metas.iter().any(|m| m.dtype != DType::F32) {
+                return Err(cx.err("Einsum needs float inputs".to_string()));
+            }
+            let e = parse_einsum(equation, &shapes).map_err(|r| cx.err(r))?;
+            one(DType::F32, e.out_shape())
+        }
+        Op::BatchNorm { .. } => {
+            let x = need(ins, 0, cx)?;
+            if x.shape.len() < 2 || x.dtype != DType::F32 {
+                return Err(cx.err(format!("X must be float of rank >= 2, got {:?}", x.shape)));
+            }
+            for i in 1..5 {
+                let p = need(ins, i, cx)?;
+                if numel(p.shape) != x.shape[1] {
+                    return Err(cx.err(format!(
+                        "parameter #{i} has shape {:?}, expected [{}]",
+                        p.shape, x.shape[1]
+                    )));
+                }
+            }
+            one(DType::F32, x.shape.to_vec())
+        }
+        Op::Clip { .. } => {
+            let x = need(ins, 0, cx)?;
+            if x.dtype != DType::F32 {
+                return Err(cx.err("Clip supports float input".to_string()));
+            }
+            for i in 1..3 {
+                if let Some(Some(m)) = ins.get(i) {
+                    if numel(m.shape) != 1 {
+                        return Err(cx.err(format!("min/max must be scalars, got {:?}", m.shape)));
+                    }
+                }
+            }
+            one(DType::F32, x.shape.to_vec())
+        }
+        Op::Conv {
+            strides,
+            pads,
+            dilations,
+            group,
+        } => {
+            let x = need(ins, 0, cx)?;
+            let w = need(ins, 1, cx)?;
+            let p = conv_params(
+                x.shape,
+                w.shape,
+                strides.as_deref(),
+                pads.as_deref(),
+                dilations.as_deref(),
+                *group,
+            )
+            .map_err(|r| cx.err(r))?;
+            if let Some(Some(b)) = ins.get(2) {
+                if numel(b.shape) != p.m {
+                    return Err(cx.err(format!("bias has shape {:?}, expected [{}]", b.shape, p.m)));
+                }
+            }
+            let mut s = vec![x.shape[0], p.m];
+            s.extend_from_slice(&p.out[..p.nd]);
+            one(DType::F32, s)
+        }
+        Op::SplitPart {
+            axis,
+            part,
+            count,
+            sizes,
+        } => {
+            let x = need(ins, 0, cx)?;
+            let ax = norm_axis(*axis, x.shape.len(), cx)?;
+            let sizes = match (sizes, ins.get(1).and_then(|m| m.as_ref())) {
+                (Some(s), _) => Some(s.clone()),
+                (None, Some(m)) => Some(const_ints(m, "split", cx)?),
+                (None, None) => None,
+            };
+            let (start, len) =
+                split_range(x.shape[ax], *part, *count, sizes.as_deref()).map_err(|r| cx.err(r))?;
+            let _ = start;
+            let mut s = x.shape.to_vec();
+            s[ax] = len;
+            one(x.dtype, s)
+        }
+        Op::If { .. } => Err(cx.err("internal: If is expanded by the planner".to_string())),
+    }
+}
+
+/// Start and length of part `part` of a Split along a dimension of size `dim`.
+fn split_range(
+    dim: usize,
+    part: usize,
+    count: usize,
+    sizes: Option<&[i64]>,
+) -> core::result::Result<(usize, usize), String> {
+    match sizes {
+        Some(s) => {
+            if s.len() != count || s.iter().any(|&v| v < 0) || s.iter().sum::<i64>() != dim as i64 {
+                return Err(format!(
+                    "split sizes {s:?} do not cover a dimension of {dim} in {count} parts"
+                ));
+            }
+            let start: i64 = s[..part].iter().sum();
+            Ok((start as usize, s[part] as usize))
+        }
+        None => {
+            if count == 0 {
+                return Err("no outputs".to_string());
+            }
+            // Equal parts, the last one smaller when the dimension does not divide (opset 18).
+            let chunk = dim.div_ceil(count);
+            let start = (chunk * part).min(dim);
+            Ok((start, chunk.min(dim - start)))
+        }
     }
 }
 
@@ -741,6 +864,94 @@ pub(crate) fn eval(
             let _ = value;
             Err(cx.err("internal: ConstantOfShape is evaluated by the planner".to_string()))
         }
+        Op::Softmax { axis } => softmax(*axis, need_view(ins, 0, cx)?, out, cx),
+        Op::Einsum { equation } => einsum(k, equation, ins, out, cx),
+        Op::BatchNorm { epsilon } => batch_norm(*epsilon, ins, out, cx),
+        Op::Clip { min, max } => {
+            let x = need_view(ins, 0, cx)?;
+            let bound = |i: usize, attr: Option<f32>| -> Option<f32> {
+                match ins.get(i).copied().flatten() {
+                    Some(v) => float_at(v.data, 0),
+                    None => attr,
+                }
+            };
+            let (lo, hi) = (
+                bound(1, *min).unwrap_or(f32::NEG_INFINITY),
+                bound(2, *max).unwrap_or(f32::INFINITY),
+            );
+            match (x.data, out) {
+                (Data::F32(s), Buf::F32(d)) if s.len() == d.len() => {
+                    d.iter_mut().zip(s).for_each(|(d, &v)| {
+                        *d = if v < lo {
+                            lo
+                        } else if v > hi {
+                            hi
+                        } else {
+                            v
+                        }
+                    });
+                    Ok(())
+                }
+                _ => Err(internal(cx, "Clip")),
+            }
+        }
+        Op::Conv {
+            strides,
+            pads,
+            dilations,
+            group,
+        } => conv(
+            ins,
+            (
+                strides.as_deref(),
+                pads.as_deref(),
+                dilations.as_deref(),
+                *group,
+            ),
+            out,
+            cx,
+        ),
+        Op::SplitPart {
+            axis,
+            part,
+            count,
+            sizes,
+        } => {
+            let x = need_view(ins, 0, cx)?;
+            let ax = norm_axis(*axis, x.shape.len(), cx)?;
+            let mut buf = [0i64; MAX_RANK];
+            let given = match (sizes, ins.get(1).copied().flatten()) {
+                (Some(s), _) => Some(&s[..]),
+                (None, Some(v)) => {
+                    let n = view_ints(&v, &mut buf);
+                    Some(&buf[..n])
+                }
+                (None, None) => None,
+            };
+            let (start, len) =
+                split_range(x.shape[ax], *part, *count, given).map_err(|r| cx.err(r))?;
+            let own = strides_of(x.shape);
+            let mut st = signed(&own);
+            let mut shape = [0usize; MAX_RANK];
+            shape[..x.shape.len()].copy_from_slice(x.shape);
+            shape[ax] = len;
+            let offset = (start * own[ax]) as isize;
+            let sh = &shape[..x.shape.len()];
+            st[x.shape.len()..].iter_mut().for_each(|v| *v = 0);
+            let ok = match (x.data, out) {
+                (Data::F32(s), Buf::F32(d)) => gather_strided(s, offset, &st, sh, d),
+                (Data::I64(s), Buf::I64(d)) => gather_strided(s, offset, &st, sh, d),
+                (Data::I32(s), Buf::I32(d)) => gather_strided(s, offset, &st, sh, d),
+                (Data::Bool(s), Buf::Bool(d)) => gather_strided(s, offset, &st, sh, d),
+                _ => false,
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(internal(cx, "Split"))
+            }
+        }
+        Op::If { .. } => Err(cx.err("internal: If is expanded by the planner".to_string())),
     }
 }
 
@@ -1392,6 +1603,28 @@ fn reduce(
         .product::<usize>();
     let mut ok = true;
     match (x.data, out) {
+        (Data::F32(s), Buf::F32(d)) if kind == ReduceKind::Max => {
+            d.iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
+            for_each2(x.shape, &sx, 0, &so, 0, |_, ix, io| {
+                match (s.get(ix as usize), d.get_mut(io as usize)) {
+                    (Some(&v), Some(acc)) => {
+                        if v > *acc || v.is_nan() {
+                            *acc = v
+                        }
+                    }
+                    _ => ok = false,
+                }
+            });
+        }
+        (Data::I64(s), Buf::I64(d)) if kind == ReduceKind::Max => {
+            d.iter_mut().for_each(|v| *v = i64::MIN);
+            for_each2(x.shape, &sx, 0, &so, 0, |_, ix, io| {
+                match (s.get(ix as usize), d.get_mut(io as usize)) {
+                    (Some(&v), Some(acc)) => *acc = (*acc).max(v),
+                    _ => ok = false,
+                }
+            });
+        }
         (Data::F32(s), Buf::F32(d)) => {
             d.iter_mut().for_each(|v| *v = 0.0);
             for_each2(x.shape, &sx, 0, &so, 0, |_, ix, io| {
@@ -1521,4 +1754,414 @@ fn slice(ins: &[Option<View<'_>>], out: &mut Buf, cx: &NodeCtx<'_>) -> Result<()
     } else {
         Err(internal(cx, "Slice"))
     }
+}
+
+fn softmax(axis: i64, x: View<'_>, out: &mut Buf, cx: &NodeCtx<'_>) -> Result<()> {
+    let ax = norm_axis(axis, x.shape.len(), cx)?;
+    let (Data::F32(s), Buf::F32(d)) = (x.data, out) else {
+        return Err(internal(cx, "Softmax"));
+    };
+    if s.len() != d.len() {
+        return Err(internal(cx, "Softmax"));
+    }
+    let outer = numel(&x.shape[..ax]);
+    let n = x.shape[ax];
+    let inner = numel(&x.shape[ax + 1..]);
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |j: usize| o * n * inner + j * inner + i;
+            let mut mx = f32::NEG_INFINITY;
+            for j in 0..n {
+                mx = mx.max(s[at(j)]);
+            }
+            let mut sum = 0f32;
+            for j in 0..n {
+                let e = math::exp(s[at(j)] - mx);
+                d[at(j)] = e;
+                sum += e;
+            }
+            for j in 0..n {
+                d[at(j)] /= sum;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A parsed Einsum: per-letter sizes, each operand's letters, the output letters.
+struct EinsumSpec {
+    sizes: [usize; 26],
+    terms: Vec<Vec<u8>>,
+    out: Vec<u8>,
+}
+
+impl EinsumSpec {
+    fn out_shape(&self) -> Vec<usize> {
+        self.out.iter().map(|&c| self.sizes[c as usize]).collect()
+    }
+}
+
+fn parse_einsum(eq: &str, shapes: &[&[usize]]) -> core::result::Result<EinsumSpec, String> {
+    let (lhs, rhs) = eq
+        .split_once("->")
+        .ok_or_else(|| format!("equation '{eq}' needs an explicit '->' output"))?;
+    if eq.contains("...") {
+        return Err(format!("equation '{eq}': ellipsis is not supported"));
+    }
+    let terms: Vec<Vec<u8>> = lhs
+        .split(',')
+        .map(|t| t.bytes().map(|c| c.wrapping_sub(b'a')).collect())
+        .collect();
+    let out: Vec<u8> = rhs.bytes().map(|c| c.wrapping_sub(b'a')).collect();
+    if terms.len() != shapes.len() || terms.is_empty() || terms.len() > 2 {
+        return Err(format!(
+            "equation '{eq}' has {} operands, the node {} (1 or 2 supported)",
+            terms.len(),
+            shapes.len()
+        ));
+    }
+    let mut sizes = [0usize; 26];
+    let mut seen = [false; 26];
+    for (t, s) in terms.iter().zip(shapes) {
+        if t.len() != s.len() {
+            return Err(format!(
+                "equation '{eq}': term of rank {} for an input of shape {s:?}",
+                t.len()
+            ));
+        }
+        for (&c, &d) in t.iter().zip(s.iter()) {
+            if c >= 26 {
+                return Err(format!(
+                    "equation '{eq}': only lower-case letters are supported"
+                ));
+            }
+            if seen[c as usize] && sizes[c as usize] != d {
+                return Err(format!(
+                    "equation '{eq}': letter '{}' has sizes {} and {d}",
+                    (c + b'a') as char,
+                    sizes[c as usize]
+                ));
+            }
+            seen[c as usize] = true;
+            sizes[c as usize] = d;
+        }
+    }
+    for &c in &out {
+        if c >= 26 || !seen[c as usize] {
+            return Err(format!("equation '{eq}': output letter not in the inputs"));
+        }
+    }
+    if out.len() > MAX_RANK {
+        return Err(format!("equation '{eq}': output rank above {MAX_RANK}"));
+    }
+    Ok(EinsumSpec { sizes, terms, out })
+}
+
+/// Einsum by one loop over every letter (output letters first, then the summed ones); a
+/// plain 2-D matrix product goes through the matmul kernel.
+fn einsum(
+    k: &Kernels,
+    eq: &str,
+    ins: &[Option<View<'_>>],
+    out: &mut Buf,
+    cx: &NodeCtx<'_>,
+) -> Result<()> {
+    let mut views: [Option<View<'_>>; 2] = [None, None];
+    let mut n = 0;
+    for v in ins.iter().flatten() {
+        if n < 2 {
+            views[n] = Some(*v);
+        }
+        n += 1;
+    }
+    let Buf::F32(d) = out else {
+        return Err(internal(cx, "Einsum"));
+    };
+    let (a, b) = match (views[0], views[1]) {
+        (Some(a), b) => (a, b),
+        _ => return Err(internal(cx, "Einsum inputs")),
+    };
+    // Fast path "ij,jk->ik".
+    let bytes = eq.as_bytes();
+    if let (Some(bv), 10) = (b, bytes.len()) {
+        let (i, j, j2, kk, o1, o2) = (bytes[0], bytes[1], bytes[3], bytes[4], bytes[7], bytes[8]);
+        if bytes[2] == b','
+            && &bytes[5..7] == b"->"
+            && j == j2
+            && o1 == i
+            && o2 == kk
+            && i != j
+            && kk != j
+            && i != kk
+            && a.shape.len() == 2
+            && bv.shape.len() == 2
+        {
+            let (m, kd, nn) = (a.shape[0], a.shape[1], bv.shape[1]);
+            let Some(av) = a.f32() else {
+                return Err(internal(cx, "Einsum A"));
+            };
+            if d.len() != m * nn {
+                return Err(internal(cx, "Einsum"));
+            }
+            return kernel_matmul(
+                k,
+                MatMulDims { m, k: kd, n: nn },
+                av,
+                bv.data,
+                BLayout::KxN,
+                d,
+                false,
+                cx,
+            );
+        }
+    }
+    let shapes: [&[usize]; 2] = [a.shape, b.map(|v| v.shape).unwrap_or(&[])];
+    let spec = parse_einsum(eq, &shapes[..n.min(2)]).map_err(|r| cx.err(r))?;
+    // Loop letters: output letters then summed letters.
+    let mut letters = [0u8; 26];
+    let mut nl = 0;
+    for &c in spec.out.iter().chain(spec.terms.iter().flatten()) {
+        if !letters[..nl].contains(&c) {
+            letters[nl] = c;
+            nl += 1;
+        }
+    }
+    if nl > MAX_RANK {
+        return Err(cx.err(format!("equation '{eq}' uses more than {MAX_RANK} letters")));
+    }
+    let mut dims = [0usize; MAX_RANK];
+    for i in 0..nl {
+        dims[i] = spec.sizes[letters[i] as usize];
+    }
+    let stride_for = |term: &[u8], shape: &[usize]| -> [isize; MAX_RANK] {
+        let own = strides_of(shape);
+        let mut st = [0isize; MAX_RANK];
+        for (pos, &c) in term.iter().enumerate() {
+            if let Some(li) = letters[..nl].iter().position(|&l| l == c) {
+                st[li] += own[pos] as isize;
+            }
+        }
+        st
+    };
+    let sa = stride_for(&spec.terms[0], a.shape);
+    let sb = match (b, spec.terms.get(1)) {
+        (Some(bv), Some(t)) => stride_for(t, bv.shape),
+        _ => [0isize; MAX_RANK],
+    };
+    let out_shape = spec.out_shape();
+    let mut so = [0usize; MAX_RANK];
+    let own = strides_of(&out_shape);
+    so[..spec.out.len()].copy_from_slice(&own[..spec.out.len()]);
+    if d.len() != numel(&out_shape) {
+        return Err(internal(cx, "Einsum"));
+    }
+    d.iter_mut().for_each(|v| *v = 0.0);
+    let (Some(av), bvals) = (a.f32(), b.and_then(|v| v.f32())) else {
+        return Err(internal(cx, "Einsum A"));
+    };
+    let mut ok = true;
+    // Output index from the loop index: the first `spec.out.len()` letters, row-major.
+    let nout = spec.out.len();
+    let inner: usize = dims[nout..nl].iter().product();
+    for_each2(&dims[..nl], &sa, 0, &sb, 0, |flat, ia, ib| {
+        let o = flat / inner.max(1);
+        let va = av.get(ia as usize).copied();
+        let vb = match bvals {
+            Some(bv) => bv.get(ib as usize).copied(),
+            None => Some(1.0),
+        };
+        match (va, vb, d.get_mut(o)) {
+            (Some(x), Some(y), Some(acc)) => *acc += x * y,
+            _ => ok = false,
+        }
+    });
+    let _ = so;
+    if ok {
+        Ok(())
+    } else {
+        Err(internal(cx, "Einsum"))
+    }
+}
+
+fn batch_norm(eps: f32, ins: &[Option<View<'_>>], out: &mut Buf, cx: &NodeCtx<'_>) -> Result<()> {
+    let x = need_view(ins, 0, cx)?;
+    let p: [View<'_>; 4] = [
+        need_view(ins, 1, cx)?,
+        need_view(ins, 2, cx)?,
+        need_view(ins, 3, cx)?,
+        need_view(ins, 4, cx)?,
+    ];
+    let (Data::F32(s), Buf::F32(d)) = (x.data, out) else {
+        return Err(internal(cx, "BatchNormalization"));
+    };
+    let c = x.shape[1];
+    let inner = numel(&x.shape[2..]);
+    if s.len() != d.len() {
+        return Err(internal(cx, "BatchNormalization"));
+    }
+    for ch in 0..c {
+        let get = |v: &View<'_>| float_at(v.data, ch as isize).unwrap_or(0.0);
+        let (scale, bias, mean, var) = (get(&p[0]), get(&p[1]), get(&p[2]), get(&p[3]));
+        let mul = scale / math::sqrt(var + eps);
+        for (i, (dv, sv)) in d.iter_mut().zip(s).enumerate() {
+            if (i / inner.max(1)) % c == ch {
+                *dv = (sv - mean) * mul + bias;
+            }
+        }
+    }
+    Ok(())
+}
+
+struct ConvParams {
+    nd: usize,
+    m: usize,
+    cin: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    dil: [usize; 2],
+    inp: [usize; 2],
+    out: [usize; 2],
+}
+
+fn conv_params(
+    x: &[usize],
+    w: &[usize],
+    strides: Option<&[i64]>,
+    pads: Option<&[i64]>,
+    dil: Option<&[i64]>,
+    group: i64,
+) -> core::result::Result<ConvParams, String> {
+    if group != 1 {
+        return Err(format!("group {group} is not supported (only 1)"));
+    }
+    let nd = x.len().saturating_sub(2);
+    if !(1..=2).contains(&nd) || w.len() != x.len() {
+        return Err(format!(
+            "only 1-D and 2-D convolutions are supported (X {x:?}, W {w:?})"
+        ));
+    }
+    if w[1] != x[1] {
+        return Err(format!("W {w:?} does not match {} input channels", x[1]));
+    }
+    let get = |v: Option<&[i64]>, i: usize, d: i64| -> core::result::Result<usize, String> {
+        let val = v.and_then(|v| v.get(i).copied()).unwrap_or(d);
+        usize::try_from(val).map_err(|_| format!("negative conv attribute {val}"))
+    };
+    let mut p = ConvParams {
+        nd,
+        m: w[0],
+        cin: x[1],
+        kernel: [1; 2],
+        stride: [1; 2],
+        pad: [0; 2],
+        dil: [1; 2],
+        inp: [1; 2],
+        out: [1; 2],
+    };
+    for i in 0..nd {
+        p.kernel[i] = w[2 + i];
+        p.stride[i] = get(strides, i, 1)?.max(1);
+        p.dil[i] = get(dil, i, 1)?.max(1);
+        let (pb, pe) = (get(pads, i, 0)?, get(pads, i + nd, 0)?);
+        if pb != pe {
+            return Err("asymmetric padding is not supported".to_string());
+        }
+        p.pad[i] = pb;
+        p.inp[i] = x[2 + i];
+        let span = p.dil[i] * (p.kernel[i].max(1) - 1) + 1;
+        let padded = p.inp[i] + 2 * pb;
+        if padded < span {
+            return Err(format!(
+                "kernel {:?} larger than the padded input {x:?}",
+                &w[2..]
+            ));
+        }
+        p.out[i] = (padded - span) / p.stride[i] + 1;
+    }
+    Ok(p)
+}
+
+type ConvAttrs<'a> = (Option<&'a [i64]>, Option<&'a [i64]>, Option<&'a [i64]>, i64);
+
+/// Direct convolution (CTR models use small 1-D kernels: xDeepFM's CIN has kernel 1).
+fn conv(
+    ins: &[Option<View<'_>>],
+    (strides, pads, dil, group): ConvAttrs<'_>,
+    out: &mut Buf,
+    cx: &NodeCtx<'_>,
+) -> Result<()> {
+    let x = need_view(ins, 0, cx)?;
+    let w = need_view(ins, 1, cx)?;
+    let p = conv_params(x.shape, w.shape, strides, pads, dil, group).map_err(|r| cx.err(r))?;
+    let bias = ins.get(2).copied().flatten();
+    let (Some(xs), Buf::F32(d)) = (x.f32(), out) else {
+        return Err(internal(cx, "Conv"));
+    };
+    let n = x.shape[0];
+    let (ih, iw) = if p.nd == 2 {
+        (p.inp[0], p.inp[1])
+    } else {
+        (1, p.inp[0])
+    };
+    let (oh, ow) = if p.nd == 2 {
+        (p.out[0], p.out[1])
+    } else {
+        (1, p.out[0])
+    };
+    let (kh, kw) = if p.nd == 2 {
+        (p.kernel[0], p.kernel[1])
+    } else {
+        (1, p.kernel[0])
+    };
+    let (sh, sw) = if p.nd == 2 {
+        (p.stride[0], p.stride[1])
+    } else {
+        (1, p.stride[0])
+    };
+    let (ph, pw) = if p.nd == 2 {
+        (p.pad[0], p.pad[1])
+    } else {
+        (0, p.pad[0])
+    };
+    let (dh, dw) = if p.nd == 2 {
+        (p.dil[0], p.dil[1])
+    } else {
+        (1, p.dil[0])
+    };
+    if d.len() != n * p.m * oh * ow || xs.len() != n * p.cin * ih * iw {
+        return Err(internal(cx, "Conv"));
+    }
+    let wv = |i: usize| float_at(w.data, i as isize).unwrap_or(0.0);
+    for b in 0..n {
+        for m in 0..p.m {
+            let b0 = bias
+                .and_then(|v| float_at(v.data, m as isize))
+                .unwrap_or(0.0);
+            for y in 0..oh {
+                for xo in 0..ow {
+                    let mut acc = b0;
+                    for c in 0..p.cin {
+                        for ky in 0..kh {
+                            let iy = (y * sh + ky * dh) as isize - ph as isize;
+                            if iy < 0 || iy >= ih as isize {
+                                continue;
+                            }
+                            for kx in 0..kw {
+                                let ix = (xo * sw + kx * dw) as isize - pw as isize;
+                                if ix < 0 || ix >= iw as isize {
+                                    continue;
+                                }
+                                let xi = ((b * p.cin + c) * ih + iy as usize) * iw + ix as usize;
+                                let wi = ((m * p.cin + c) * kh + ky) * kw + kx;
+                                acc += xs[xi] * wv(wi);
+                            }
+                        }
+                    }
+                    d[((b * p.m + m) * oh + y) * ow + xo] = acc;
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -154,6 +154,7 @@ pub(crate) fn plan(
     k: &Kernels,
     input_shapes: &[Vec<usize>],
 ) -> Result<Plan> {
+    #[derive(Clone)]
     struct Val {
         slot: Slot,
         dtype: DType,
@@ -219,12 +220,73 @@ pub(crate) fn plan(
         });
     }
     let no_bufs: [Buf; 0] = [];
-    for (ni, node) in g.nodes.iter().enumerate() {
+    // A work stack instead of a loop over `g.order`: an `If` whose condition is folded pushes
+    // its chosen branch's nodes, then an alias of the If's output to the branch's output.
+    enum Work {
+        Node(usize),
+        Alias { out: ValueId, from: ValueId },
+    }
+    let mut work: Vec<Work> = g.order.iter().rev().map(|&i| Work::Node(i)).collect();
+    while let Some(item) = work.pop() {
+        let ni = match item {
+            Work::Node(ni) => ni,
+            Work::Alias { out, from } => {
+                vals[out] = Some(
+                    vals[from]
+                        .clone()
+                        .ok_or_else(|| internal("If branch output"))?,
+                );
+                continue;
+            }
+        };
+        let node = g.nodes.get(ni).ok_or_else(|| internal("node index"))?;
         let cx = NodeCtx {
             node: &node.label,
             op_type: &node.op_type,
             source: &node.source,
         };
+        if let Op::If {
+            then_nodes,
+            then_out,
+            else_nodes,
+            else_out,
+        } = &node.op
+        {
+            let cond = node
+                .inputs
+                .first()
+                .copied()
+                .flatten()
+                .and_then(|id| vals[id].as_ref());
+            let value =
+                match cond {
+                    Some(v) if !matches!(v.slot, Slot::Buf(_)) => {
+                        let o = Operand {
+                            slot: v.slot,
+                            shape: v.shape.clone(),
+                        };
+                        match view_of(g, weights, &plan.folded, &no_bufs, &o)?.data {
+                            Data::Bool(b) if b.len() == 1 => b[0],
+                            _ => return Err(cx.err("condition must be a single bool".to_string())),
+                        }
+                    }
+                    _ => return Err(cx.err(
+                        "condition must be constant at plan time (it depends on run-time values)"
+                            .to_string(),
+                    )),
+                };
+            let (nodes, out) = if value {
+                (then_nodes, *then_out)
+            } else {
+                (else_nodes, *else_out)
+            };
+            work.push(Work::Alias {
+                out: node.outputs[0],
+                from: out,
+            });
+            work.extend(nodes.iter().rev().map(|&n| Work::Node(n)));
+            continue;
+        }
         // Operands, materializing f16 constants the op cannot read.
         let mut operands: Vec<Option<Operand>> = Vec::with_capacity(node.inputs.len());
         for (i, inp) in node.inputs.iter().enumerate() {
