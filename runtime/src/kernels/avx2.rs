@@ -69,7 +69,11 @@ fn detect() -> bool {
 /// Without `std` there is no run-time detection: the target must enable the features.
 #[cfg(not(feature = "std"))]
 fn detect() -> bool {
-    cfg!(all(target_feature = "avx2", target_feature = "fma", target_feature = "f16c"))
+    cfg!(all(
+        target_feature = "avx2",
+        target_feature = "fma",
+        target_feature = "f16c"
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -95,8 +99,6 @@ unsafe fn tail_mask(count: usize) -> __m256i {
 /// they are only called from `#[target_feature(enable = "avx2,fma,f16c")]` functions, into
 /// which they are inlined.
 trait Weight: Copy {
-    /// Whether loads convert (f16): worth widening once into a stack buffer when reused.
-    const WIDENS: bool;
     /// Loads 8 consecutive weights.
     ///
     /// # Safety
@@ -110,8 +112,6 @@ trait Weight: Copy {
 }
 
 impl Weight for f32 {
-    const WIDENS: bool = false;
-
     #[inline(always)]
     unsafe fn load8(p: *const f32) -> __m256 {
         // SAFETY: the caller guarantees 8 readable elements and AVX.
@@ -127,8 +127,6 @@ impl Weight for f32 {
 }
 
 impl Weight for f16 {
-    const WIDENS: bool = true;
-
     #[inline(always)]
     unsafe fn load8(p: *const f16) -> __m256 {
         // SAFETY: f16 is a transparent u16: 8 of them are the 16 readable bytes the caller
@@ -184,7 +182,7 @@ fn matmul<W: Weight>(
         return;
     }
     // A k x 1 KxN matrix has the layout of a 1 x k NxK one, which the dot kernel serves better.
-    let kxn = layout == BLayout::KxN && n > 1;
+    let layout = if n == 1 { BLayout::NxK } else { layout };
     let ops = Operands {
         m,
         k,
@@ -192,26 +190,27 @@ fn matmul<W: Weight>(
         a: a.as_ptr(),
         lda: k,
         b: b.as_ptr(),
-        ldb: if kxn { n } else { k },
+        ldb: if layout == BLayout::KxN { n } else { k },
         c: c.as_mut_ptr(),
         ldc: n,
         accumulate,
     };
     // SAFETY: this function is reachable only through `TABLE`, which `table()` hands out after
     // detecting AVX2, FMA and F16C. The slices hold m*k, k*n and m*n elements (checked above),
-    // so `ops` describes valid memory.
+    // so `ops` describes valid memory for `layout`.
     unsafe {
-        if kxn && m <= 3 {
-            kxn_direct(ops);
-        } else if kxn {
-            kxn_packed(ops);
-        } else if W::WIDENS && m >= 3 {
-            nxk_packed(ops);
-        } else {
-            nxk(ops);
+        match layout {
+            // GEMV-like: each weight serves at most 3 rows, read it in place.
+            BLayout::KxN if m <= DIRECT_MAX_M => kxn_direct(ops),
+            BLayout::NxK if m <= DIRECT_MAX_M || n < 8 => nxk(ops),
+            _ => packed(ops, layout),
         }
     }
 }
+
+/// Up to this many rows of A, products read B in place ([`kxn_direct`], [`nxk`]); above, the
+/// copy of B into packed panels ([`packed`]) costs little next to the arithmetic it speeds up.
+const DIRECT_MAX_M: usize = 3;
 
 /// Rows of B per packed `KxN` panel: 256 x 16 f32 = 16 KiB of stack, which stays in L1.
 const KXN_KC: usize = 256;
@@ -219,27 +218,37 @@ const KXN_KC: usize = 256;
 /// B and a broadcast fit the 16 registers without spills; 4 x 24 does not, in practice).
 const KXN_NR: usize = 16;
 
-/// `KxN` product for 4 rows of A or more: for each panel of 16 columns and 256 rows of B,
-/// the panel is copied (and widened) into a contiguous stack buffer, then every row of A is
-/// multiplied with it, 6 rows at a time. Panels after the first along `k` accumulate into C.
+/// Product for 4 rows of A or more: for each panel of 16 columns and 256 rows of (logical,
+/// `k x n`) B, the panel is copied (widened, and transposed for `NxK`) into a contiguous stack
+/// buffer, then every row of A is multiplied with it, 6 rows at a time. Panels after the first
+/// along `k` accumulate into C. The copy costs one pass over B; the tiles then run from L1.
 ///
 /// # Safety
-/// `ops` as documented on [`Operands`] (B `k x n`), `m, n >= 1`; AVX2, FMA and F16C available.
+/// `ops` as documented on [`Operands`] (B as `layout` says), `m, n >= 1`; AVX2, FMA and F16C
+/// available.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn kxn_packed<W: Weight>(ops: Operands<W>) {
+unsafe fn packed<W: Weight>(ops: Operands<W>, layout: BLayout) {
     let Operands { k, n, .. } = ops;
     let mut pack = [0.0f32; KXN_KC * KXN_NR];
     let mut j = 0;
     while j < n {
         let width = KXN_NR.min(n - j);
-        let vectors = width.div_ceil(8);
         let mut k0 = 0;
         // At least one pass, so that k == 0 still clears C.
         loop {
             let kc = KXN_KC.min(k - k0);
-            // SAFETY: rows k0..k0+kc <= k and columns j..j+width <= n of B; the pack holds
-            // kc * 24 elements.
-            unsafe { pack_kxn(ops.b.add(k0 * ops.ldb + j), ops.ldb, kc, width, &mut pack) };
+            // SAFETY: rows k0..k0+kc <= k and columns j..j+width <= n of logical B, stored as
+            // `layout` says; the pack holds KXN_KC * 16 elements.
+            unsafe {
+                match layout {
+                    BLayout::KxN => {
+                        pack_kxn(ops.b.add(k0 * ops.ldb + j), ops.ldb, kc, width, &mut pack)
+                    }
+                    BLayout::NxK => {
+                        pack_nxk(ops.b.add(j * ops.ldb + k0), ops.ldb, kc, width, &mut pack)
+                    }
+                }
+            }
             let panel = Operands {
                 m: ops.m,
                 k: kc,
@@ -254,9 +263,9 @@ unsafe fn kxn_packed<W: Weight>(ops: Operands<W>) {
                 accumulate: ops.accumulate || k0 > 0,
             };
             // SAFETY: `panel` is a block of `ops` (rows 0..m, columns j..j+width, k0..k0+kc)
-            // with B the packed copy of its part of B (kc rows of stride 24).
+            // with B the packed copy of its part of B (kc rows of stride 16).
             unsafe {
-                if vectors == 1 {
+                if width <= 8 {
                     kxn_panel::<1>(panel);
                 } else {
                     kxn_panel::<2>(panel);
@@ -272,14 +281,20 @@ unsafe fn kxn_packed<W: Weight>(ops: Operands<W>) {
 }
 
 /// Copies `kc` rows of `width <= 16` weights (row stride `ldb`) into `pack` (row stride 16),
-/// widened to f32; lanes past `width` of the last vector hold zeros.
+/// widened to f32.
 ///
 /// # Safety
 /// `kc <= KXN_KC`; `kc` rows of `width` elements readable at `b` with stride `ldb`; AVX2 and
 /// F16C available.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn pack_kxn<W: Weight>(b: *const W, ldb: usize, kc: usize, width: usize, pack: &mut [f32; KXN_KC * KXN_NR]) {
+unsafe fn pack_kxn<W: Weight>(
+    b: *const W,
+    ldb: usize,
+    kc: usize,
+    width: usize,
+    pack: &mut [f32; KXN_KC * KXN_NR],
+) {
     for (p, dst) in pack.chunks_exact_mut(KXN_NR).take(kc).enumerate() {
         let mut col = 0;
         while col < width {
@@ -287,12 +302,93 @@ unsafe fn pack_kxn<W: Weight>(b: *const W, ldb: usize, kc: usize, width: usize, 
             // SAFETY: elements col..col+cols <= width of row p < kc of B; `dst` holds 16.
             unsafe {
                 let src = b.add(p * ldb + col);
-                let v = if cols == 8 { W::load8(src) } else { W::load_part(src, cols) };
+                let v = if cols == 8 {
+                    W::load8(src)
+                } else {
+                    W::load_part(src, cols)
+                };
                 _mm256_storeu_ps(dst.as_mut_ptr().add(col), v);
             }
             col += 8;
         }
     }
+}
+
+/// Copies `width <= 16` rows of `kc` weights (row stride `ldb`, i.e. columns of logical B)
+/// into `pack` transposed (row `p` of the pack holds element `p` of each), widened to f32,
+/// by 8 x 8 blocks transposed in registers.
+///
+/// # Safety
+/// `kc <= KXN_KC`; `width` rows of `kc` elements readable at `b` with stride `ldb`; AVX2 and
+/// F16C available.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pack_nxk<W: Weight>(
+    b: *const W,
+    ldb: usize,
+    kc: usize,
+    width: usize,
+    pack: &mut [f32; KXN_KC * KXN_NR],
+) {
+    let mut g = 0;
+    while g < width {
+        let rows = 8.min(width - g);
+        let mut p = 0;
+        while p < kc {
+            let count = 8.min(kc - p);
+            let mut block = [_mm256_setzero_ps(); 8];
+            for (r, v) in block.iter_mut().take(rows).enumerate() {
+                // SAFETY: elements p..p+count <= kc of row g + r < width of B.
+                *v = unsafe {
+                    let src = b.add((g + r) * ldb + p);
+                    if count == 8 {
+                        W::load8(src)
+                    } else {
+                        W::load_part(src, count)
+                    }
+                };
+            }
+            let block = transpose8(block);
+            for (q, &v) in block.iter().take(count).enumerate() {
+                // SAFETY: row p + q < kc <= KXN_KC of the pack, lanes g..g+8 <= 16.
+                unsafe { _mm256_storeu_ps(pack.as_mut_ptr().add((p + q) * KXN_NR + g), v) };
+            }
+            p += 8;
+        }
+        g += 8;
+    }
+}
+
+/// Transposes 8 x 8 f32.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let u1 = _mm256_shuffle_ps::<0xee>(t0, t2);
+    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let u3 = _mm256_shuffle_ps::<0xee>(t1, t3);
+    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let u5 = _mm256_shuffle_ps::<0xee>(t4, t6);
+    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let u7 = _mm256_shuffle_ps::<0xee>(t5, t7);
+    [
+        _mm256_permute2f128_ps::<0x20>(u0, u4),
+        _mm256_permute2f128_ps::<0x20>(u1, u5),
+        _mm256_permute2f128_ps::<0x20>(u2, u6),
+        _mm256_permute2f128_ps::<0x20>(u3, u7),
+        _mm256_permute2f128_ps::<0x31>(u0, u4),
+        _mm256_permute2f128_ps::<0x31>(u1, u5),
+        _mm256_permute2f128_ps::<0x31>(u2, u6),
+        _mm256_permute2f128_ps::<0x31>(u3, u7),
+    ]
 }
 
 /// All rows of a packed `KxN` panel of `8*(NV-1) < n <= 8*NV` columns, 6 rows at a time.
@@ -330,7 +426,14 @@ unsafe fn kxn_panel<const NV: usize>(ops: Operands<f32>) {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn kxn_tile<const MR: usize, const NV: usize>(ops: Operands<f32>, i: usize) {
-    let Operands { k, n, lda, ldb, ldc, .. } = ops;
+    let Operands {
+        k,
+        n,
+        lda,
+        ldb,
+        ldc,
+        ..
+    } = ops;
     // SAFETY: offsets of rows i of A and C, inside the operands.
     let (a, c) = unsafe { (ops.a.add(i * lda), ops.c.add(i * ldc)) };
     let mut acc = [[_mm256_setzero_ps(); NV]; MR];
@@ -403,8 +506,14 @@ unsafe fn kxn_direct_rows<W: Weight, const MR: usize, const NV: usize>(ops: Oper
 /// documented on [`Operands`] (B `k x n`); AVX2, FMA and F16C available.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn kxn_direct_tile<W: Weight, const MR: usize, const NV: usize>(ops: Operands<W>, j: usize, last: usize) {
-    let Operands { k, lda, ldb, ldc, .. } = ops;
+unsafe fn kxn_direct_tile<W: Weight, const MR: usize, const NV: usize>(
+    ops: Operands<W>,
+    j: usize,
+    last: usize,
+) {
+    let Operands {
+        k, lda, ldb, ldc, ..
+    } = ops;
     let mut acc = [[_mm256_setzero_ps(); NV]; MR];
     for p in 0..k {
         // SAFETY: row p < k of B from column j, inside the operands.
@@ -447,84 +556,20 @@ unsafe fn store_row(dst: *mut f32, v: __m256, cols: usize, accumulate: bool) {
     // otherwise.
     unsafe {
         if cols == 8 {
-            let out = if accumulate { _mm256_add_ps(v, _mm256_loadu_ps(dst)) } else { v };
+            let out = if accumulate {
+                _mm256_add_ps(v, _mm256_loadu_ps(dst))
+            } else {
+                v
+            };
             _mm256_storeu_ps(dst, out);
         } else {
             let mask = tail_mask(cols);
-            let out = if accumulate { _mm256_add_ps(v, _mm256_maskload_ps(dst, mask)) } else { v };
-            _mm256_maskstore_ps(dst, mask, out);
-        }
-    }
-}
-
-/// f32 elements per packed row of B in [`nxk_packed`] (4 rows: 8 KiB of stack).
-const NXK_KC: usize = 512;
-
-/// `NxK` product of narrow weights (f16) with several rows of A: 4 rows of B at a time are
-/// widened into a stack buffer, 512 elements of `k` at a time, which all rows of A then use,
-/// so each weight is converted once instead of once per 3 rows of A.
-///
-/// # Safety
-/// `ops` as documented on [`Operands`] (B `n x k`), `m, n >= 1`; AVX2, FMA and F16C available.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn nxk_packed<W: Weight>(ops: Operands<W>) {
-    let Operands { k, n, .. } = ops;
-    let mut pack = [0.0f32; 4 * NXK_KC];
-    let mut j = 0;
-    while j < n {
-        let rows = 4.min(n - j);
-        let mut k0 = 0;
-        // At least one pass, so that k == 0 still clears C.
-        loop {
-            let kc = NXK_KC.min(k - k0);
-            for (r, dst) in pack.chunks_exact_mut(NXK_KC).take(rows).enumerate() {
-                // SAFETY: elements k0..k0+kc <= k of row j + r < n of B; `dst` holds 512.
-                unsafe { widen_row(ops.b.add((j + r) * ops.ldb + k0), kc, dst) };
-            }
-            let block = Operands {
-                m: ops.m,
-                k: kc,
-                n: rows,
-                // SAFETY: column k0 <= k of A and column j < n of C: inside the operands.
-                a: unsafe { ops.a.add(k0) },
-                lda: ops.lda,
-                b: pack.as_ptr(),
-                ldb: NXK_KC,
-                c: unsafe { ops.c.add(j) },
-                ldc: ops.ldc,
-                accumulate: ops.accumulate || k0 > 0,
+            let out = if accumulate {
+                _mm256_add_ps(v, _mm256_maskload_ps(dst, mask))
+            } else {
+                v
             };
-            // SAFETY: `block` is a block of `ops` (rows 0..m, columns j..j+rows, k0..k0+kc)
-            // with B the widened copy of its part of B.
-            unsafe { nxk(block) };
-            k0 += kc;
-            if k0 >= k {
-                break;
-            }
-        }
-        j += rows;
-    }
-}
-
-/// Widens `len <= dst.len()` weights at `src` into `dst`.
-///
-/// # Safety
-/// `len` elements readable at `src`; AVX2 and F16C available.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn widen_row<W: Weight>(src: *const W, len: usize, dst: &mut [f32]) {
-    let len = len.min(dst.len());
-    let mut p = 0;
-    while p + 8 <= len {
-        // SAFETY: elements p..p+8 <= len of both.
-        unsafe { _mm256_storeu_ps(dst.as_mut_ptr().add(p), W::load8(src.add(p))) };
-        p += 8;
-    }
-    if p < len {
-        // SAFETY: elements p..len of both (masked store).
-        unsafe {
-            let v = W::load_part(src.add(p), len - p);
-            _mm256_maskstore_ps(dst.as_mut_ptr().add(p), tail_mask(len - p), v);
+            _mm256_maskstore_ps(dst, mask, out);
         }
     }
 }
@@ -607,10 +652,22 @@ unsafe fn nxk_rows<W: Weight, const MR: usize, const NC: usize>(
 /// [`Operands`] with B `n x k`; AVX2, FMA and F16C available.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn nxk_tile<W: Weight, const MR: usize, const NC: usize>(ops: Operands<W>, i: usize, j: usize) {
-    let Operands { k, lda, ldb, ldc, .. } = ops;
+unsafe fn nxk_tile<W: Weight, const MR: usize, const NC: usize>(
+    ops: Operands<W>,
+    i: usize,
+    j: usize,
+) {
+    let Operands {
+        k, lda, ldb, ldc, ..
+    } = ops;
     // SAFETY: offsets of rows i of A, j of B and element (i, j) of C, inside the operands.
-    let (a, b, c) = unsafe { (ops.a.add(i * lda), ops.b.add(j * ldb), ops.c.add(i * ldc + j)) };
+    let (a, b, c) = unsafe {
+        (
+            ops.a.add(i * lda),
+            ops.b.add(j * ldb),
+            ops.c.add(i * ldc + j),
+        )
+    };
     let mut acc = [[_mm256_setzero_ps(); NC]; MR];
     let mut av = [_mm256_setzero_ps(); MR];
     let mut p = 0;
@@ -819,7 +876,10 @@ unsafe fn unary_avx2<const OP: u8>(x: *mut f32, len: usize) {
 #[target_feature(enable = "avx2,fma")]
 fn exp_ps(x: __m256) -> __m256 {
     // min_ps/max_ps return the second operand when one is NaN: NaN goes through.
-    let x = _mm256_max_ps(_mm256_set1_ps(EXP_LO), _mm256_min_ps(_mm256_set1_ps(EXP_HI), x));
+    let x = _mm256_max_ps(
+        _mm256_set1_ps(EXP_LO),
+        _mm256_min_ps(_mm256_set1_ps(EXP_HI), x),
+    );
     let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
         x,
         _mm256_set1_ps(core::f32::consts::LOG2_E),
@@ -866,7 +926,10 @@ fn tanh_ps(x: __m256) -> __m256 {
     }
     let small = _mm256_fmadd_ps(_mm256_mul_ps(q, z), x, x);
     let e = exp_ps(_mm256_add_ps(ax, ax));
-    let large = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0), _mm256_add_ps(e, one)));
+    let large = _mm256_sub_ps(
+        one,
+        _mm256_div_ps(_mm256_set1_ps(2.0), _mm256_add_ps(e, one)),
+    );
     let large = _mm256_or_ps(large, _mm256_and_ps(x, sign_bit));
     let is_small = _mm256_cmp_ps::<_CMP_LT_OQ>(ax, _mm256_set1_ps(TANH_SMALL));
     _mm256_blendv_ps(large, small, is_small)
@@ -897,7 +960,12 @@ unsafe fn sum_avx2(x: *const f32, len: usize) -> f32 {
     }
     if i < len {
         // SAFETY: elements i..len, the other lanes masked off (read as 0).
-        acc[1] = _mm256_add_ps(acc[1], unsafe { _mm256_maskload_ps(x.add(i), tail_mask(len - i)) });
+        acc[1] = _mm256_add_ps(acc[1], unsafe {
+            _mm256_maskload_ps(x.add(i), tail_mask(len - i))
+        });
     }
-    hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])))
+    hsum(_mm256_add_ps(
+        _mm256_add_ps(acc[0], acc[1]),
+        _mm256_add_ps(acc[2], acc[3]),
+    ))
 }
