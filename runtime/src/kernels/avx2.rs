@@ -69,7 +69,11 @@ fn detect() -> bool {
 /// Without `std` there is no run-time detection: the target must enable the features.
 #[cfg(not(feature = "std"))]
 fn detect() -> bool {
-    cfg!(all(target_feature = "avx2", target_feature = "fma", target_feature = "f16c"))
+    cfg!(all(
+        target_feature = "avx2",
+        target_feature = "fma",
+        target_feature = "f16c"
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -145,16 +149,20 @@ impl Weight for f16 {
 // ---------------------------------------------------------------------------------------------
 // Matrix products.
 
-/// Operands of a checked product: `a`, `b`, `c` point to at least `m*k`, `k*n`, `m*n`
-/// elements (row-major strides `k` for A, `n` for C, `n` or `k` for B).
+/// Operands of a checked product (or of a block of one): A is `m x k` with row stride `lda`,
+/// C is `m x n` with row stride `ldc`, B is `k x n` (KxN) or `n x k` (NxK) with row stride
+/// `ldb`; every element those describe is valid to read (A, B) and write (C).
 #[derive(Clone, Copy)]
 struct Operands<W> {
     m: usize,
     k: usize,
     n: usize,
     a: *const f32,
+    lda: usize,
     b: *const W,
+    ldb: usize,
     c: *mut f32,
+    ldc: usize,
     accumulate: bool,
 }
 
@@ -173,112 +181,271 @@ fn matmul<W: Weight>(
     if m == 0 || n == 0 {
         return;
     }
-    let ops = Operands { m, k, n, a: a.as_ptr(), b: b.as_ptr(), c: c.as_mut_ptr(), accumulate };
+    // A k x 1 KxN matrix has the layout of a 1 x k NxK one, which the dot kernel serves better.
+    let layout = if n == 1 { BLayout::NxK } else { layout };
+    let ops = Operands {
+        m,
+        k,
+        n,
+        a: a.as_ptr(),
+        lda: k,
+        b: b.as_ptr(),
+        ldb: if layout == BLayout::KxN { n } else { k },
+        c: c.as_mut_ptr(),
+        ldc: n,
+        accumulate,
+    };
     // SAFETY: this function is reachable only through `TABLE`, which `table()` hands out after
     // detecting AVX2, FMA and F16C. The slices hold m*k, k*n and m*n elements (checked above),
-    // which is all the kernels read and write. A k x 1 KxN matrix has the layout of a 1 x k
-    // NxK one, and the dot-product kernel serves it better.
+    // so `ops` describes valid memory for `layout`.
     unsafe {
         match layout {
-            BLayout::KxN if n > 1 => kxn(ops),
-            _ => nxk(ops),
+            // GEMV-like: each weight serves at most 3 rows, read it in place.
+            BLayout::KxN if m <= DIRECT_MAX_M => kxn_direct(ops),
+            BLayout::NxK if m <= DIRECT_MAX_M || n < 8 => nxk(ops),
+            _ => packed(ops, layout),
         }
     }
 }
 
-/// `KxN` product: column panels of 24 (then one partial panel), each over all rows of A.
+/// Up to this many rows of A, products read B in place ([`kxn_direct`], [`nxk`]); above, the
+/// copy of B into packed panels ([`packed`]) costs little next to the arithmetic it speeds up.
+const DIRECT_MAX_M: usize = 3;
+
+/// Rows of B per packed `KxN` panel: 256 x 16 f32 = 16 KiB of stack, which stays in L1.
+const KXN_KC: usize = 256;
+/// Columns of a packed `KxN` panel: 2 vectors (6 x 16 tiles: 12 accumulators, 2 vectors of
+/// B and a broadcast fit the 16 registers without spills; 4 x 24 does not, in practice).
+const KXN_NR: usize = 16;
+
+/// Product for 4 rows of A or more: for each panel of 16 columns and 256 rows of (logical,
+/// `k x n`) B, the panel is copied (widened, and transposed for `NxK`) into a contiguous stack
+/// buffer, then every row of A is multiplied with it, 6 rows at a time. Panels after the first
+/// along `k` accumulate into C. The copy costs one pass over B; the tiles then run from L1.
 ///
 /// # Safety
-/// `ops` as documented on [`Operands`], `m, n >= 1`; AVX2, FMA and F16C available.
+/// `ops` as documented on [`Operands`] (B as `layout` says), `m, n >= 1`; AVX2, FMA and F16C
+/// available.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn kxn<W: Weight>(ops: Operands<W>) {
-    let n = ops.n;
+unsafe fn packed<W: Weight>(ops: Operands<W>, layout: BLayout) {
+    let Operands { k, n, .. } = ops;
+    let mut pack = [0.0f32; KXN_KC * KXN_NR];
     let mut j = 0;
-    // SAFETY (every call below): columns j..j + width lie within 0..n, so the panel's reads of
-    // B (rows of stride n) and writes of C stay inside `ops`.
-    while j + 24 <= n {
-        unsafe { kxn_panel::<W, 3, false>(ops, j, 8) };
-        j += 24;
-    }
-    let vectors = (n - j).div_ceil(8);
-    let last = (n - j + 8).saturating_sub(8 * vectors); // 1..=8 columns in the last vector
-    unsafe {
-        match (vectors, last == 8) {
-            (0, _) => {}
-            (1, true) => kxn_panel::<W, 1, false>(ops, j, last),
-            (1, false) => kxn_panel::<W, 1, true>(ops, j, last),
-            (2, true) => kxn_panel::<W, 2, false>(ops, j, last),
-            (2, false) => kxn_panel::<W, 2, true>(ops, j, last),
-            (_, true) => kxn_panel::<W, 3, false>(ops, j, last),
-            (_, false) => kxn_panel::<W, 3, true>(ops, j, last),
+    while j < n {
+        let width = KXN_NR.min(n - j);
+        let mut k0 = 0;
+        // At least one pass, so that k == 0 still clears C.
+        loop {
+            let kc = KXN_KC.min(k - k0);
+            // SAFETY: rows k0..k0+kc <= k and columns j..j+width <= n of logical B, stored as
+            // `layout` says; the pack holds KXN_KC * 16 elements.
+            unsafe {
+                match layout {
+                    BLayout::KxN => {
+                        pack_kxn(ops.b.add(k0 * ops.ldb + j), ops.ldb, kc, width, &mut pack)
+                    }
+                    BLayout::NxK => {
+                        pack_nxk(ops.b.add(j * ops.ldb + k0), ops.ldb, kc, width, &mut pack)
+                    }
+                }
+            }
+            let panel = Operands {
+                m: ops.m,
+                k: kc,
+                n: width,
+                // SAFETY: column k0 <= k of A and column j < n of C: inside the operands.
+                a: unsafe { ops.a.add(k0) },
+                lda: ops.lda,
+                b: pack.as_ptr(),
+                ldb: KXN_NR,
+                c: unsafe { ops.c.add(j) },
+                ldc: ops.ldc,
+                accumulate: ops.accumulate || k0 > 0,
+            };
+            // SAFETY: `panel` is a block of `ops` (rows 0..m, columns j..j+width, k0..k0+kc)
+            // with B the packed copy of its part of B (kc rows of stride 16).
+            unsafe {
+                if width <= 8 {
+                    kxn_panel::<1>(panel);
+                } else {
+                    kxn_panel::<2>(panel);
+                }
+            }
+            k0 += kc;
+            if k0 >= k {
+                break;
+            }
         }
+        j += width;
     }
 }
 
-/// Columns `j .. j + 8*(NV-1) + last` of C for all rows, 4 rows at a time.
+/// Copies `kc` rows of `width <= 16` weights (row stride `ldb`) into `pack` (row stride 16),
+/// widened to f32.
 ///
 /// # Safety
-/// Those columns lie within `0..n`; `last` is 8 unless `PARTIAL`, then `1..=8`; `ops` as
-/// documented on [`Operands`]; AVX2, FMA and F16C available.
+/// `kc <= KXN_KC`; `kc` rows of `width` elements readable at `b` with stride `ldb`; AVX2 and
+/// F16C available.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn kxn_panel<W: Weight, const NV: usize, const PARTIAL: bool>(
-    ops: Operands<W>,
-    j: usize,
-    last: usize,
+unsafe fn pack_kxn<W: Weight>(
+    b: *const W,
+    ldb: usize,
+    kc: usize,
+    width: usize,
+    pack: &mut [f32; KXN_KC * KXN_NR],
 ) {
+    for (p, dst) in pack.chunks_exact_mut(KXN_NR).take(kc).enumerate() {
+        let mut col = 0;
+        while col < width {
+            let cols = 8.min(width - col);
+            // SAFETY: elements col..col+cols <= width of row p < kc of B; `dst` holds 16.
+            unsafe {
+                let src = b.add(p * ldb + col);
+                let v = if cols == 8 {
+                    W::load8(src)
+                } else {
+                    W::load_part(src, cols)
+                };
+                _mm256_storeu_ps(dst.as_mut_ptr().add(col), v);
+            }
+            col += 8;
+        }
+    }
+}
+
+/// Copies `width <= 16` rows of `kc` weights (row stride `ldb`, i.e. columns of logical B)
+/// into `pack` transposed (row `p` of the pack holds element `p` of each), widened to f32,
+/// by 8 x 8 blocks transposed in registers.
+///
+/// # Safety
+/// `kc <= KXN_KC`; `width` rows of `kc` elements readable at `b` with stride `ldb`; AVX2 and
+/// F16C available.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pack_nxk<W: Weight>(
+    b: *const W,
+    ldb: usize,
+    kc: usize,
+    width: usize,
+    pack: &mut [f32; KXN_KC * KXN_NR],
+) {
+    let mut g = 0;
+    while g < width {
+        let rows = 8.min(width - g);
+        let mut p = 0;
+        while p < kc {
+            let count = 8.min(kc - p);
+            let mut block = [_mm256_setzero_ps(); 8];
+            for (r, v) in block.iter_mut().take(rows).enumerate() {
+                // SAFETY: elements p..p+count <= kc of row g + r < width of B.
+                *v = unsafe {
+                    let src = b.add((g + r) * ldb + p);
+                    if count == 8 {
+                        W::load8(src)
+                    } else {
+                        W::load_part(src, count)
+                    }
+                };
+            }
+            let block = transpose8(block);
+            for (q, &v) in block.iter().take(count).enumerate() {
+                // SAFETY: row p + q < kc <= KXN_KC of the pack, lanes g..g+8 <= 16.
+                unsafe { _mm256_storeu_ps(pack.as_mut_ptr().add((p + q) * KXN_NR + g), v) };
+            }
+            p += 8;
+        }
+        g += 8;
+    }
+}
+
+/// Transposes 8 x 8 f32.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let u1 = _mm256_shuffle_ps::<0xee>(t0, t2);
+    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let u3 = _mm256_shuffle_ps::<0xee>(t1, t3);
+    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let u5 = _mm256_shuffle_ps::<0xee>(t4, t6);
+    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let u7 = _mm256_shuffle_ps::<0xee>(t5, t7);
+    [
+        _mm256_permute2f128_ps::<0x20>(u0, u4),
+        _mm256_permute2f128_ps::<0x20>(u1, u5),
+        _mm256_permute2f128_ps::<0x20>(u2, u6),
+        _mm256_permute2f128_ps::<0x20>(u3, u7),
+        _mm256_permute2f128_ps::<0x31>(u0, u4),
+        _mm256_permute2f128_ps::<0x31>(u1, u5),
+        _mm256_permute2f128_ps::<0x31>(u2, u6),
+        _mm256_permute2f128_ps::<0x31>(u3, u7),
+    ]
+}
+
+/// All rows of a packed `KxN` panel of `8*(NV-1) < n <= 8*NV` columns, 6 rows at a time.
+///
+/// # Safety
+/// `ops` as documented on [`Operands`] with B packed (`ldb` = 16, `k` rows of `8*NV`
+/// readable lanes); AVX2 and FMA available.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn kxn_panel<const NV: usize>(ops: Operands<f32>) {
     let m = ops.m;
     let mut i = 0;
-    // SAFETY (every call below): rows i..i + MR lie within 0..m, columns as the caller
-    // guarantees: the tile's pointers are offsets inside A, B and C.
-    while i + 4 <= m {
-        unsafe { kxn_tile::<W, 4, NV, PARTIAL>(ops, i, j, last) };
-        i += 4;
+    // SAFETY (every call below): rows i..i + MR lie within 0..m.
+    while i + 6 <= m {
+        unsafe { kxn_tile::<6, NV>(ops, i) };
+        i += 6;
     }
     unsafe {
         match m - i {
-            3 => kxn_tile::<W, 3, NV, PARTIAL>(ops, i, j, last),
-            2 => kxn_tile::<W, 2, NV, PARTIAL>(ops, i, j, last),
-            1 => kxn_tile::<W, 1, NV, PARTIAL>(ops, i, j, last),
+            5 => kxn_tile::<5, NV>(ops, i),
+            4 => kxn_tile::<4, NV>(ops, i),
+            3 => kxn_tile::<3, NV>(ops, i),
+            2 => kxn_tile::<2, NV>(ops, i),
+            1 => kxn_tile::<1, NV>(ops, i),
             _ => {}
         }
     }
 }
 
-/// `C[i..i+MR][j..]` (+)= `A[i..i+MR][:] * B[:][j..]` for `8*(NV-1) + last` columns, in
-/// `MR*NV` accumulator registers.
+/// `C[i..i+MR][0..n]` (+)= `A[i..i+MR][0..k] * Bpacked`, in `MR*NV` accumulator registers;
+/// the last vector of each row is stored masked when `n < 8*NV`.
 ///
 /// # Safety
-/// Rows `i..i+MR` within `0..m`, columns `j..j + 8*(NV-1) + last` within `0..n`, `last` as on
-/// [`kxn_panel`]; `ops` as documented on [`Operands`]; AVX2, FMA and F16C available.
+/// Rows `i..i+MR` within `0..m`; as [`kxn_panel`].
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn kxn_tile<W: Weight, const MR: usize, const NV: usize, const PARTIAL: bool>(
-    ops: Operands<W>,
-    i: usize,
-    j: usize,
-    last: usize,
-) {
-    let Operands { k, n, .. } = ops;
-    // SAFETY: offsets of element (i, 0) of A, (0, j) of B and (i, j) of C, inside the operands.
-    let (a, b, c) = unsafe { (ops.a.add(i * k), ops.b.add(j), ops.c.add(i * n + j)) };
+unsafe fn kxn_tile<const MR: usize, const NV: usize>(ops: Operands<f32>, i: usize) {
+    let Operands {
+        k,
+        n,
+        lda,
+        ldb,
+        ldc,
+        ..
+    } = ops;
+    // SAFETY: offsets of rows i of A and C, inside the operands.
+    let (a, c) = unsafe { (ops.a.add(i * lda), ops.c.add(i * ldc)) };
     let mut acc = [[_mm256_setzero_ps(); NV]; MR];
     for p in 0..k {
         let mut bv = [_mm256_setzero_ps(); NV];
         for (v, bv) in bv.iter_mut().enumerate() {
-            // SAFETY: row p < k of B, columns j + 8v .. j + 8v + (8 or `last`) within 0..n.
-            *bv = unsafe {
-                let row = b.add(p * n + 8 * v);
-                if PARTIAL && v + 1 == NV {
-                    W::load_part(row, last)
-                } else {
-                    W::load8(row)
-                }
-            };
+            // SAFETY: lanes 8v..8v+8 <= 8*NV of packed row p < k.
+            *bv = unsafe { _mm256_loadu_ps(ops.b.add(p * ldb + 8 * v)) };
         }
         for (r, acc_r) in acc.iter_mut().enumerate() {
             // SAFETY: element (i + r, p) of A, r < MR, p < k.
-            let av = _mm256_broadcast_ss(unsafe { &*a.add(r * k + p) });
+            let av = _mm256_broadcast_ss(unsafe { &*a.add(r * lda + p) });
             for (acc_rv, &bv) in acc_r.iter_mut().zip(&bv) {
                 *acc_rv = _mm256_fmadd_ps(av, bv, *acc_rv);
             }
@@ -286,23 +453,123 @@ unsafe fn kxn_tile<W: Weight, const MR: usize, const NV: usize, const PARTIAL: b
     }
     for (r, acc_r) in acc.iter().enumerate() {
         for (v, &sum) in acc_r.iter().enumerate() {
-            // SAFETY: element (i + r, j + 8v) of C and the 8 (or `last`, masked) after it lie
-            // in row i + r < m, columns < n.
-            unsafe {
-                let dst = c.add(r * n + 8 * v);
-                if PARTIAL && v + 1 == NV {
-                    let mask = tail_mask(last);
-                    let out = if ops.accumulate {
-                        _mm256_add_ps(sum, _mm256_maskload_ps(dst, mask))
-                    } else {
-                        sum
-                    };
-                    _mm256_maskstore_ps(dst, mask, out);
+            let cols = 8.min(n - 8 * v);
+            // SAFETY: columns 8v..8v+cols <= n of row i + r < m of C (masked when cols < 8).
+            unsafe { store_row(c.add(r * ldc + 8 * v), sum, cols, ops.accumulate) };
+        }
+    }
+}
+
+/// `KxN` product for 1 to 3 rows of A (GEMV-like): B is read in place, each weight once,
+/// in tiles of all rows by 64 (1 row), 32 (2 rows) or 24 (3 rows) columns.
+///
+/// # Safety
+/// `ops` as documented on [`Operands`] (B `k x n`), `1 <= m <= 3`, `n >= 1`; AVX2, FMA and
+/// F16C available.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn kxn_direct<W: Weight>(ops: Operands<W>) {
+    // SAFETY: as this function's contract, with `m` rows.
+    unsafe {
+        match ops.m {
+            1 => kxn_direct_rows::<W, 1, 8>(ops),
+            2 => kxn_direct_rows::<W, 2, 4>(ops),
+            _ => kxn_direct_rows::<W, 3, 3>(ops),
+        }
+    }
+}
+
+/// All columns of the `MR = m` rows: tiles of `8*NV` columns, then of 8 (the last masked).
+///
+/// # Safety
+/// As [`kxn_direct`], with `m == MR`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn kxn_direct_rows<W: Weight, const MR: usize, const NV: usize>(ops: Operands<W>) {
+    let n = ops.n;
+    let mut j = 0;
+    // SAFETY (every call below): columns j..j + 8*NV (or j..min(j + 8, n)) lie within 0..n.
+    while j + 8 * NV <= n {
+        unsafe { kxn_direct_tile::<W, MR, NV>(ops, j, 8) };
+        j += 8 * NV;
+    }
+    while j < n {
+        let cols = 8.min(n - j);
+        unsafe { kxn_direct_tile::<W, MR, 1>(ops, j, cols) };
+        j += cols;
+    }
+}
+
+/// `C[0..MR][j..]` (+)= `A * B[:][j..]` for `8*(NV-1) + last` columns, B read in place.
+///
+/// # Safety
+/// `MR == m`; columns `j..j + 8*(NV-1) + last` within `0..n`, `1 <= last <= 8`; `ops` as
+/// documented on [`Operands`] (B `k x n`); AVX2, FMA and F16C available.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn kxn_direct_tile<W: Weight, const MR: usize, const NV: usize>(
+    ops: Operands<W>,
+    j: usize,
+    last: usize,
+) {
+    let Operands {
+        k, lda, ldb, ldc, ..
+    } = ops;
+    let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+    for p in 0..k {
+        // SAFETY: row p < k of B from column j, inside the operands.
+        let row = unsafe { ops.b.add(p * ldb + j) };
+        let mut bv = [_mm256_setzero_ps(); NV];
+        for (v, bv) in bv.iter_mut().enumerate() {
+            // SAFETY: columns j + 8v .. j + 8v + (8, or `last` for the last vector) <= n.
+            *bv = unsafe {
+                if v + 1 == NV && last < 8 {
+                    W::load_part(row.add(8 * v), last)
                 } else {
-                    let out = if ops.accumulate { _mm256_add_ps(sum, _mm256_loadu_ps(dst)) } else { sum };
-                    _mm256_storeu_ps(dst, out);
+                    W::load8(row.add(8 * v))
                 }
+            };
+        }
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            // SAFETY: element (r, p) of A, r < MR = m, p < k.
+            let av = _mm256_broadcast_ss(unsafe { &*ops.a.add(r * lda + p) });
+            for (acc_rv, &bv) in acc_r.iter_mut().zip(&bv) {
+                *acc_rv = _mm256_fmadd_ps(av, bv, *acc_rv);
             }
+        }
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        for (v, &sum) in acc_r.iter().enumerate() {
+            let cols = if v + 1 == NV { last } else { 8 };
+            // SAFETY: columns j + 8v .. j + 8v + cols <= n of row r < m of C.
+            unsafe { store_row(ops.c.add(r * ldc + j + 8 * v), sum, cols, ops.accumulate) };
+        }
+    }
+}
+
+/// Stores (or adds) the first `cols <= 8` lanes of `v` at `dst`.
+///
+/// # Safety
+/// `dst..dst+cols` readable and writable; AVX available.
+#[inline(always)]
+unsafe fn store_row(dst: *mut f32, v: __m256, cols: usize, accumulate: bool) {
+    // SAFETY: full accesses when 8 lanes are valid, masked ones (no access to disabled lanes)
+    // otherwise.
+    unsafe {
+        if cols == 8 {
+            let out = if accumulate {
+                _mm256_add_ps(v, _mm256_loadu_ps(dst))
+            } else {
+                v
+            };
+            _mm256_storeu_ps(dst, out);
+        } else {
+            let mask = tail_mask(cols);
+            let out = if accumulate {
+                _mm256_add_ps(v, _mm256_maskload_ps(dst, mask))
+            } else {
+                v
+            };
+            _mm256_maskstore_ps(dst, mask, out);
         }
     }
 }
@@ -310,20 +577,26 @@ unsafe fn kxn_tile<W: Weight, const MR: usize, const NV: usize, const PARTIAL: b
 /// Bytes of B rows kept hot while the rows of A go by (half of a 512 KiB L2).
 const NXK_B_BYTES: usize = 256 * 1024;
 
-/// `NxK` product: chunks of columns (rows of B), each over all rows of A.
+/// `NxK` product: chunks of columns (rows of B) that fit in L2, each over all rows of A, in
+/// tiles of 3 rows x 4 columns (6 x 2 for at most 2 columns, 1 x 8 for a single row).
 ///
 /// # Safety
-/// `ops` as documented on [`Operands`], `m, n >= 1`; AVX2, FMA and F16C available.
+/// `ops` as documented on [`Operands`] (B `n x k`), `m, n >= 1`; AVX2, FMA and F16C available.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn nxk<W: Weight>(ops: Operands<W>) {
     let Operands { m, k, n, .. } = ops;
-    let row_bytes = k.max(1) * core::mem::size_of::<W>();
-    let chunk = (NXK_B_BYTES / row_bytes).max(8);
+    let chunk = (NXK_B_BYTES / (k.max(1) * core::mem::size_of::<W>())).max(8);
     let mut j0 = 0;
     while j0 < n {
         let j1 = n.min(j0 + chunk);
         let mut i = 0;
         // SAFETY (every call below): rows i..i + MR within 0..m, columns j0..j1 within 0..n.
+        if n <= 2 {
+            while i + 6 <= m {
+                unsafe { nxk_rows::<W, 6, 2>(ops, i, j0, j1) };
+                i += 6;
+            }
+        }
         while i + 3 <= m {
             unsafe { nxk_rows::<W, 3, 4>(ops, i, j0, j1) };
             i += 3;
@@ -379,21 +652,33 @@ unsafe fn nxk_rows<W: Weight, const MR: usize, const NC: usize>(
 /// [`Operands`] with B `n x k`; AVX2, FMA and F16C available.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn nxk_tile<W: Weight, const MR: usize, const NC: usize>(ops: Operands<W>, i: usize, j: usize) {
-    let Operands { k, n, .. } = ops;
+unsafe fn nxk_tile<W: Weight, const MR: usize, const NC: usize>(
+    ops: Operands<W>,
+    i: usize,
+    j: usize,
+) {
+    let Operands {
+        k, lda, ldb, ldc, ..
+    } = ops;
     // SAFETY: offsets of rows i of A, j of B and element (i, j) of C, inside the operands.
-    let (a, b, c) = unsafe { (ops.a.add(i * k), ops.b.add(j * k), ops.c.add(i * n + j)) };
+    let (a, b, c) = unsafe {
+        (
+            ops.a.add(i * lda),
+            ops.b.add(j * ldb),
+            ops.c.add(i * ldc + j),
+        )
+    };
     let mut acc = [[_mm256_setzero_ps(); NC]; MR];
     let mut av = [_mm256_setzero_ps(); MR];
     let mut p = 0;
     while p + 8 <= k {
         for (r, av) in av.iter_mut().enumerate() {
             // SAFETY: elements p..p+8 <= k of row i + r < m of A.
-            *av = unsafe { _mm256_loadu_ps(a.add(r * k + p)) };
+            *av = unsafe { _mm256_loadu_ps(a.add(r * lda + p)) };
         }
         for col in 0..NC {
             // SAFETY: elements p..p+8 <= k of row j + col < n of B.
-            let bv = unsafe { W::load8(b.add(col * k + p)) };
+            let bv = unsafe { W::load8(b.add(col * ldb + p)) };
             for (acc_r, &av) in acc.iter_mut().zip(&av) {
                 acc_r[col] = _mm256_fmadd_ps(av, bv, acc_r[col]);
             }
@@ -404,11 +689,11 @@ unsafe fn nxk_tile<W: Weight, const MR: usize, const NC: usize>(ops: Operands<W>
         let rest = k - p;
         for (r, av) in av.iter_mut().enumerate() {
             // SAFETY: elements p..k of row i + r of A; the other lanes are masked off.
-            *av = unsafe { _mm256_maskload_ps(a.add(r * k + p), tail_mask(rest)) };
+            *av = unsafe { _mm256_maskload_ps(a.add(r * lda + p), tail_mask(rest)) };
         }
         for col in 0..NC {
             // SAFETY: elements p..k of row j + col of B.
-            let bv = unsafe { W::load_part(b.add(col * k + p), rest) };
+            let bv = unsafe { W::load_part(b.add(col * ldb + p), rest) };
             for (acc_r, &av) in acc.iter_mut().zip(&av) {
                 acc_r[col] = _mm256_fmadd_ps(av, bv, acc_r[col]);
             }
@@ -416,7 +701,7 @@ unsafe fn nxk_tile<W: Weight, const MR: usize, const NC: usize>(ops: Operands<W>
     }
     for (r, acc_r) in acc.iter().enumerate() {
         // SAFETY: NC elements of row i + r of C from column j.
-        unsafe { store_dots(acc_r, c.add(r * n), ops.accumulate) };
+        unsafe { store_dots(acc_r, c.add(r * ldc), ops.accumulate) };
     }
 }
 
@@ -591,7 +876,10 @@ unsafe fn unary_avx2<const OP: u8>(x: *mut f32, len: usize) {
 #[target_feature(enable = "avx2,fma")]
 fn exp_ps(x: __m256) -> __m256 {
     // min_ps/max_ps return the second operand when one is NaN: NaN goes through.
-    let x = _mm256_max_ps(_mm256_set1_ps(EXP_LO), _mm256_min_ps(_mm256_set1_ps(EXP_HI), x));
+    let x = _mm256_max_ps(
+        _mm256_set1_ps(EXP_LO),
+        _mm256_min_ps(_mm256_set1_ps(EXP_HI), x),
+    );
     let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
         x,
         _mm256_set1_ps(core::f32::consts::LOG2_E),
@@ -638,7 +926,10 @@ fn tanh_ps(x: __m256) -> __m256 {
     }
     let small = _mm256_fmadd_ps(_mm256_mul_ps(q, z), x, x);
     let e = exp_ps(_mm256_add_ps(ax, ax));
-    let large = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0), _mm256_add_ps(e, one)));
+    let large = _mm256_sub_ps(
+        one,
+        _mm256_div_ps(_mm256_set1_ps(2.0), _mm256_add_ps(e, one)),
+    );
     let large = _mm256_or_ps(large, _mm256_and_ps(x, sign_bit));
     let is_small = _mm256_cmp_ps::<_CMP_LT_OQ>(ax, _mm256_set1_ps(TANH_SMALL));
     _mm256_blendv_ps(large, small, is_small)
@@ -669,7 +960,12 @@ unsafe fn sum_avx2(x: *const f32, len: usize) -> f32 {
     }
     if i < len {
         // SAFETY: elements i..len, the other lanes masked off (read as 0).
-        acc[1] = _mm256_add_ps(acc[1], unsafe { _mm256_maskload_ps(x.add(i), tail_mask(len - i)) });
+        acc[1] = _mm256_add_ps(acc[1], unsafe {
+            _mm256_maskload_ps(x.add(i), tail_mask(len - i))
+        });
     }
-    hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])))
+    hsum(_mm256_add_ps(
+        _mm256_add_ps(acc[0], acc[1]),
+        _mm256_add_ps(acc[2], acc[3]),
+    ))
 }

@@ -75,9 +75,11 @@ pub struct MatMulDims {
 
 /// `C = A * B` (or `C += A * B` when `accumulate`), A row-major `m x k`, C row-major `m x n`,
 /// B as `layout` says, f32 weights.
-pub type MatMulF32 = fn(dims: MatMulDims, a: &[f32], b: &[f32], layout: BLayout, c: &mut [f32], accumulate: bool);
+pub type MatMulF32 =
+    fn(dims: MatMulDims, a: &[f32], b: &[f32], layout: BLayout, c: &mut [f32], accumulate: bool);
 /// Same with f16 weights, converted in registers, accumulated in f32.
-pub type MatMulF16 = fn(dims: MatMulDims, a: &[f32], b: &[f16], layout: BLayout, c: &mut [f32], accumulate: bool);
+pub type MatMulF16 =
+    fn(dims: MatMulDims, a: &[f32], b: &[f16], layout: BLayout, c: &mut [f32], accumulate: bool);
 /// `out[i] = a[i] op b[i]` over `out.len()` elements.
 pub type BinaryF32 = fn(a: &[f32], b: &[f32], out: &mut [f32]);
 /// `out[i] = a[i] op s`.
@@ -122,8 +124,11 @@ pub struct Kernels {
 
 impl KernelVariant {
     /// Every variant, scalar first.
-    pub const ALL: [KernelVariant; 3] =
-        [KernelVariant::Scalar, KernelVariant::Neon, KernelVariant::Avx2Fma];
+    pub const ALL: [KernelVariant; 3] = [
+        KernelVariant::Scalar,
+        KernelVariant::Neon,
+        KernelVariant::Avx2Fma,
+    ];
 }
 
 /// The portable scalar reference table (plain loops over [`crate::math`]; the test oracle).

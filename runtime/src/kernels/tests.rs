@@ -11,7 +11,11 @@ fn matmul_fits_checks_lengths_and_overflow() {
     assert!(!matmul_fits(d, 5, 12, 8));
     assert!(!matmul_fits(d, 6, 11, 8));
     assert!(!matmul_fits(d, 6, 12, 7));
-    let huge = MatMulDims { m: usize::MAX, k: 2, n: 1 };
+    let huge = MatMulDims {
+        m: usize::MAX,
+        k: 2,
+        n: 1,
+    };
     assert!(!matmul_fits(huge, usize::MAX, usize::MAX, usize::MAX));
     assert!(matmul_fits(MatMulDims { m: 0, k: 0, n: 0 }, 0, 0, 0));
 }
@@ -19,7 +23,10 @@ fn matmul_fits_checks_lengths_and_overflow() {
 #[test]
 fn scalar_table_is_scalar_and_always_available() {
     assert_eq!(scalar().variant, KernelVariant::Scalar);
-    assert_eq!(for_variant(KernelVariant::Scalar).map(|t| t.variant), Some(KernelVariant::Scalar));
+    assert_eq!(
+        for_variant(KernelVariant::Scalar).map(|t| t.variant),
+        Some(KernelVariant::Scalar)
+    );
     for v in KernelVariant::ALL {
         if let Some(t) = for_variant(v) {
             assert_eq!(t.variant, v);
@@ -41,7 +48,12 @@ fn hand_checked_product_on_every_table() {
             (t.matmul_f32)(d, &a, b, layout, &mut c, false);
             assert_eq!(c, want, "{} {layout:?}", t.variant.name());
             (t.matmul_f32)(d, &a, b, layout, &mut c, true);
-            assert_eq!(c, want.map(|x| 2.0 * x), "{} {layout:?} accumulate", t.variant.name());
+            assert_eq!(
+                c,
+                want.map(|x| 2.0 * x),
+                "{} {layout:?} accumulate",
+                t.variant.name()
+            );
             let b16 = b.map(f16::from_f32);
             let mut c = [f32::NAN; 4];
             (t.matmul_f16)(d, &a, &b16, layout, &mut c, false);
@@ -69,7 +81,17 @@ fn empty_inner_dimension_zeroes_or_keeps_c() {
 fn elementwise_special_values_on_every_table() {
     for t in KernelVariant::ALL.into_iter().filter_map(for_variant) {
         let name = t.variant.name();
-        let mut x = [-1000.0f32, -100.0, -88.0, 0.0, 88.0, 100.0, f32::INFINITY, f32::NEG_INFINITY, 1.0];
+        let mut x = [
+            -1000.0f32,
+            -100.0,
+            -88.0,
+            0.0,
+            88.0,
+            100.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1.0,
+        ];
         (t.sigmoid)(&mut x);
         assert_eq!(&x[..2], &[0.0, 0.0], "{name}");
         assert!(x.iter().all(|v| (0.0..=1.0).contains(v)), "{name} {x:?}");
@@ -80,11 +102,31 @@ fn elementwise_special_values_on_every_table() {
         (t.tanh)(&mut x);
         (t.exp)(&mut x);
         assert!(x.iter().all(|v| v.is_nan()), "{name}: NaN in gives NaN out");
-        let mut x = [f32::NAN, -1.0, 2.0, -0.0, f32::NEG_INFINITY, 3.0, -4.0, 5.0, -6.0];
+        let mut x = [
+            f32::NAN,
+            -1.0,
+            2.0,
+            -0.0,
+            f32::NEG_INFINITY,
+            3.0,
+            -4.0,
+            5.0,
+            -6.0,
+        ];
         (t.relu)(&mut x);
         assert!(x[0].is_nan(), "{name}");
         assert_eq!(&x[1..], &[0.0, 2.0, 0.0, 0.0, 3.0, 0.0, 5.0, 0.0], "{name}");
-        let mut x = [100.0f32, -200.0, 0.0, 1.0, f32::INFINITY, f32::NEG_INFINITY, 89.0, -104.5, 0.5];
+        let mut x = [
+            100.0f32,
+            -200.0,
+            0.0,
+            1.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            89.0,
+            -104.5,
+            0.5,
+        ];
         (t.exp)(&mut x);
         assert_eq!(x[0], f32::INFINITY, "{name}");
         assert_eq!(x[1], 0.0, "{name}");
@@ -93,9 +135,23 @@ fn elementwise_special_values_on_every_table() {
         assert_eq!(x[5], 0.0, "{name}");
         assert_eq!(x[6], f32::INFINITY, "{name}");
         assert_eq!(x[7], 0.0, "{name}");
-        let mut x = [30.0f32, -30.0, f32::INFINITY, f32::NEG_INFINITY, 0.0, 1e-30, -1e-30, 0.3, -0.3];
+        let mut x = [
+            30.0f32,
+            -30.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            1e-30,
+            -1e-30,
+            0.3,
+            -0.3,
+        ];
         (t.tanh)(&mut x);
         assert_eq!(&x[..5], &[1.0, -1.0, 1.0, -1.0, 0.0], "{name}");
-        assert_eq!(&x[5..7], &[1e-30, -1e-30], "{name}: tanh is exact for tiny x");
+        assert_eq!(
+            &x[5..7],
+            &[1e-30, -1e-30],
+            "{name}: tanh is exact for tiny x"
+        );
     }
 }
