@@ -198,9 +198,9 @@ fn binary_ops_broadcast_numpy_style() {
         assert_eq!(shape, [2, 4, 3], "{op}");
         let mut want = Vec::new();
         for i in 0..2 {
-            for j in 0..4 {
+            for bj in &b {
                 for l in 0..3 {
-                    want.push(f(a[i * 3 + l], b[j]));
+                    want.push(f(a[i * 3 + l], *bj));
                 }
             }
         }
