@@ -1,0 +1,59 @@
+//! The native runtime on every fixture: outputs match onnxruntime's (`ref.npz`) within 1e-5
+//! and give the same AUC to 1e-4.
+
+use ctr_edge_exporter::backend::{run_model, Backend};
+use ctr_edge_exporter::metrics::auc;
+use ctr_edge_runtime::session::InputData;
+use ctr_edge_runtime::{Error, Input, Model};
+use ctr_edge_tests::{fixtures, max_abs_diff};
+
+#[test]
+fn native_runtime_matches_onnxruntime_on_every_fixture() {
+    let all = fixtures();
+    assert!(!all.is_empty(), "no fixtures found");
+    for f in all {
+        let (inputs, labels) = f.test_data();
+        let outputs = run_model(&f.model(), Backend::Native, &inputs, 1024)
+            .unwrap_or_else(|e| panic!("{}: native runtime failed: {e}", f.name));
+        let reference = f.reference();
+        for (o, r) in outputs.iter().zip(&reference) {
+            let d = max_abs_diff(o, r);
+            assert!(d <= 1e-5, "{}: native vs onnxruntime max |diff| {d:e}", f.name);
+            println!("{:<28} native vs onnxruntime max |diff| {d:.2e}", f.name);
+        }
+        let ours = auc(&outputs[0].data.to_f64(), &labels).unwrap();
+        let want = f.ort_auc().unwrap();
+        assert!((ours - want).abs() < 1e-4, "{}: AUC {ours} vs {want}", f.name);
+    }
+}
+
+#[test]
+fn small_batches_work_except_where_the_model_itself_breaks() {
+    for f in fixtures() {
+        let model = Model::open(f.model()).unwrap();
+        let (inputs, _) = f.test_data();
+        let x = &inputs[0];
+        let row = x.row_len();
+        let values = match &x.data {
+            ctr_edge_exporter::npz::ArrayData::F32(v) => v,
+            other => panic!("{}: unexpected input dtype {:?}", f.name, other.dtype()),
+        };
+        let reference = f.reference();
+        let want = reference[0].data.to_f64();
+        let mut session = model.session();
+        for batch in [1usize, 2, 7] {
+            let shape = [batch, row];
+            let result = session.run(&[Input { name: &x.name, shape: &shape, data: InputData::F32(&values[..batch * row]) }]);
+            if batch == 1 && f.batch1_broken() {
+                // DCNMix squeezes the batch axis away in PyTorch itself; the export inherits it.
+                assert!(matches!(result, Err(Error::InvalidNode { .. })), "{}: {result:?}", f.name);
+                continue;
+            }
+            result.unwrap_or_else(|e| panic!("{} batch {batch}: {e}", f.name));
+            let out = session.output(0).unwrap();
+            for (i, (&g, &w)) in out.data.iter().zip(&want).enumerate() {
+                assert!((g as f64 - w).abs() <= 1e-5, "{} batch {batch} row {i}: {g} vs {w}", f.name);
+            }
+        }
+    }
+}
