@@ -1078,8 +1078,15 @@ fn matmul(
         return Err(cx.err("A must be f32".to_string()));
     };
     // Treat 1-D operands as matrices (NumPy rules).
-    let a_sh: Dims = Dims::from(&matmul_view_shape(a.shape, true));
-    let b_sh: Dims = Dims::from(&matmul_view_shape(b.shape, false));
+    // 1-D operands as matrices, on the stack (no allocation at run time).
+    let a_sh = match a.shape {
+        [k] => Dims::from(&[1, *k]),
+        s => Dims::from(s),
+    };
+    let b_sh = match b.shape {
+        [k] => Dims::from(&[*k, 1]),
+        s => Dims::from(s),
+    };
     let (ra, rb) = (a_sh.n, b_sh.n);
     let (m, kk, n) = (a_sh.d[ra - 2], a_sh.d[ra - 1], b_sh.d[rb - 1]);
     let dims = MatMulDims { m, k: kk, n };
@@ -1788,17 +1795,46 @@ fn softmax(axis: i64, x: View<'_>, out: &mut Buf, cx: &NodeCtx<'_>) -> Result<()
     Ok(())
 }
 
-/// A parsed Einsum: per-letter sizes, each operand's letters, the output letters.
+/// A parsed Einsum: per-letter sizes, each operand's letters, the output letters. Fixed-size
+/// arrays: parsing at run time does not allocate.
 struct EinsumSpec {
     sizes: [usize; 26],
-    terms: Vec<Vec<u8>>,
-    out: Vec<u8>,
+    terms: [[u8; MAX_RANK]; 2],
+    term_len: [usize; 2],
+    nterms: usize,
+    out: [u8; MAX_RANK],
+    out_len: usize,
 }
 
 impl EinsumSpec {
-    fn out_shape(&self) -> Vec<usize> {
-        self.out.iter().map(|&c| self.sizes[c as usize]).collect()
+    fn term(&self, i: usize) -> &[u8] {
+        &self.terms[i][..self.term_len[i]]
     }
+
+    fn out(&self) -> &[u8] {
+        &self.out[..self.out_len]
+    }
+
+    fn out_shape(&self) -> Vec<usize> {
+        self.out().iter().map(|&c| self.sizes[c as usize]).collect()
+    }
+}
+
+fn letters_of(t: &str, eq: &str, dst: &mut [u8; MAX_RANK]) -> core::result::Result<usize, String> {
+    if t.len() > MAX_RANK {
+        return Err(format!(
+            "equation '{eq}': term '{t}' has rank above {MAX_RANK}"
+        ));
+    }
+    for (d, c) in dst.iter_mut().zip(t.bytes()) {
+        if !c.is_ascii_lowercase() {
+            return Err(format!(
+                "equation '{eq}': only lower-case letters are supported"
+            ));
+        }
+        *d = c - b'a';
+    }
+    Ok(t.len())
 }
 
 fn parse_einsum(eq: &str, shapes: &[&[usize]]) -> core::result::Result<EinsumSpec, String> {
@@ -1808,21 +1844,33 @@ fn parse_einsum(eq: &str, shapes: &[&[usize]]) -> core::result::Result<EinsumSpe
     if eq.contains("...") {
         return Err(format!("equation '{eq}': ellipsis is not supported"));
     }
-    let terms: Vec<Vec<u8>> = lhs
-        .split(',')
-        .map(|t| t.bytes().map(|c| c.wrapping_sub(b'a')).collect())
-        .collect();
-    let out: Vec<u8> = rhs.bytes().map(|c| c.wrapping_sub(b'a')).collect();
-    if terms.len() != shapes.len() || terms.is_empty() || terms.len() > 2 {
+    let mut spec = EinsumSpec {
+        sizes: [0; 26],
+        terms: [[0; MAX_RANK]; 2],
+        term_len: [0; 2],
+        nterms: 0,
+        out: [0; MAX_RANK],
+        out_len: 0,
+    };
+    for t in lhs.split(',') {
+        if spec.nterms == 2 {
+            return Err(format!("equation '{eq}': more than 2 operands"));
+        }
+        spec.term_len[spec.nterms] = letters_of(t, eq, &mut spec.terms[spec.nterms])?;
+        spec.nterms += 1;
+    }
+    spec.out_len = letters_of(rhs, eq, &mut spec.out)?;
+    if spec.nterms != shapes.len() {
         return Err(format!(
-            "equation '{eq}' has {} operands, the node {} (1 or 2 supported)",
-            terms.len(),
+            "equation '{eq}' has {} operands, the node {}",
+            spec.nterms,
             shapes.len()
         ));
     }
-    let mut sizes = [0usize; 26];
     let mut seen = [false; 26];
-    for (t, s) in terms.iter().zip(shapes) {
+    for (ti, s) in shapes.iter().enumerate() {
+        let (terms, len) = (spec.terms[ti], spec.term_len[ti]);
+        let t = &terms[..len];
         if t.len() != s.len() {
             return Err(format!(
                 "equation '{eq}': term of rank {} for an input of shape {s:?}",
@@ -1830,31 +1878,21 @@ fn parse_einsum(eq: &str, shapes: &[&[usize]]) -> core::result::Result<EinsumSpe
             ));
         }
         for (&c, &d) in t.iter().zip(s.iter()) {
-            if c >= 26 {
-                return Err(format!(
-                    "equation '{eq}': only lower-case letters are supported"
-                ));
-            }
-            if seen[c as usize] && sizes[c as usize] != d {
+            if seen[c as usize] && spec.sizes[c as usize] != d {
                 return Err(format!(
                     "equation '{eq}': letter '{}' has sizes {} and {d}",
                     (c + b'a') as char,
-                    sizes[c as usize]
+                    spec.sizes[c as usize]
                 ));
             }
             seen[c as usize] = true;
-            sizes[c as usize] = d;
+            spec.sizes[c as usize] = d;
         }
     }
-    for &c in &out {
-        if c >= 26 || !seen[c as usize] {
-            return Err(format!("equation '{eq}': output letter not in the inputs"));
-        }
+    if spec.out().iter().any(|&c| !seen[c as usize]) {
+        return Err(format!("equation '{eq}': output letter not in the inputs"));
     }
-    if out.len() > MAX_RANK {
-        return Err(format!("equation '{eq}': output rank above {MAX_RANK}"));
-    }
-    Ok(EinsumSpec { sizes, terms, out })
+    Ok(spec)
 }
 
 /// Einsum by one loop over every letter (output letters first, then the summed ones); a
@@ -1920,7 +1958,12 @@ fn einsum(
     // Loop letters: output letters then summed letters.
     let mut letters = [0u8; 26];
     let mut nl = 0;
-    for &c in spec.out.iter().chain(spec.terms.iter().flatten()) {
+    for &c in spec
+        .out()
+        .iter()
+        .chain(spec.term(0))
+        .chain(if spec.nterms > 1 { spec.term(1) } else { &[] })
+    {
         if !letters[..nl].contains(&c) {
             letters[nl] = c;
             nl += 1;
@@ -1943,16 +1986,13 @@ fn einsum(
         }
         st
     };
-    let sa = stride_for(&spec.terms[0], a.shape);
-    let sb = match (b, spec.terms.get(1)) {
-        (Some(bv), Some(t)) => stride_for(t, bv.shape),
+    let sa = stride_for(spec.term(0), a.shape);
+    let sb = match b {
+        Some(bv) if spec.nterms > 1 => stride_for(spec.term(1), bv.shape),
         _ => [0isize; MAX_RANK],
     };
-    let out_shape = spec.out_shape();
-    let mut so = [0usize; MAX_RANK];
-    let own = strides_of(&out_shape);
-    so[..spec.out.len()].copy_from_slice(&own[..spec.out.len()]);
-    if d.len() != numel(&out_shape) {
+    let out_numel: usize = spec.out().iter().map(|&c| spec.sizes[c as usize]).product();
+    if d.len() != out_numel {
         return Err(internal(cx, "Einsum"));
     }
     d.iter_mut().for_each(|v| *v = 0.0);
@@ -1961,7 +2001,7 @@ fn einsum(
     };
     let mut ok = true;
     // Output index from the loop index: the first `spec.out.len()` letters, row-major.
-    let nout = spec.out.len();
+    let nout = spec.out_len;
     let inner: usize = dims[nout..nl].iter().product();
     for_each2(&dims[..nl], &sa, 0, &sb, 0, |flat, ia, ib| {
         let o = flat / inner.max(1);
@@ -1975,7 +2015,6 @@ fn einsum(
             _ => ok = false,
         }
     });
-    let _ = so;
     if ok {
         Ok(())
     } else {
