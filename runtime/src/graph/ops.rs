@@ -660,9 +660,11 @@ pub(crate) fn infer(
                 (None, Some(m)) => Some(const_ints(m, "split", cx)?),
                 (None, None) => None,
             };
-            let (start, len) =
-                split_range(x.shape[ax], *part, *count, sizes.as_deref()).map_err(|r| cx.err(r))?;
-            let _ = start;
+            let get = |i: usize| sizes.as_ref().map(|s| s[i]).unwrap_or(0);
+            let given = sizes
+                .as_ref()
+                .map(|s| (s.len(), &get as &dyn Fn(usize) -> i64));
+            let (_, len) = split_range(x.shape[ax], *part, *count, given).map_err(|r| cx.err(r))?;
             let mut s = x.shape.to_vec();
             s[ax] = len;
             one(x.dtype, s)
@@ -671,22 +673,24 @@ pub(crate) fn infer(
     }
 }
 
-/// Start and length of part `part` of a Split along a dimension of size `dim`.
+/// Start and length of part `part` of a Split along a dimension of size `dim`; `sizes` is the
+/// optional `split` list given as (count, accessor) so run-time calls need no allocation.
 fn split_range(
     dim: usize,
     part: usize,
     count: usize,
-    sizes: Option<&[i64]>,
+    sizes: Option<(usize, &dyn Fn(usize) -> i64)>,
 ) -> core::result::Result<(usize, usize), String> {
     match sizes {
-        Some(s) => {
-            if s.len() != count || s.iter().any(|&v| v < 0) || s.iter().sum::<i64>() != dim as i64 {
+        Some((n, get)) => {
+            let total: i64 = (0..n).map(get).sum();
+            if n != count || (0..n).any(|i| get(i) < 0) || total != dim as i64 {
                 return Err(format!(
-                    "split sizes {s:?} do not cover a dimension of {dim} in {count} parts"
+                    "{n} split sizes summing to {total} do not cover a dimension of {dim} in {count} parts"
                 ));
             }
-            let start: i64 = s[..part].iter().sum();
-            Ok((start as usize, s[part] as usize))
+            let start: i64 = (0..part).map(get).sum();
+            Ok((start as usize, get(part) as usize))
         }
         None => {
             if count == 0 {
@@ -919,15 +923,21 @@ pub(crate) fn eval(
         } => {
             let x = need_view(ins, 0, cx)?;
             let ax = norm_axis(*axis, x.shape.len(), cx)?;
-            let mut buf = [0i64; MAX_RANK];
-            let given = match (sizes, ins.get(1).copied().flatten()) {
-                (Some(s), _) => Some(&s[..]),
-                (None, Some(v)) => {
-                    let n = view_ints(&v, &mut buf);
-                    Some(&buf[..n])
+            let from_input = ins.get(1).copied().flatten();
+            let get = |i: usize| -> i64 {
+                match (sizes, from_input.map(|v| v.data)) {
+                    (Some(s), _) => s.get(i).copied().unwrap_or(-1),
+                    (None, Some(Data::I64(v))) => v.get(i).copied().unwrap_or(-1),
+                    (None, Some(Data::I32(v))) => v.get(i).map(|&x| x as i64).unwrap_or(-1),
+                    _ => -1,
                 }
+            };
+            let n = match (sizes, from_input) {
+                (Some(s), _) => Some(s.len()),
+                (None, Some(v)) => Some(v.data.len()),
                 (None, None) => None,
             };
+            let given = n.map(|n| (n, &get as &dyn Fn(usize) -> i64));
             let (start, len) =
                 split_range(x.shape[ax], *part, *count, given).map_err(|r| cx.err(r))?;
             let own = strides_of(x.shape);
