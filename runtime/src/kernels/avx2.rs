@@ -22,7 +22,8 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use half::f16;
 
-use super::{matmul_fits, BLayout, KernelVariant, Kernels, MatMulDims};
+use super::op::{ADD, DIV, EXP, MUL, RELU, SIGMOID, SUB, TANH};
+use super::{BLayout, KernelVariant, Kernels, MatMulDims, Operands};
 use crate::math::{EXP_C1, EXP_C2, EXP_HI, EXP_LO, EXP_P, TANH_Q, TANH_SMALL};
 
 /// The AVX2 table. Private: only [`table`] hands it out, after detection.
@@ -149,23 +150,6 @@ impl Weight for f16 {
 // ---------------------------------------------------------------------------------------------
 // Matrix products.
 
-/// Operands of a checked product (or of a block of one): A is `m x k` with row stride `lda`,
-/// C is `m x n` with row stride `ldc`, B is `k x n` (KxN) or `n x k` (NxK) with row stride
-/// `ldb`; every element those describe is valid to read (A, B) and write (C).
-#[derive(Clone, Copy)]
-struct Operands<W> {
-    m: usize,
-    k: usize,
-    n: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const W,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-}
-
 fn matmul<W: Weight>(
     dims: MatMulDims,
     a: &[f32],
@@ -174,35 +158,18 @@ fn matmul<W: Weight>(
     c: &mut [f32],
     accumulate: bool,
 ) {
-    if !matmul_fits(dims, a.len(), b.len(), c.len()) {
+    let Some((ops, layout)) = Operands::new(dims, a, b, layout, c, accumulate) else {
         return;
-    }
-    let MatMulDims { m, k, n } = dims;
-    if m == 0 || n == 0 {
-        return;
-    }
-    // A k x 1 KxN matrix has the layout of a 1 x k NxK one, which the dot kernel serves better.
-    let layout = if n == 1 { BLayout::NxK } else { layout };
-    let ops = Operands {
-        m,
-        k,
-        n,
-        a: a.as_ptr(),
-        lda: k,
-        b: b.as_ptr(),
-        ldb: if layout == BLayout::KxN { n } else { k },
-        c: c.as_mut_ptr(),
-        ldc: n,
-        accumulate,
     };
+    let m = ops.m;
     // SAFETY: this function is reachable only through `TABLE`, which `table()` hands out after
-    // detecting AVX2, FMA and F16C. The slices hold m*k, k*n and m*n elements (checked above),
-    // so `ops` describes valid memory for `layout`.
+    // detecting AVX2, FMA and F16C; `Operands::new` checked the slices, so `ops` describes
+    // valid memory for `layout`.
     unsafe {
         match layout {
             // GEMV-like: each weight serves at most 3 rows, read it in place.
             BLayout::KxN if m <= DIRECT_MAX_M => kxn_direct(ops),
-            BLayout::NxK if m <= DIRECT_MAX_M || n < 8 => nxk(ops),
+            BLayout::NxK if m <= DIRECT_MAX_M || ops.n < 8 => nxk(ops),
             _ => packed(ops, layout),
         }
     }
@@ -752,11 +719,6 @@ fn hsum(v: __m256) -> f32 {
 // ---------------------------------------------------------------------------------------------
 // Elementwise kernels.
 
-const ADD: u8 = 0;
-const SUB: u8 = 1;
-const MUL: u8 = 2;
-const DIV: u8 = 3;
-
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn binary_op<const OP: u8>(x: __m256, y: __m256) -> __m256 {
@@ -826,11 +788,6 @@ unsafe fn binary_scalar_avx2<const OP: u8>(a: *const f32, s: f32, out: *mut f32,
         }
     }
 }
-
-const RELU: u8 = 0;
-const SIGMOID: u8 = 1;
-const TANH: u8 = 2;
-const EXP: u8 = 3;
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]

@@ -182,3 +182,63 @@ pub(crate) fn matmul_fits(dims: MatMulDims, a_len: usize, b_len: usize, c_len: u
         (Some(a), Some(b), Some(c)) if a <= a_len && b <= b_len && c <= c_len
     )
 }
+
+/// Operands of a checked product (or of a block of one), for the SIMD kernels: A is `m x k`
+/// with row stride `lda`, C is `m x n` with row stride `ldc`, B is `k x n` (`KxN`) or `n x k`
+/// (`NxK`) with row stride `ldb`; every element those describe is valid to read (A, B) and
+/// write (C).
+#[cfg(any(target_arch = "x86_64", all(target_arch = "aarch64", target_feature = "neon")))]
+#[derive(Clone, Copy)]
+struct Operands<W> {
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const W,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+}
+
+#[cfg(any(target_arch = "x86_64", all(target_arch = "aarch64", target_feature = "neon")))]
+impl<W> Operands<W> {
+    /// The operands of `C (+)= A * B` once the slices are checked against `dims`, with the
+    /// layout to compute in; `None` when a slice is too short or C is empty. A `k x 1` `KxN`
+    /// B is returned as `NxK` (the same memory), which the dot-product kernels serve better.
+    fn new(
+        dims: MatMulDims,
+        a: &[f32],
+        b: &[W],
+        layout: BLayout,
+        c: &mut [f32],
+        accumulate: bool,
+    ) -> Option<(Operands<W>, BLayout)> {
+        let MatMulDims { m, k, n } = dims;
+        if !matmul_fits(dims, a.len(), b.len(), c.len()) || m == 0 || n == 0 {
+            return None;
+        }
+        let layout = if n == 1 { BLayout::NxK } else { layout };
+        let ldb = match layout {
+            BLayout::KxN => n,
+            BLayout::NxK => k,
+        };
+        let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+        let ops = Operands { m, k, n, a, lda: k, b, ldb, c, ldc: n, accumulate };
+        Some((ops, layout))
+    }
+}
+
+/// Operation codes of the elementwise SIMD kernels (const generic parameters).
+#[cfg(any(target_arch = "x86_64", all(target_arch = "aarch64", target_feature = "neon")))]
+mod op {
+    pub(super) const ADD: u8 = 0;
+    pub(super) const SUB: u8 = 1;
+    pub(super) const MUL: u8 = 2;
+    pub(super) const DIV: u8 = 3;
+    pub(super) const RELU: u8 = 0;
+    pub(super) const SIGMOID: u8 = 1;
+    pub(super) const TANH: u8 = 2;
+    pub(super) const EXP: u8 = 3;
+}
