@@ -1,6 +1,6 @@
-//! Kernels: one table of function pointers, filled with the scalar reference and overwritten
-//! entry by entry with SIMD variants where the CPU has them (NEON on aarch64 at compile time,
-//! AVX2+FMA on x86-64 detected once at run time and cached).
+//! Kernels: one table of function pointers per implementation family (the scalar reference,
+//! NEON on aarch64 chosen at compile time, AVX2+FMA on x86-64 detected once at run time and
+//! cached), and [`best()`] to pick the one this CPU runs.
 //!
 //! Every kernel is a safe function: it never reads or writes outside the slices it is given,
 //! whatever their lengths (the planner guarantees consistent lengths; a kernel given short
@@ -10,7 +10,9 @@
 //! - [`scalar()`] is the portable reference: plain loops, the oracle of every test;
 //! - `avx2` (x86-64) and `neon` (aarch64) fill a whole table each; the AVX2 table is only handed
 //!   out after run-time detection of AVX2, FMA and F16C (cached in an atomic), the NEON table is
-//!   chosen at compile time (NEON is part of every aarch64 target that enables it);
+//!   chosen at compile time (NEON is part of every aarch64 target that enables it); both share
+//!   one blocking scheme (packed 6 x 16 panels for 4+ rows of A, B read in place for GEMV-like
+//!   products; see `avx2.rs`) and one Cephes `exp` (see [`crate::math`]);
 //! - [`best()`] returns the fastest table of this CPU, [`for_variant`] a given one if supported.
 //!
 //! Short slices: matrix products check `a.len() >= m*k`, `b.len() >= k*n`, `c.len() >= m*n`
@@ -187,7 +189,10 @@ pub(crate) fn matmul_fits(dims: MatMulDims, a_len: usize, b_len: usize, c_len: u
 /// with row stride `lda`, C is `m x n` with row stride `ldc`, B is `k x n` (`KxN`) or `n x k`
 /// (`NxK`) with row stride `ldb`; every element those describe is valid to read (A, B) and
 /// write (C).
-#[cfg(any(target_arch = "x86_64", all(target_arch = "aarch64", target_feature = "neon")))]
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
 #[derive(Clone, Copy)]
 struct Operands<W> {
     m: usize,
@@ -202,7 +207,10 @@ struct Operands<W> {
     accumulate: bool,
 }
 
-#[cfg(any(target_arch = "x86_64", all(target_arch = "aarch64", target_feature = "neon")))]
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
 impl<W> Operands<W> {
     /// The operands of `C (+)= A * B` once the slices are checked against `dims`, with the
     /// layout to compute in; `None` when a slice is too short or C is empty. A `k x 1` `KxN`
@@ -225,13 +233,27 @@ impl<W> Operands<W> {
             BLayout::NxK => k,
         };
         let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
-        let ops = Operands { m, k, n, a, lda: k, b, ldb, c, ldc: n, accumulate };
+        let ops = Operands {
+            m,
+            k,
+            n,
+            a,
+            lda: k,
+            b,
+            ldb,
+            c,
+            ldc: n,
+            accumulate,
+        };
         Some((ops, layout))
     }
 }
 
 /// Operation codes of the elementwise SIMD kernels (const generic parameters).
-#[cfg(any(target_arch = "x86_64", all(target_arch = "aarch64", target_feature = "neon")))]
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
 mod op {
     pub(super) const ADD: u8 = 0;
     pub(super) const SUB: u8 = 1;

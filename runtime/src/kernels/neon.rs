@@ -250,7 +250,11 @@ unsafe fn pack_kxn<W: Weight>(
             // SAFETY: elements col..col+cols <= width of row p < kc of B; `dst` holds 16.
             unsafe {
                 let src = b.add(p * ldb + col);
-                let v = if cols == 4 { W::load4(src) } else { W::load_part(src, cols) };
+                let v = if cols == 4 {
+                    W::load4(src)
+                } else {
+                    W::load_part(src, cols)
+                };
                 vst1q_f32(dst.as_mut_ptr().add(col), v);
             }
             col += 4;
@@ -353,7 +357,14 @@ unsafe fn panel_rows<const NV: usize>(ops: Operands<f32>) {
 #[inline]
 #[target_feature(enable = "neon")]
 unsafe fn panel_tile<const MR: usize, const NV: usize>(ops: Operands<f32>, i: usize) {
-    let Operands { k, n, lda, ldb, ldc, .. } = ops;
+    let Operands {
+        k,
+        n,
+        lda,
+        ldb,
+        ldc,
+        ..
+    } = ops;
     // SAFETY: offsets of rows i of A and C, inside the operands.
     let (a, c) = unsafe { (ops.a.add(i * lda), ops.c.add(i * ldc)) };
     let mut acc = [[vdupq_n_f32(0.0); NV]; MR];
@@ -390,10 +401,18 @@ unsafe fn store_row(dst: *mut f32, v: float32x4_t, cols: usize, accumulate: bool
     // SAFETY: full accesses when 4 lanes are valid, accesses of `cols` elements otherwise.
     unsafe {
         if cols == 4 {
-            let out = if accumulate { vaddq_f32(v, vld1q_f32(dst)) } else { v };
+            let out = if accumulate {
+                vaddq_f32(v, vld1q_f32(dst))
+            } else {
+                v
+            };
             vst1q_f32(dst, out);
         } else {
-            let out = if accumulate { vaddq_f32(v, load_part_f32(dst, cols)) } else { v };
+            let out = if accumulate {
+                vaddq_f32(v, load_part_f32(dst, cols))
+            } else {
+                v
+            };
             store_part_f32(dst, out, cols);
         }
     }
@@ -449,7 +468,9 @@ unsafe fn kxn_direct_tile<W: Weight, const MR: usize, const NV: usize>(
     j: usize,
     last: usize,
 ) {
-    let Operands { k, lda, ldb, ldc, .. } = ops;
+    let Operands {
+        k, lda, ldb, ldc, ..
+    } = ops;
     let mut acc = [[vdupq_n_f32(0.0); NV]; MR];
     for p in 0..k {
         // SAFETY: row p < k of B from column j, inside the operands.
@@ -566,9 +587,17 @@ unsafe fn nxk_tile<W: Weight, const MR: usize, const NC: usize>(
     i: usize,
     j: usize,
 ) {
-    let Operands { k, lda, ldb, ldc, .. } = ops;
+    let Operands {
+        k, lda, ldb, ldc, ..
+    } = ops;
     // SAFETY: offsets of rows i of A, j of B and element (i, j) of C, inside the operands.
-    let (a, b, c) = unsafe { (ops.a.add(i * lda), ops.b.add(j * ldb), ops.c.add(i * ldc + j)) };
+    let (a, b, c) = unsafe {
+        (
+            ops.a.add(i * lda),
+            ops.b.add(j * ldb),
+            ops.c.add(i * ldc + j),
+        )
+    };
     let mut acc = [[vdupq_n_f32(0.0); NC]; MR];
     let mut av = [vdupq_n_f32(0.0); MR];
     let mut p = 0;
@@ -666,7 +695,12 @@ unsafe fn binary_neon<const OP: u8>(a: *const f32, b: *const f32, out: *mut f32,
     let mut i = 0;
     while i + 4 <= len {
         // SAFETY: elements i..i+4 <= len.
-        unsafe { vst1q_f32(out.add(i), binary_op::<OP>(vld1q_f32(a.add(i)), vld1q_f32(b.add(i)))) };
+        unsafe {
+            vst1q_f32(
+                out.add(i),
+                binary_op::<OP>(vld1q_f32(a.add(i)), vld1q_f32(b.add(i))),
+            )
+        };
         i += 4;
     }
     if i < len {
@@ -823,5 +857,8 @@ unsafe fn sum_neon(x: *const f32, len: usize) -> f32 {
         // SAFETY: elements i..len (the other lanes read as 0).
         acc[1] = vaddq_f32(acc[1], unsafe { load_part_f32(x.add(i), len - i) });
     }
-    vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])))
+    vaddvq_f32(vaddq_f32(
+        vaddq_f32(acc[0], acc[1]),
+        vaddq_f32(acc[2], acc[3]),
+    ))
 }
