@@ -426,3 +426,45 @@ fn matmul_throughput_report() {
         }
     }
 }
+
+/// Every SIMD table against scalar on the shapes at the blocking boundaries: 1..3 rows (B read
+/// in place) and 4+ rows (packed panels of 6 x 16, 256 deep), partial panels, `k` across the
+/// 256 boundary, both layouts, f32/f16, accumulate or not.
+#[test]
+fn simd_matmul_matches_scalar_at_block_edges() {
+    for (m, k, n) in shapes(&[1, 3, 4, 7], &[1, 9, 256, 257], &[1, 7, 16, 17, 33]) {
+        let dims = MatMulDims { m, k, n };
+        let case = Case::new(dims, (m * 1_000_003 + k * 1009 + n) as u64, 1);
+        for layout in [BLayout::KxN, BLayout::NxK] {
+            for (accumulate, half) in [(false, false), (true, false), (false, true), (true, true)] {
+                let want = case.run(kernels::scalar(), layout, accumulate, half);
+                let want: Vec<f64> = want.iter().map(|&x| x as f64).collect();
+                let c0 = accumulate.then(|| &case.c0[1..]);
+                let (_, scale) = naive_f64(dims, &case.a[1..], &case.weights(half), layout, c0);
+                for table in simd_tables() {
+                    let got = case.run(table, layout, accumulate, half);
+                    let what = format!(
+                        "{} {dims:?} {layout:?} acc={accumulate} f16={half}",
+                        table.variant.name()
+                    );
+                    if let Err(e) = assert_close(&what, &got, &want, &scale) {
+                        panic!("{e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// All `(m, k, n)` combinations of the three lists.
+fn shapes(ms: &[usize], ks: &[usize], ns: &[usize]) -> Vec<(usize, usize, usize)> {
+    let mut all = Vec::new();
+    for &m in ms {
+        for &k in ks {
+            for &n in ns {
+                all.push((m, k, n));
+            }
+        }
+    }
+    all
+}
