@@ -4,15 +4,19 @@
 //! its entries are safe functions that check slice lengths and then call `unsafe`
 //! `#[target_feature]` code, which is sound because no one can reach them without the table.
 //!
-//! Matrix products work in registers, without packing or allocation:
-//! - `KxN`: a tile of up to 4 rows of A by 24 columns of C (12 accumulators); for each `p`
-//!   three vectors of row `p` of B are loaded and `A[i][p]` is broadcast into them. Column
-//!   panels are the outer loop so a panel of B (k x 24) stays in L1/L2 for all rows of A.
-//! - `NxK`: dot products along `k`, up to 3 rows of A by 4 columns of C (1 row by 8 for a
-//!   single row, the GEMV case), 8 lanes per accumulator, reduced with `hadd` four columns at a
-//!   time; columns are chunked so the rows of B in use stay in L2 while all rows of A go by.
-//! - tails (columns of C, or `k` for `NxK`) use masked loads/stores; f16 tails go through a
-//!   stack buffer of 8. f16 weights are widened by `vcvtph2ps` right after the load.
+//! Matrix products, without heap allocation (the only buffer is a 16 KiB stack panel):
+//! - more than 3 rows of A ([`packed`]): for each panel of 16 columns x 256 rows of logical B,
+//!   the panel is copied into a contiguous stack buffer (widened from f16; transposed by 8 x 8
+//!   register blocks for `NxK`), then tiles of 6 rows x 16 columns (12 accumulators, 2
+//!   vectors of B, one broadcast of `A[i][p]`: 15 of the 16 registers) run from L1. Panels
+//!   after the first along `k` accumulate into C. (4 x 24 tiles spill in practice.)
+//! - up to 3 rows (GEMV-like, each weight used at most 3 times, so a copy does not pay):
+//!   `KxN` broadcasts `A[i][p]` over up to 64 columns of row `p` of B read in place
+//!   ([`kxn_direct`]); `NxK` takes dot products along `k` ([`nxk`]: 1 row x 8 columns or
+//!   3 x 4, 8 lanes per accumulator, reduced with `hadd` four columns at a time; 6 x 2 when C
+//!   has at most 2 columns, e.g. a last `n = 1` layer with many rows).
+//! - tails use masked loads/stores (`vmaskmovps`); f16 tails go through a stack buffer of 8.
+//!   f16 weights are widened by `vcvtph2ps` right after the load.
 //!
 //! `exp` is the Cephes polynomial of [`crate::math::exp_cephes`] (~1e-7 relative), on which
 //! sigmoid and tanh are built.
