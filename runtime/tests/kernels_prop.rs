@@ -194,7 +194,8 @@ proptest! {
         let (_, scale) = naive_f64(dims, &case.a[offset..], &case.weights(half), layout, c0);
         for table in simd_tables() {
             let got = case.run(table, layout, accumulate, half);
-            let what = format!("{} {dims:?} {layout:?} acc={accumulate} f16={half}", table.variant.name());
+            let name = table.variant.name();
+            let what = format!("{name} {dims:?} {layout:?} acc={accumulate} f16={half}");
             assert_close(&what, &got, &want, &scale)?;
         }
     }
@@ -232,20 +233,32 @@ proptest! {
         let a = values(seed, len + offset);
         // Divisors away from 0; inputs spread over [-100, 100] for sigmoid/tanh and [-88, 88]
         // for exp.
-        let b: Vec<f32> = values(seed ^ 0x5eed, len + offset).iter().map(|x| x + x.signum() * 0.25).collect();
+        let b: Vec<f32> = values(seed ^ 0x5eed, len + offset)
+            .iter()
+            .map(|x| x + x.signum() * 0.25)
+            .collect();
         let wide: Vec<f32> = a.iter().map(|x| x * 100.0).collect();
         let exp_in: Vec<f32> = a.iter().map(|x| x * 88.0).collect();
         let (a, b, wide, exp_in) = (&a[offset..], &b[offset..], &wide[offset..], &exp_in[offset..]);
         for t in simd_tables() {
             let name = t.variant.name();
-            let ops = [("add", t.add, scalar.add), ("sub", t.sub, scalar.sub), ("mul", t.mul, scalar.mul), ("div", t.div, scalar.div)];
+            let ops = [
+                ("add", t.add, scalar.add),
+                ("sub", t.sub, scalar.sub),
+                ("mul", t.mul, scalar.mul),
+                ("div", t.div, scalar.div),
+            ];
             for (op, simd, reference) in ops {
                 let (mut got, mut want) = (vec![0.0; len + 1], vec![0.0; len + 1]);
                 simd(a, b, &mut got[1..]);
                 reference(a, b, &mut want[1..]);
                 prop_assert_eq!(&got, &want, "{} {}", name, op);
             }
-            for (op, simd, reference) in [("add_scalar", t.add_scalar, scalar.add_scalar), ("mul_scalar", t.mul_scalar, scalar.mul_scalar)] {
+            let ops = [
+                ("add_scalar", t.add_scalar, scalar.add_scalar),
+                ("mul_scalar", t.mul_scalar, scalar.mul_scalar),
+            ];
+            for (op, simd, reference) in ops {
                 let (mut got, mut want) = (vec![0.0; len], vec![0.0; len]);
                 simd(a, s, &mut got);
                 reference(a, s, &mut want);
@@ -270,7 +283,8 @@ proptest! {
             }
             let (got, want) = ((t.sum)(wide), (scalar.sum)(wide));
             let scale: f32 = wide.iter().map(|x| x.abs()).sum();
-            prop_assert!((got - want).abs() <= 1e-5 * (1.0 + scale), "{} sum {} want {}", name, got, want);
+            let tol = 1e-5 * (1.0 + scale);
+            prop_assert!((got - want).abs() <= tol, "{} sum {} want {}", name, got, want);
         }
     }
 }

@@ -162,12 +162,12 @@ fn matmul<W: Weight>(
     c: &mut [f32],
     accumulate: bool,
 ) {
-    let Some((ops, layout)) = Operands::new(dims, a, b, layout, c, accumulate) else {
+    let Some((ops, layout)) = Operands::prepare(dims, a, b, layout, c, accumulate) else {
         return;
     };
     let m = ops.m;
     // SAFETY: this function is reachable only through `TABLE`, which `table()` hands out after
-    // detecting AVX2, FMA and F16C; `Operands::new` checked the slices, so `ops` describes
+    // detecting AVX2, FMA and F16C; `Operands::prepare` checked the slices, so `ops` describes
     // valid memory for `layout`.
     unsafe {
         match layout {
@@ -195,7 +195,7 @@ const KXN_NR: usize = 16;
 /// along `k` accumulate into C. The copy costs one pass over B; the tiles then run from L1.
 ///
 /// # Safety
-/// `ops` as documented on [`Operands`] (B as `layout` says), `m, n >= 1`; AVX2, FMA and F16C
+/// `ops` as documented on [`Operands`] (B as `layout` says), `m, k, n >= 1`; AVX2, FMA and F16C
 /// available.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn packed<W: Weight>(ops: Operands<W>, layout: BLayout) {
@@ -205,8 +205,7 @@ unsafe fn packed<W: Weight>(ops: Operands<W>, layout: BLayout) {
     while j < n {
         let width = KXN_NR.min(n - j);
         let mut k0 = 0;
-        // At least one pass, so that k == 0 still clears C.
-        loop {
+        while k0 < k {
             let kc = KXN_KC.min(k - k0);
             // SAFETY: rows k0..k0+kc <= k and columns j..j+width <= n of logical B, stored as
             // `layout` says; the pack holds KXN_KC * 16 elements.
@@ -243,9 +242,6 @@ unsafe fn packed<W: Weight>(ops: Operands<W>, layout: BLayout) {
                 }
             }
             k0 += kc;
-            if k0 >= k {
-                break;
-            }
         }
         j += width;
     }
@@ -435,7 +431,7 @@ unsafe fn kxn_tile<const MR: usize, const NV: usize>(ops: Operands<f32>, i: usiz
 /// in tiles of all rows by 64 (1 row), 32 (2 rows) or 24 (3 rows) columns.
 ///
 /// # Safety
-/// `ops` as documented on [`Operands`] (B `k x n`), `1 <= m <= 3`, `n >= 1`; AVX2, FMA and
+/// `ops` as documented on [`Operands`] (B `k x n`), `1 <= m <= 3`, `k, n >= 1`; AVX2, FMA and
 /// F16C available.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn kxn_direct<W: Weight>(ops: Operands<W>) {
@@ -552,7 +548,7 @@ const NXK_B_BYTES: usize = 256 * 1024;
 /// tiles of 3 rows x 4 columns (6 x 2 for at most 2 columns, 1 x 8 for a single row).
 ///
 /// # Safety
-/// `ops` as documented on [`Operands`] (B `n x k`), `m, n >= 1`; AVX2, FMA and F16C available.
+/// `ops` as documented on [`Operands`] (B `n x k`), `m, k, n >= 1`; AVX2, FMA and F16C available.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn nxk<W: Weight>(ops: Operands<W>) {
     let Operands { m, k, n, .. } = ops;

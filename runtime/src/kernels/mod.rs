@@ -213,9 +213,12 @@ struct Operands<W> {
 ))]
 impl<W> Operands<W> {
     /// The operands of `C (+)= A * B` once the slices are checked against `dims`, with the
-    /// layout to compute in; `None` when a slice is too short or C is empty. A `k x 1` `KxN`
-    /// B is returned as `NxK` (the same memory), which the dot-product kernels serve better.
-    fn new(
+    /// layout to compute in; `None` when there is nothing (more) to compute: a slice is too
+    /// short, C is empty, or `k == 0` (then C is cleared here unless accumulating). So the
+    /// kernels see `m, k, n >= 1` and non-empty slices, and every offset they compute stays
+    /// inside them. A `k x 1` `KxN` B is returned as `NxK` (the same memory), which the
+    /// dot-product kernels serve better.
+    fn prepare(
         dims: MatMulDims,
         a: &[f32],
         b: &[W],
@@ -225,6 +228,12 @@ impl<W> Operands<W> {
     ) -> Option<(Operands<W>, BLayout)> {
         let MatMulDims { m, k, n } = dims;
         if !matmul_fits(dims, a.len(), b.len(), c.len()) || m == 0 || n == 0 {
+            return None;
+        }
+        if k == 0 {
+            if !accumulate {
+                c[..m * n].fill(0.0);
+            }
             return None;
         }
         let layout = if n == 1 { BLayout::NxK } else { layout };

@@ -142,11 +142,11 @@ fn matmul<W: Weight>(
     c: &mut [f32],
     accumulate: bool,
 ) {
-    let Some((ops, layout)) = Operands::new(dims, a, b, layout, c, accumulate) else {
+    let Some((ops, layout)) = Operands::prepare(dims, a, b, layout, c, accumulate) else {
         return;
     };
     let m = ops.m;
-    // SAFETY: NEON is enabled for the whole target (cfg on this module); `Operands::new`
+    // SAFETY: NEON is enabled for the whole target (cfg on this module); `Operands::prepare`
     // checked the slices, so `ops` describes valid memory for `layout`.
     unsafe {
         match layout {
@@ -173,7 +173,7 @@ const PANEL_NR: usize = 16;
 /// along `k` accumulate into C.
 ///
 /// # Safety
-/// `ops` as documented on [`Operands`] (B as `layout` says), `m, n >= 1`.
+/// `ops` as documented on [`Operands`] (B as `layout` says), `m, k, n >= 1`.
 #[target_feature(enable = "neon")]
 unsafe fn packed<W: Weight>(ops: Operands<W>, layout: BLayout) {
     let Operands { k, n, .. } = ops;
@@ -182,8 +182,7 @@ unsafe fn packed<W: Weight>(ops: Operands<W>, layout: BLayout) {
     while j < n {
         let width = PANEL_NR.min(n - j);
         let mut k0 = 0;
-        // At least one pass, so that k == 0 still clears C.
-        loop {
+        while k0 < k {
             let kc = PANEL_KC.min(k - k0);
             // SAFETY: rows k0..k0+kc <= k and columns j..j+width <= n of logical B, stored as
             // `layout` says; the pack holds PANEL_KC * 16 elements.
@@ -221,9 +220,6 @@ unsafe fn packed<W: Weight>(ops: Operands<W>, layout: BLayout) {
                 }
             }
             k0 += kc;
-            if k0 >= k {
-                break;
-            }
         }
         j += width;
     }
@@ -422,7 +418,7 @@ unsafe fn store_row(dst: *mut f32, v: float32x4_t, cols: usize, accumulate: bool
 /// tiles of all rows by 32 (1 row) or 16 (2 or 3 rows) columns.
 ///
 /// # Safety
-/// `ops` as documented on [`Operands`] (B `k x n`), `1 <= m <= 3`, `n >= 1`.
+/// `ops` as documented on [`Operands`] (B `k x n`), `1 <= m <= 3`, `k, n >= 1`.
 #[target_feature(enable = "neon")]
 unsafe fn kxn_direct<W: Weight>(ops: Operands<W>) {
     // SAFETY: as this function's contract, with `m` rows.
@@ -511,7 +507,7 @@ const NXK_B_BYTES: usize = 256 * 1024;
 /// row).
 ///
 /// # Safety
-/// `ops` as documented on [`Operands`] (B `n x k`), `m, n >= 1`.
+/// `ops` as documented on [`Operands`] (B `n x k`), `m, k, n >= 1`.
 #[target_feature(enable = "neon")]
 unsafe fn nxk<W: Weight>(ops: Operands<W>) {
     let Operands { m, k, n, .. } = ops;
