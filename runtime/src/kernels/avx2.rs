@@ -27,7 +27,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use half::f16;
 
 use super::op::{ADD, DIV, EXP, MUL, RELU, SIGMOID, SUB, TANH};
-use super::{BLayout, KernelVariant, Kernels, MatMulDims, Operands};
+use super::{copy_few, BLayout, KernelVariant, Kernels, MatMulDims, Operands};
 use crate::math::{EXP_C1, EXP_C2, EXP_HI, EXP_LO, EXP_P, TANH_Q, TANH_SMALL};
 
 /// The AVX2 table. Private: only [`table`] hands it out, after detection.
@@ -145,7 +145,7 @@ impl Weight for f16 {
         // SAFETY: `count <= 8` elements, readable at `p` (caller) and writable in `buf`; the
         // full load then reads `buf` only.
         unsafe {
-            core::ptr::copy_nonoverlapping(p.cast::<u16>(), buf.as_mut_ptr(), count);
+            copy_few(p.cast::<u16>(), buf.as_mut_ptr(), count);
             _mm256_cvtph_ps(_mm_loadu_si128(buf.as_ptr().cast()))
         }
     }

@@ -258,6 +258,35 @@ impl<W> Operands<W> {
     }
 }
 
+/// Copies `count <= 8` elements from `src` to `dst` with constant-length copies, for the tails
+/// of SIMD loops (a variable-length `copy_nonoverlapping` becomes a call to `memcpy`). Copies
+/// nothing when `count > 8`.
+///
+/// # Safety
+/// `src..src+count` readable, `dst..dst+count` writable, not overlapping.
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
+#[inline(always)]
+unsafe fn copy_few<T: Copy>(src: *const T, dst: *mut T, count: usize) {
+    use core::ptr::copy_nonoverlapping as copy;
+    // SAFETY: each arm copies exactly `count` elements, valid as the caller guarantees.
+    unsafe {
+        match count {
+            1 => copy(src, dst, 1),
+            2 => copy(src, dst, 2),
+            3 => copy(src, dst, 3),
+            4 => copy(src, dst, 4),
+            5 => copy(src, dst, 5),
+            6 => copy(src, dst, 6),
+            7 => copy(src, dst, 7),
+            8 => copy(src, dst, 8),
+            _ => {}
+        }
+    }
+}
+
 /// Operation codes of the elementwise SIMD kernels (const generic parameters).
 #[cfg(any(
     target_arch = "x86_64",

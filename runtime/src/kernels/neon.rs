@@ -21,7 +21,7 @@ use core::arch::aarch64::*;
 use half::f16;
 
 use super::op::{ADD, DIV, EXP, MUL, RELU, SIGMOID, SUB, TANH};
-use super::{BLayout, KernelVariant, Kernels, MatMulDims, Operands};
+use super::{copy_few, BLayout, KernelVariant, Kernels, MatMulDims, Operands};
 use crate::math::{EXP_C1, EXP_C2, EXP_HI, EXP_LO, EXP_P, TANH_Q, TANH_SMALL};
 
 /// The NEON table.
@@ -60,7 +60,7 @@ unsafe fn load_part_f32(p: *const f32, count: usize) -> float32x4_t {
     // SAFETY: `count <= 4` elements readable at `p` (caller) and writable in `buf`; NEON is
     // enabled for the whole target.
     unsafe {
-        core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), count);
+        copy_few(p, buf.as_mut_ptr(), count);
         vld1q_f32(buf.as_ptr())
     }
 }
@@ -76,7 +76,7 @@ unsafe fn store_part_f32(p: *mut f32, v: float32x4_t, count: usize) {
     // enabled for the whole target.
     unsafe {
         vst1q_f32(buf.as_mut_ptr(), v);
-        core::ptr::copy_nonoverlapping(buf.as_ptr(), p, count);
+        copy_few(buf.as_ptr(), p, count);
     }
 }
 
@@ -125,7 +125,7 @@ impl Weight for f16 {
         // SAFETY: `count <= 4` elements readable at `p` (caller) and writable in `buf`; the
         // full load then reads `buf` only; NEON is enabled for the whole target.
         unsafe {
-            core::ptr::copy_nonoverlapping(p.cast::<u16>(), buf.as_mut_ptr(), count);
+            copy_few(p.cast::<u16>(), buf.as_mut_ptr(), count);
             vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(buf.as_ptr())))
         }
     }
