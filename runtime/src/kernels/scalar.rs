@@ -52,6 +52,8 @@ fn matmul<W: Copy>(
     if m == 0 || n == 0 {
         return;
     }
+    // A k x 1 KxN matrix is laid out as a 1 x k NxK one: take the dot-product loop.
+    let layout = if n == 1 { BLayout::NxK } else { layout };
     // From here `a`, `b`, `c` have at least m*k, k*n, m*n elements: every range below is in
     // bounds (with k == 0 the rows of A and B are empty: C = 0, or unchanged when accumulating).
     for (i, c_row) in c[..m * n].chunks_exact_mut(n).enumerate() {
