@@ -194,7 +194,8 @@ proptest! {
         let (_, scale) = naive_f64(dims, &case.a[offset..], &case.weights(half), layout, c0);
         for table in simd_tables() {
             let got = case.run(table, layout, accumulate, half);
-            let what = format!("{} {dims:?} {layout:?} acc={accumulate} f16={half}", table.variant.name());
+            let name = table.variant.name();
+            let what = format!("{name} {dims:?} {layout:?} acc={accumulate} f16={half}");
             assert_close(&what, &got, &want, &scale)?;
         }
     }
@@ -232,20 +233,32 @@ proptest! {
         let a = values(seed, len + offset);
         // Divisors away from 0; inputs spread over [-100, 100] for sigmoid/tanh and [-88, 88]
         // for exp.
-        let b: Vec<f32> = values(seed ^ 0x5eed, len + offset).iter().map(|x| x + x.signum() * 0.25).collect();
+        let b: Vec<f32> = values(seed ^ 0x5eed, len + offset)
+            .iter()
+            .map(|x| x + x.signum() * 0.25)
+            .collect();
         let wide: Vec<f32> = a.iter().map(|x| x * 100.0).collect();
         let exp_in: Vec<f32> = a.iter().map(|x| x * 88.0).collect();
         let (a, b, wide, exp_in) = (&a[offset..], &b[offset..], &wide[offset..], &exp_in[offset..]);
         for t in simd_tables() {
             let name = t.variant.name();
-            let ops = [("add", t.add, scalar.add), ("sub", t.sub, scalar.sub), ("mul", t.mul, scalar.mul), ("div", t.div, scalar.div)];
+            let ops = [
+                ("add", t.add, scalar.add),
+                ("sub", t.sub, scalar.sub),
+                ("mul", t.mul, scalar.mul),
+                ("div", t.div, scalar.div),
+            ];
             for (op, simd, reference) in ops {
                 let (mut got, mut want) = (vec![0.0; len + 1], vec![0.0; len + 1]);
                 simd(a, b, &mut got[1..]);
                 reference(a, b, &mut want[1..]);
                 prop_assert_eq!(&got, &want, "{} {}", name, op);
             }
-            for (op, simd, reference) in [("add_scalar", t.add_scalar, scalar.add_scalar), ("mul_scalar", t.mul_scalar, scalar.mul_scalar)] {
+            let ops = [
+                ("add_scalar", t.add_scalar, scalar.add_scalar),
+                ("mul_scalar", t.mul_scalar, scalar.mul_scalar),
+            ];
+            for (op, simd, reference) in ops {
                 let (mut got, mut want) = (vec![0.0; len], vec![0.0; len]);
                 simd(a, s, &mut got);
                 reference(a, s, &mut want);
@@ -270,7 +283,8 @@ proptest! {
             }
             let (got, want) = ((t.sum)(wide), (scalar.sum)(wide));
             let scale: f32 = wide.iter().map(|x| x.abs()).sum();
-            prop_assert!((got - want).abs() <= 1e-5 * (1.0 + scale), "{} sum {} want {}", name, got, want);
+            let tol = 1e-5 * (1.0 + scale);
+            prop_assert!((got - want).abs() <= tol, "{} sum {} want {}", name, got, want);
         }
     }
 }
@@ -425,4 +439,46 @@ fn matmul_throughput_report() {
             }
         }
     }
+}
+
+/// Every SIMD table against scalar on the shapes at the blocking boundaries: 1..3 rows (B read
+/// in place) and 4+ rows (packed panels of 6 x 16, 256 deep), partial panels, `k` across the
+/// 256 boundary, both layouts, f32/f16, accumulate or not.
+#[test]
+fn simd_matmul_matches_scalar_at_block_edges() {
+    for (m, k, n) in shapes(&[1, 3, 4, 7], &[1, 9, 256, 257], &[1, 7, 16, 17, 33]) {
+        let dims = MatMulDims { m, k, n };
+        let case = Case::new(dims, (m * 1_000_003 + k * 1009 + n) as u64, 1);
+        for layout in [BLayout::KxN, BLayout::NxK] {
+            for (accumulate, half) in [(false, false), (true, false), (false, true), (true, true)] {
+                let want = case.run(kernels::scalar(), layout, accumulate, half);
+                let want: Vec<f64> = want.iter().map(|&x| x as f64).collect();
+                let c0 = accumulate.then(|| &case.c0[1..]);
+                let (_, scale) = naive_f64(dims, &case.a[1..], &case.weights(half), layout, c0);
+                for table in simd_tables() {
+                    let got = case.run(table, layout, accumulate, half);
+                    let what = format!(
+                        "{} {dims:?} {layout:?} acc={accumulate} f16={half}",
+                        table.variant.name()
+                    );
+                    if let Err(e) = assert_close(&what, &got, &want, &scale) {
+                        panic!("{e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// All `(m, k, n)` combinations of the three lists.
+fn shapes(ms: &[usize], ks: &[usize], ns: &[usize]) -> Vec<(usize, usize, usize)> {
+    let mut all = Vec::new();
+    for &m in ms {
+        for &k in ks {
+            for &n in ns {
+                all.push((m, k, n));
+            }
+        }
+    }
+    all
 }

@@ -4,15 +4,19 @@
 //! its entries are safe functions that check slice lengths and then call `unsafe`
 //! `#[target_feature]` code, which is sound because no one can reach them without the table.
 //!
-//! Matrix products work in registers, without packing or allocation:
-//! - `KxN`: a tile of up to 4 rows of A by 24 columns of C (12 accumulators); for each `p`
-//!   three vectors of row `p` of B are loaded and `A[i][p]` is broadcast into them. Column
-//!   panels are the outer loop so a panel of B (k x 24) stays in L1/L2 for all rows of A.
-//! - `NxK`: dot products along `k`, up to 3 rows of A by 4 columns of C (1 row by 8 for a
-//!   single row, the GEMV case), 8 lanes per accumulator, reduced with `hadd` four columns at a
-//!   time; columns are chunked so the rows of B in use stay in L2 while all rows of A go by.
-//! - tails (columns of C, or `k` for `NxK`) use masked loads/stores; f16 tails go through a
-//!   stack buffer of 8. f16 weights are widened by `vcvtph2ps` right after the load.
+//! Matrix products, without heap allocation (the only buffer is a 16 KiB stack panel):
+//! - more than 3 rows of A ([`packed`]): for each panel of 16 columns x 256 rows of logical B,
+//!   the panel is copied into a contiguous stack buffer (widened from f16; transposed by 8 x 8
+//!   register blocks for `NxK`), then tiles of 6 rows x 16 columns (12 accumulators, 2
+//!   vectors of B, one broadcast of `A[i][p]`: 15 of the 16 registers) run from L1. Panels
+//!   after the first along `k` accumulate into C. (4 x 24 tiles spill in practice.)
+//! - up to 3 rows (GEMV-like, each weight used at most 3 times, so a copy does not pay):
+//!   `KxN` broadcasts `A[i][p]` over up to 64 columns of row `p` of B read in place
+//!   ([`kxn_direct`]); `NxK` takes dot products along `k` ([`nxk`]: 1 row x 8 columns or
+//!   3 x 4, 8 lanes per accumulator, reduced with `hadd` four columns at a time; 6 x 2 when C
+//!   has at most 2 columns, e.g. a last `n = 1` layer with many rows).
+//! - tails use masked loads/stores (`vmaskmovps`); f16 tails go through a stack buffer of 8.
+//!   f16 weights are widened by `vcvtph2ps` right after the load.
 //!
 //! `exp` is the Cephes polynomial of [`crate::math::exp_cephes`] (~1e-7 relative), on which
 //! sigmoid and tanh are built.
@@ -22,7 +26,8 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use half::f16;
 
-use super::{matmul_fits, BLayout, KernelVariant, Kernels, MatMulDims};
+use super::op::{ADD, DIV, EXP, MUL, RELU, SIGMOID, SUB, TANH};
+use super::{copy_few, BLayout, KernelVariant, Kernels, MatMulDims, Operands};
 use crate::math::{EXP_C1, EXP_C2, EXP_HI, EXP_LO, EXP_P, TANH_Q, TANH_SMALL};
 
 /// The AVX2 table. Private: only [`table`] hands it out, after detection.
@@ -140,7 +145,7 @@ impl Weight for f16 {
         // SAFETY: `count <= 8` elements, readable at `p` (caller) and writable in `buf`; the
         // full load then reads `buf` only.
         unsafe {
-            core::ptr::copy_nonoverlapping(p.cast::<u16>(), buf.as_mut_ptr(), count);
+            copy_few(p.cast::<u16>(), buf.as_mut_ptr(), count);
             _mm256_cvtph_ps(_mm_loadu_si128(buf.as_ptr().cast()))
         }
     }
@@ -148,23 +153,6 @@ impl Weight for f16 {
 
 // ---------------------------------------------------------------------------------------------
 // Matrix products.
-
-/// Operands of a checked product (or of a block of one): A is `m x k` with row stride `lda`,
-/// C is `m x n` with row stride `ldc`, B is `k x n` (KxN) or `n x k` (NxK) with row stride
-/// `ldb`; every element those describe is valid to read (A, B) and write (C).
-#[derive(Clone, Copy)]
-struct Operands<W> {
-    m: usize,
-    k: usize,
-    n: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const W,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-}
 
 fn matmul<W: Weight>(
     dims: MatMulDims,
@@ -174,35 +162,18 @@ fn matmul<W: Weight>(
     c: &mut [f32],
     accumulate: bool,
 ) {
-    if !matmul_fits(dims, a.len(), b.len(), c.len()) {
+    let Some((ops, layout)) = Operands::prepare(dims, a, b, layout, c, accumulate) else {
         return;
-    }
-    let MatMulDims { m, k, n } = dims;
-    if m == 0 || n == 0 {
-        return;
-    }
-    // A k x 1 KxN matrix has the layout of a 1 x k NxK one, which the dot kernel serves better.
-    let layout = if n == 1 { BLayout::NxK } else { layout };
-    let ops = Operands {
-        m,
-        k,
-        n,
-        a: a.as_ptr(),
-        lda: k,
-        b: b.as_ptr(),
-        ldb: if layout == BLayout::KxN { n } else { k },
-        c: c.as_mut_ptr(),
-        ldc: n,
-        accumulate,
     };
+    let m = ops.m;
     // SAFETY: this function is reachable only through `TABLE`, which `table()` hands out after
-    // detecting AVX2, FMA and F16C. The slices hold m*k, k*n and m*n elements (checked above),
-    // so `ops` describes valid memory for `layout`.
+    // detecting AVX2, FMA and F16C; `Operands::prepare` checked the slices, so `ops` describes
+    // valid memory for `layout`.
     unsafe {
         match layout {
             // GEMV-like: each weight serves at most 3 rows, read it in place.
             BLayout::KxN if m <= DIRECT_MAX_M => kxn_direct(ops),
-            BLayout::NxK if m <= DIRECT_MAX_M || n < 8 => nxk(ops),
+            BLayout::NxK if m <= DIRECT_MAX_M || ops.n < 8 => nxk(ops),
             _ => packed(ops, layout),
         }
     }
@@ -224,7 +195,7 @@ const KXN_NR: usize = 16;
 /// along `k` accumulate into C. The copy costs one pass over B; the tiles then run from L1.
 ///
 /// # Safety
-/// `ops` as documented on [`Operands`] (B as `layout` says), `m, n >= 1`; AVX2, FMA and F16C
+/// `ops` as documented on [`Operands`] (B as `layout` says), `m, k, n >= 1`; AVX2, FMA and F16C
 /// available.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn packed<W: Weight>(ops: Operands<W>, layout: BLayout) {
@@ -234,8 +205,7 @@ unsafe fn packed<W: Weight>(ops: Operands<W>, layout: BLayout) {
     while j < n {
         let width = KXN_NR.min(n - j);
         let mut k0 = 0;
-        // At least one pass, so that k == 0 still clears C.
-        loop {
+        while k0 < k {
             let kc = KXN_KC.min(k - k0);
             // SAFETY: rows k0..k0+kc <= k and columns j..j+width <= n of logical B, stored as
             // `layout` says; the pack holds KXN_KC * 16 elements.
@@ -272,9 +242,6 @@ unsafe fn packed<W: Weight>(ops: Operands<W>, layout: BLayout) {
                 }
             }
             k0 += kc;
-            if k0 >= k {
-                break;
-            }
         }
         j += width;
     }
@@ -464,7 +431,7 @@ unsafe fn kxn_tile<const MR: usize, const NV: usize>(ops: Operands<f32>, i: usiz
 /// in tiles of all rows by 64 (1 row), 32 (2 rows) or 24 (3 rows) columns.
 ///
 /// # Safety
-/// `ops` as documented on [`Operands`] (B `k x n`), `1 <= m <= 3`, `n >= 1`; AVX2, FMA and
+/// `ops` as documented on [`Operands`] (B `k x n`), `1 <= m <= 3`, `k, n >= 1`; AVX2, FMA and
 /// F16C available.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn kxn_direct<W: Weight>(ops: Operands<W>) {
@@ -581,7 +548,7 @@ const NXK_B_BYTES: usize = 256 * 1024;
 /// tiles of 3 rows x 4 columns (6 x 2 for at most 2 columns, 1 x 8 for a single row).
 ///
 /// # Safety
-/// `ops` as documented on [`Operands`] (B `n x k`), `m, n >= 1`; AVX2, FMA and F16C available.
+/// `ops` as documented on [`Operands`] (B `n x k`), `m, k, n >= 1`; AVX2, FMA and F16C available.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn nxk<W: Weight>(ops: Operands<W>) {
     let Operands { m, k, n, .. } = ops;
@@ -752,11 +719,6 @@ fn hsum(v: __m256) -> f32 {
 // ---------------------------------------------------------------------------------------------
 // Elementwise kernels.
 
-const ADD: u8 = 0;
-const SUB: u8 = 1;
-const MUL: u8 = 2;
-const DIV: u8 = 3;
-
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn binary_op<const OP: u8>(x: __m256, y: __m256) -> __m256 {
@@ -826,11 +788,6 @@ unsafe fn binary_scalar_avx2<const OP: u8>(a: *const f32, s: f32, out: *mut f32,
         }
     }
 }
-
-const RELU: u8 = 0;
-const SIGMOID: u8 = 1;
-const TANH: u8 = 2;
-const EXP: u8 = 3;
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]

@@ -1,6 +1,6 @@
-//! Kernels: one table of function pointers, filled with the scalar reference and overwritten
-//! entry by entry with SIMD variants where the CPU has them (NEON on aarch64 at compile time,
-//! AVX2+FMA on x86-64 detected once at run time and cached).
+//! Kernels: one table of function pointers per implementation family (the scalar reference,
+//! NEON on aarch64 chosen at compile time, AVX2+FMA on x86-64 detected once at run time and
+//! cached), and [`best()`] to pick the one this CPU runs.
 //!
 //! Every kernel is a safe function: it never reads or writes outside the slices it is given,
 //! whatever their lengths (the planner guarantees consistent lengths; a kernel given short
@@ -10,7 +10,9 @@
 //! - [`scalar()`] is the portable reference: plain loops, the oracle of every test;
 //! - `avx2` (x86-64) and `neon` (aarch64) fill a whole table each; the AVX2 table is only handed
 //!   out after run-time detection of AVX2, FMA and F16C (cached in an atomic), the NEON table is
-//!   chosen at compile time (NEON is part of every aarch64 target that enables it);
+//!   chosen at compile time (NEON is part of every aarch64 target that enables it); both share
+//!   one blocking scheme (packed 6 x 16 panels for 4+ rows of A, B read in place for GEMV-like
+//!   products; see `avx2.rs`) and one Cephes `exp` (see [`crate::math`]);
 //! - [`best()`] returns the fastest table of this CPU, [`for_variant`] a given one if supported.
 //!
 //! Short slices: matrix products check `a.len() >= m*k`, `b.len() >= k*n`, `c.len() >= m*n`
@@ -181,4 +183,122 @@ pub(crate) fn matmul_fits(dims: MatMulDims, a_len: usize, b_len: usize, c_len: u
         (m.checked_mul(k), k.checked_mul(n), m.checked_mul(n)),
         (Some(a), Some(b), Some(c)) if a <= a_len && b <= b_len && c <= c_len
     )
+}
+
+/// Operands of a checked product (or of a block of one), for the SIMD kernels: A is `m x k`
+/// with row stride `lda`, C is `m x n` with row stride `ldc`, B is `k x n` (`KxN`) or `n x k`
+/// (`NxK`) with row stride `ldb`; every element those describe is valid to read (A, B) and
+/// write (C).
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
+#[derive(Clone, Copy)]
+struct Operands<W> {
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const W,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+}
+
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
+impl<W> Operands<W> {
+    /// The operands of `C (+)= A * B` once the slices are checked against `dims`, with the
+    /// layout to compute in; `None` when there is nothing (more) to compute: a slice is too
+    /// short, C is empty, or `k == 0` (then C is cleared here unless accumulating). So the
+    /// kernels see `m, k, n >= 1` and non-empty slices, and every offset they compute stays
+    /// inside them. A `k x 1` `KxN` B is returned as `NxK` (the same memory), which the
+    /// dot-product kernels serve better.
+    fn prepare(
+        dims: MatMulDims,
+        a: &[f32],
+        b: &[W],
+        layout: BLayout,
+        c: &mut [f32],
+        accumulate: bool,
+    ) -> Option<(Operands<W>, BLayout)> {
+        let MatMulDims { m, k, n } = dims;
+        if !matmul_fits(dims, a.len(), b.len(), c.len()) || m == 0 || n == 0 {
+            return None;
+        }
+        if k == 0 {
+            if !accumulate {
+                c[..m * n].fill(0.0);
+            }
+            return None;
+        }
+        let layout = if n == 1 { BLayout::NxK } else { layout };
+        let ldb = match layout {
+            BLayout::KxN => n,
+            BLayout::NxK => k,
+        };
+        let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+        let ops = Operands {
+            m,
+            k,
+            n,
+            a,
+            lda: k,
+            b,
+            ldb,
+            c,
+            ldc: n,
+            accumulate,
+        };
+        Some((ops, layout))
+    }
+}
+
+/// Copies `count <= 8` elements from `src` to `dst` with constant-length copies, for the tails
+/// of SIMD loops (a variable-length `copy_nonoverlapping` becomes a call to `memcpy`). Copies
+/// nothing when `count > 8`.
+///
+/// # Safety
+/// `src..src+count` readable, `dst..dst+count` writable, not overlapping.
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
+#[inline(always)]
+unsafe fn copy_few<T: Copy>(src: *const T, dst: *mut T, count: usize) {
+    use core::ptr::copy_nonoverlapping as copy;
+    // SAFETY: each arm copies exactly `count` elements, valid as the caller guarantees.
+    unsafe {
+        match count {
+            1 => copy(src, dst, 1),
+            2 => copy(src, dst, 2),
+            3 => copy(src, dst, 3),
+            4 => copy(src, dst, 4),
+            5 => copy(src, dst, 5),
+            6 => copy(src, dst, 6),
+            7 => copy(src, dst, 7),
+            8 => copy(src, dst, 8),
+            _ => {}
+        }
+    }
+}
+
+/// Operation codes of the elementwise SIMD kernels (const generic parameters).
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
+mod op {
+    pub(super) const ADD: u8 = 0;
+    pub(super) const SUB: u8 = 1;
+    pub(super) const MUL: u8 = 2;
+    pub(super) const DIV: u8 = 3;
+    pub(super) const RELU: u8 = 0;
+    pub(super) const SIGMOID: u8 = 1;
+    pub(super) const TANH: u8 = 2;
+    pub(super) const EXP: u8 = 3;
 }

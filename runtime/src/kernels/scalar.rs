@@ -52,6 +52,8 @@ fn matmul<W: Copy>(
     if m == 0 || n == 0 {
         return;
     }
+    // A k x 1 KxN matrix is laid out as a 1 x k NxK one: take the dot-product loop.
+    let layout = if n == 1 { BLayout::NxK } else { layout };
     // From here `a`, `b`, `c` have at least m*k, k*n, m*n elements: every range below is in
     // bounds (with k == 0 the rows of A and B are empty: C = 0, or unchanged when accumulating).
     for (i, c_row) in c[..m * n].chunks_exact_mut(n).enumerate() {
@@ -72,16 +74,32 @@ fn matmul<W: Copy>(
             BLayout::NxK => {
                 // C[i][j] (+)= dot(A[i][:], B[j][:])
                 for (j, c_ij) in c_row.iter_mut().enumerate() {
-                    let b_row = &b[j * k..(j + 1) * k];
-                    let mut dot = 0.0f32;
-                    for (&a_ip, &b_jp) in a_row.iter().zip(b_row) {
-                        dot += a_ip * to_f32(b_jp);
-                    }
-                    *c_ij = if accumulate { *c_ij + dot } else { dot };
+                    let d = dot(a_row, &b[j * k..(j + 1) * k], &to_f32);
+                    *c_ij = if accumulate { *c_ij + d } else { d };
                 }
             }
         }
     }
+}
+
+/// `sum_p a[p] * b[p]` over the shorter slice, in 8 interleaved partial sums (lane `l` adds
+/// elements `l, l + 8, ...`) added at the end: independent chains that the compiler can
+/// pipeline or vectorize, where a single running sum would serialize on the add latency.
+fn dot<W: Copy>(a: &[f32], b: &[W], to_f32: impl Fn(W) -> f32) -> f32 {
+    let len = a.len().min(b.len());
+    let (a8, b8) = (a[..len].chunks_exact(8), b[..len].chunks_exact(8));
+    let mut lanes = [0.0f32; 8];
+    let (a_tail, b_tail) = (a8.remainder(), b8.remainder());
+    for (a8, b8) in a8.zip(b8) {
+        for ((lane, &x), &w) in lanes.iter_mut().zip(a8).zip(b8) {
+            *lane += x * to_f32(w);
+        }
+    }
+    let mut tail = 0.0f32;
+    for (&x, &w) in a_tail.iter().zip(b_tail) {
+        tail += x * to_f32(w);
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// `out[i] = op(a[i], b[i])` over the shortest of the three slices.
