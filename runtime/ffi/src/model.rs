@@ -1,0 +1,412 @@
+//! The model handle: opening (from a path, memory-mapped, or from caller-owned bytes),
+//! describing inputs and outputs, freeing.
+//!
+//! A `ctr_edge_model*` is `Arc::into_raw` of the handle: `ctr_edge_model_free` releases the
+//! caller's reference, each session holds another, and the model is dropped with the last one.
+//! Names and dimensions are converted to C form once at open, so the pointers that
+//! [`ctr_edge_model_input_info`] hands out stay valid as long as the model.
+
+use core::ffi::{c_char, CStr};
+use std::ffi::CString;
+use std::sync::Arc;
+
+use ctr_edge_runtime::model::IoInfo;
+use ctr_edge_runtime::{DType, KernelVariant, Model};
+
+use crate::error::{ctr_edge_status, FfiError, FfiResult};
+use crate::panic::{guard, guard_void};
+
+/// Element types, numbered as ONNX `TensorProto.DataType` (stable, never renumbered).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ctr_edge_dtype {
+    /// 32-bit float (`float`).
+    F32 = 1,
+    /// 32-bit signed integer (`int32_t`).
+    I32 = 6,
+    /// 64-bit signed integer (`int64_t`).
+    I64 = 7,
+    /// Boolean, one byte per value (reported, not accepted as an input).
+    Bool = 9,
+    /// 16-bit IEEE float (reported, not accepted as an input).
+    F16 = 10,
+}
+
+impl ctr_edge_dtype {
+    /// The C code of a runtime dtype.
+    pub fn of(dtype: DType) -> ctr_edge_dtype {
+        match dtype {
+            DType::F32 => ctr_edge_dtype::F32,
+            DType::F16 => ctr_edge_dtype::F16,
+            DType::I64 => ctr_edge_dtype::I64,
+            DType::I32 => ctr_edge_dtype::I32,
+            DType::Bool => ctr_edge_dtype::Bool,
+        }
+    }
+
+    /// The dtype a C code names, if any.
+    pub fn from_code(code: u32) -> Option<ctr_edge_dtype> {
+        [
+            ctr_edge_dtype::F32,
+            ctr_edge_dtype::I32,
+            ctr_edge_dtype::I64,
+            ctr_edge_dtype::Bool,
+            ctr_edge_dtype::F16,
+        ]
+        .into_iter()
+        .find(|d| *d as u32 == code)
+    }
+}
+
+/// Description of one model input or output. Every pointer is owned by the model and stays
+/// valid until the model is released (by `ctr_edge_model_free` and the free of its last
+/// session).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ctr_edge_io_info {
+    /// Name in the graph, NUL-terminated UTF-8 (pass it as `ctr_edge_input.name`).
+    pub name: *const c_char,
+    /// Element type: a `ctr_edge_dtype` value.
+    pub dtype: u32,
+    /// Number of dimensions.
+    pub rank: usize,
+    /// `rank` dimensions; -1 marks the symbolic batch dimension (any size).
+    pub dims: *const i64,
+}
+
+/// One input or output in C form.
+struct IoEntry {
+    name: CString,
+    dtype: ctr_edge_dtype,
+    dims: Vec<i64>,
+}
+
+impl IoEntry {
+    fn new(info: &IoInfo) -> FfiResult<IoEntry> {
+        let name = CString::new(info.name.as_str()).map_err(|_| {
+            FfiError::new(
+                ctr_edge_status::InvalidModel,
+                format!("value name {:?} contains a NUL byte", info.name),
+            )
+        })?;
+        let dims = info
+            .shape
+            .iter()
+            .map(|d| d.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX)))
+            .collect();
+        Ok(IoEntry {
+            name,
+            dtype: ctr_edge_dtype::of(info.dtype),
+            dims,
+        })
+    }
+
+    fn info(&self) -> ctr_edge_io_info {
+        ctr_edge_io_info {
+            name: self.name.as_ptr(),
+            dtype: self.dtype as u32,
+            rank: self.dims.len(),
+            dims: self.dims.as_ptr(),
+        }
+    }
+}
+
+/// A loaded model (opaque). Immutable: share it between threads freely.
+pub struct ctr_edge_model {
+    /// `'static` stands for "as long as this handle": either the weights are memory-mapped
+    /// (owned), or they are the caller's bytes, which the caller promised to keep alive and
+    /// unchanged until the model is released (see `ctr_edge_model_open_bytes`).
+    pub(crate) model: Model<'static>,
+    inputs: Vec<IoEntry>,
+    outputs: Vec<IoEntry>,
+}
+
+impl ctr_edge_model {
+    fn new(model: Model<'static>) -> FfiResult<ctr_edge_model> {
+        let inputs = model.inputs().iter().map(IoEntry::new).collect::<FfiResult<_>>()?;
+        let outputs = model.outputs().iter().map(IoEntry::new).collect::<FfiResult<_>>()?;
+        Ok(ctr_edge_model {
+            model,
+            inputs,
+            outputs,
+        })
+    }
+}
+
+/// The handle behind `model`, or a NULL-argument error naming `function`.
+///
+/// # Safety
+/// `model` is NULL or a live pointer from `ctr_edge_model_open*`.
+pub(crate) unsafe fn model_ref<'a>(
+    function: &str,
+    model: *const ctr_edge_model,
+) -> FfiResult<&'a ctr_edge_model> {
+    // SAFETY: the caller guarantees a live handle or NULL; `as_ref` maps NULL to `None`.
+    unsafe { model.as_ref() }.ok_or_else(|| FfiError::null(function, "model"))
+}
+
+/// Writes a new handle for `model` to `out`.
+///
+/// # Safety
+/// `out` is valid for a pointer write.
+unsafe fn publish(
+    out: *mut *mut ctr_edge_model,
+    model: ctr_edge_runtime::Result<Model<'static>>,
+    function: &str,
+) -> FfiResult {
+    let model = model.map_err(|e| FfiError::runtime(function, &e))?;
+    let handle = Arc::new(ctr_edge_model::new(model)?);
+    // SAFETY: checked non-NULL by the caller of `publish`; valid for writes by contract.
+    unsafe { out.write(Arc::into_raw(handle).cast_mut()) };
+    Ok(())
+}
+
+/// Opens `onnx_path` (NUL-terminated; bytes on Unix, UTF-8 elsewhere) and memory-maps the
+/// weights file its external data names, relative to the model's folder (no copy of the
+/// weights). On success writes a new model to `*out` (free it with `ctr_edge_model_free`); on
+/// failure writes NULL there (when `out` is not NULL).
+///
+/// The weights file must not be modified or truncated while the model is alive (artifacts
+/// written by `ctr-edge compress` are replaced atomically, never rewritten in place).
+///
+/// # Safety
+/// `onnx_path` is NULL or a NUL-terminated string; `out` is NULL or valid for a pointer write.
+#[no_mangle]
+pub unsafe extern "C" fn ctr_edge_model_open(
+    onnx_path: *const c_char,
+    out: *mut *mut ctr_edge_model,
+) -> ctr_edge_status {
+    const F: &str = "ctr_edge_model_open";
+    guard(F, || {
+        if out.is_null() {
+            return Err(FfiError::null(F, "out"));
+        }
+        // SAFETY: checked non-NULL; valid for a pointer write by contract.
+        unsafe { out.write(core::ptr::null_mut()) };
+        if onnx_path.is_null() {
+            return Err(FfiError::null(F, "onnx_path"));
+        }
+        // SAFETY: non-NULL and NUL-terminated by contract.
+        let path = unsafe { CStr::from_ptr(onnx_path) };
+        let path = path_of(path).ok_or_else(|| FfiError::invalid(F, "onnx_path is not UTF-8"))?;
+        // SAFETY: `out` checked above.
+        unsafe { publish(out, Model::open(path), F) }
+    })
+}
+
+#[cfg(unix)]
+fn path_of(path: &CStr) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    Some(std::ffi::OsStr::from_bytes(path.to_bytes()).into())
+}
+
+#[cfg(not(unix))]
+fn path_of(path: &CStr) -> Option<std::path::PathBuf> {
+    path.to_str().ok().map(Into::into)
+}
+
+/// Loads a model from caller-owned bytes: the ONNX file (`onnx`, `onnx_len` bytes; read during
+/// the call only) and the contents of its external weights file (`weights`, `weights_len`
+/// bytes; NULL with length 0 for a model without external data).
+///
+/// Zero copy: the model views the weights buffer in place, so **the weights buffer must stay
+/// alive and unchanged until the model is released** (`ctr_edge_model_free` and the free of its
+/// last session). On success writes a new model to `*out`; on failure writes NULL there.
+///
+/// # Safety
+/// `onnx` is NULL or valid for `onnx_len` bytes; `weights` is NULL or valid for `weights_len`
+/// bytes for the model's whole life; `out` is NULL or valid for a pointer write.
+#[no_mangle]
+pub unsafe extern "C" fn ctr_edge_model_open_bytes(
+    onnx: *const u8,
+    onnx_len: usize,
+    weights: *const u8,
+    weights_len: usize,
+    out: *mut *mut ctr_edge_model,
+) -> ctr_edge_status {
+    const F: &str = "ctr_edge_model_open_bytes";
+    guard(F, || {
+        if out.is_null() {
+            return Err(FfiError::null(F, "out"));
+        }
+        // SAFETY: checked non-NULL; valid for a pointer write by contract.
+        unsafe { out.write(core::ptr::null_mut()) };
+        if onnx.is_null() {
+            return Err(FfiError::null(F, "onnx"));
+        }
+        if weights.is_null() && weights_len != 0 {
+            return Err(FfiError::null(F, "weights"));
+        }
+        for (name, len) in [("onnx_len", onnx_len), ("weights_len", weights_len)] {
+            if isize::try_from(len).is_err() {
+                return Err(FfiError::invalid(F, format!("{name} {len} is too large")));
+            }
+        }
+        // SAFETY: non-NULL, valid for `onnx_len` bytes during this call by contract.
+        let onnx = unsafe { core::slice::from_raw_parts(onnx, onnx_len) };
+        let weights: &'static [u8] = if weights_len == 0 {
+            &[]
+        } else {
+            // SAFETY: non-NULL and valid for `weights_len` bytes; the caller keeps the buffer
+            // alive and unchanged while the model (which borrows it) lives, which is what the
+            // `'static` here stands for: the slice never escapes the model's handle.
+            unsafe { core::slice::from_raw_parts(weights, weights_len) }
+        };
+        // SAFETY: `out` checked above.
+        unsafe { publish(out, Model::from_bytes(onnx, weights), F) }
+    })
+}
+
+/// Releases the caller's reference to `model`. Sessions created from it keep it alive until
+/// they are freed. NULL is ignored; freeing the same pointer twice is undefined behaviour.
+///
+/// # Safety
+/// `model` is NULL or a pointer from `ctr_edge_model_open*` not freed before.
+#[no_mangle]
+pub unsafe extern "C" fn ctr_edge_model_free(model: *mut ctr_edge_model) {
+    if model.is_null() {
+        return;
+    }
+    guard_void(|| {
+        // SAFETY: a pointer from `Arc::into_raw` (in `publish`) whose reference the caller gives
+        // back exactly once.
+        drop(unsafe { Arc::from_raw(model.cast_const()) });
+    });
+}
+
+/// Writes the number of model inputs to `*out`.
+///
+/// # Safety
+/// `model` is NULL or a live model; `out` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn ctr_edge_model_input_count(
+    model: *const ctr_edge_model,
+    out: *mut usize,
+) -> ctr_edge_status {
+    const F: &str = "ctr_edge_model_input_count";
+    // SAFETY: forwarded contract.
+    guard(F, || unsafe { count(F, model, out, |m| m.inputs.len()) })
+}
+
+/// Writes the number of model outputs to `*out`.
+///
+/// # Safety
+/// `model` is NULL or a live model; `out` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn ctr_edge_model_output_count(
+    model: *const ctr_edge_model,
+    out: *mut usize,
+) -> ctr_edge_status {
+    const F: &str = "ctr_edge_model_output_count";
+    // SAFETY: forwarded contract.
+    guard(F, || unsafe { count(F, model, out, |m| m.outputs.len()) })
+}
+
+/// # Safety
+/// As for the count entry points.
+unsafe fn count(
+    function: &str,
+    model: *const ctr_edge_model,
+    out: *mut usize,
+    get: impl FnOnce(&ctr_edge_model) -> usize,
+) -> FfiResult {
+    // SAFETY: forwarded contract.
+    let m = unsafe { model_ref(function, model) }?;
+    if out.is_null() {
+        return Err(FfiError::null(function, "out"));
+    }
+    // SAFETY: checked non-NULL; valid for a write by contract.
+    unsafe { out.write(get(m)) };
+    Ok(())
+}
+
+/// Describes input `index` (0-based, below `ctr_edge_model_input_count`) in `*out`.
+///
+/// # Safety
+/// `model` is NULL or a live model; `out` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn ctr_edge_model_input_info(
+    model: *const ctr_edge_model,
+    index: usize,
+    out: *mut ctr_edge_io_info,
+) -> ctr_edge_status {
+    const F: &str = "ctr_edge_model_input_info";
+    // SAFETY: forwarded contract.
+    guard(F, || unsafe { info(F, model, index, out, true) })
+}
+
+/// Describes output `index` (0-based, below `ctr_edge_model_output_count`) in `*out`.
+///
+/// # Safety
+/// `model` is NULL or a live model; `out` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn ctr_edge_model_output_info(
+    model: *const ctr_edge_model,
+    index: usize,
+    out: *mut ctr_edge_io_info,
+) -> ctr_edge_status {
+    const F: &str = "ctr_edge_model_output_info";
+    // SAFETY: forwarded contract.
+    guard(F, || unsafe { info(F, model, index, out, false) })
+}
+
+/// # Safety
+/// As for the info entry points.
+unsafe fn info(
+    function: &str,
+    model: *const ctr_edge_model,
+    index: usize,
+    out: *mut ctr_edge_io_info,
+    input: bool,
+) -> FfiResult {
+    // SAFETY: forwarded contract.
+    let m = unsafe { model_ref(function, model) }?;
+    if out.is_null() {
+        return Err(FfiError::null(function, "out"));
+    }
+    let (list, kind) = if input {
+        (&m.inputs, "input")
+    } else {
+        (&m.outputs, "output")
+    };
+    let entry = list.get(index).ok_or_else(|| {
+        FfiError::new(
+            ctr_edge_status::IndexOutOfRange,
+            format!(
+                "{function}: {kind} index {index} is out of range (the model has {} {kind}s)",
+                list.len()
+            ),
+        )
+    })?;
+    // SAFETY: checked non-NULL; valid for a write by contract.
+    unsafe { out.write(entry.info()) };
+    Ok(())
+}
+
+/// Writes the name of the kernel family the model's sessions run (`"scalar"`, `"neon"`,
+/// `"avx2+fma"`; a static string) to `*out`.
+///
+/// # Safety
+/// `model` is NULL or a live model; `out` is NULL or valid for a pointer write.
+#[no_mangle]
+pub unsafe extern "C" fn ctr_edge_model_kernel_variant(
+    model: *const ctr_edge_model,
+    out: *mut *const c_char,
+) -> ctr_edge_status {
+    const F: &str = "ctr_edge_model_kernel_variant";
+    guard(F, || {
+        // SAFETY: forwarded contract.
+        let m = unsafe { model_ref(F, model) }?;
+        if out.is_null() {
+            return Err(FfiError::null(F, "out"));
+        }
+        let name: &'static CStr = match m.model.kernel_variant() {
+            KernelVariant::Scalar => c"scalar",
+            KernelVariant::Neon => c"neon",
+            KernelVariant::Avx2Fma => c"avx2+fma",
+        };
+        // SAFETY: checked non-NULL; valid for a pointer write by contract.
+        unsafe { out.write(name.as_ptr()) };
+        Ok(())
+    })
+}
