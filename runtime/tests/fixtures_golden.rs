@@ -1,0 +1,112 @@
+//! Golden tests on the real fixture models (`tests/fixtures/*`, DeepCTR-Torch exports): the
+//! runtime's scores on the first rows of `test.npz` match onnxruntime's (`ref.npz`) within
+//! 1e-5. This file depends on nothing but the runtime (a small .npz reader is below), so it
+//! also runs on aarch64 under qemu, where the NEON kernels compute.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use ctr_edge_runtime::session::InputData;
+use ctr_edge_runtime::{Input, Model};
+
+/// A float32 array from an .npz member.
+struct F32Array {
+    shape: Vec<usize>,
+    data: Vec<f32>,
+}
+
+/// Reads one `<f4` C-order array named `name` from an .npz file.
+fn read_npz_f32(path: &Path, name: &str) -> F32Array {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut zip = zip::ZipArchive::new(file).expect("npz is a zip");
+    let mut member = zip.by_name(&format!("{name}.npy")).expect("array present");
+    let mut bytes = Vec::new();
+    member.read_to_end(&mut bytes).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY", "npy magic");
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        _ => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+    };
+    let header = std::str::from_utf8(&bytes[start..start + header_len]).unwrap();
+    assert!(
+        header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"),
+        "{header}"
+    );
+    let dims = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    let shape: Vec<usize> = dims
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let data: Vec<f32> = bytes[start + header_len..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(data.len(), shape.iter().product::<usize>());
+    F32Array { shape, data }
+}
+
+fn fixture_dirs() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("model.onnx").is_file() && p.join("ref.npz").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn runtime_matches_onnxruntime_on_fixture_rows() {
+    let dirs = fixture_dirs();
+    assert!(
+        dirs.len() >= 10,
+        "expected the committed fixtures, found {}",
+        dirs.len()
+    );
+    let variant = ctr_edge_runtime::kernels::best().variant;
+    for dir in dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let model = Model::open(dir.join("model.onnx")).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let x = read_npz_f32(&dir.join("test.npz"), "X");
+        let reference = read_npz_f32(&dir.join("ref.npz"), &model.outputs()[0].name);
+        let row = x.shape[1];
+        let mut session = model.session();
+        // One large and one odd batch size (tails of every kernel).
+        for (start, rows) in [(0usize, 256usize), (256, 3)] {
+            let shape = [rows, row];
+            let data = &x.data[start * row..(start + rows) * row];
+            session
+                .run(&[Input {
+                    name: "X",
+                    shape: &shape,
+                    data: InputData::F32(data),
+                }])
+                .unwrap_or_else(|e| panic!("{name} batch {rows}: {e}"));
+            let out = session.output(0).unwrap();
+            let want = &reference.data[start..start + rows];
+            let diff = out
+                .data
+                .iter()
+                .zip(want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                diff <= 1e-5,
+                "{name} batch {rows} ({variant:?}): max |diff| {diff:e}"
+            );
+        }
+        println!("{name:<28} {variant:?}: matches onnxruntime");
+    }
+}
