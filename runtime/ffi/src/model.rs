@@ -123,8 +123,16 @@ pub struct ctr_edge_model {
 
 impl ctr_edge_model {
     fn new(model: Model<'static>) -> FfiResult<ctr_edge_model> {
-        let inputs = model.inputs().iter().map(IoEntry::new).collect::<FfiResult<_>>()?;
-        let outputs = model.outputs().iter().map(IoEntry::new).collect::<FfiResult<_>>()?;
+        let inputs = model
+            .inputs()
+            .iter()
+            .map(IoEntry::new)
+            .collect::<FfiResult<_>>()?;
+        let outputs = model
+            .outputs()
+            .iter()
+            .map(IoEntry::new)
+            .collect::<FfiResult<_>>()?;
         Ok(ctr_edge_model {
             model,
             inputs,
@@ -211,7 +219,10 @@ fn path_of(path: &CStr) -> Option<std::path::PathBuf> {
 ///
 /// Zero copy: the model views the weights buffer in place, so **the weights buffer must stay
 /// alive and unchanged until the model is released** (`ctr_edge_model_free` and the free of its
-/// last session). On success writes a new model to `*out`; on failure writes NULL there.
+/// last session). Tensors whose address in the buffer is not aligned for their type are copied
+/// instead: give a buffer aligned to 64 bytes (as the exporter aligns tensors in the file) to
+/// keep every tensor in place. On success writes a new model to `*out`; on failure writes NULL
+/// there.
 ///
 /// # Safety
 /// `onnx` is NULL or valid for `onnx_len` bytes; `weights` is NULL or valid for `weights_len`

@@ -44,3 +44,36 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
         "(no message)"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ctr_edge_last_error, FfiError};
+
+    fn last_error() -> String {
+        // SAFETY: never NULL, NUL-terminated.
+        unsafe { core::ffi::CStr::from_ptr(ctr_edge_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_the_panic_status_with_its_message() {
+        let status = guard("ctr_edge_test", || panic!("boom {}", 42));
+        assert_eq!(status, ctr_edge_status::Panic);
+        assert_eq!(last_error(), "ctr_edge_test: internal panic: boom 42");
+        // The next call clears the message.
+        assert_eq!(guard("ctr_edge_test", || Ok(())), ctr_edge_status::Ok);
+        assert_eq!(last_error(), "");
+    }
+
+    #[test]
+    fn errors_keep_their_status_and_message_without_nul_bytes() {
+        let status = guard("f", || {
+            Err(FfiError::new(ctr_edge_status::InvalidModel, "bad\0 model"))
+        });
+        assert_eq!(status, ctr_edge_status::InvalidModel);
+        assert_eq!(last_error(), "bad model");
+        guard_void(|| panic!("swallowed"));
+    }
+}

@@ -138,8 +138,7 @@ pub unsafe extern "C" fn ctr_edge_session_run(
         // SAFETY: checked non-NULL; valid for a write by contract.
         unsafe { out_written.write(0) };
         // SAFETY: NULL or a live session, not shared during the call, by contract.
-        let handle =
-            unsafe { session.as_mut() }.ok_or_else(|| FfiError::null(F, "session"))?;
+        let handle = unsafe { session.as_mut() }.ok_or_else(|| FfiError::null(F, "session"))?;
         if out.is_null() && out_len != 0 {
             return Err(FfiError::null(F, "out"));
         }
@@ -258,9 +257,7 @@ pub unsafe extern "C" fn ctr_edge_session_output_shape(
         if !view.shape.is_empty() {
             // SAFETY: `dims` is non-NULL (dims_len >= rank > 0) and valid for `dims_len >= rank`
             // values by contract; the source is the session's own memory, so no overlap.
-            unsafe {
-                core::ptr::copy_nonoverlapping(view.shape.as_ptr(), dims, view.shape.len())
-            };
+            unsafe { core::ptr::copy_nonoverlapping(view.shape.as_ptr(), dims, view.shape.len()) };
         }
         Ok(())
     })

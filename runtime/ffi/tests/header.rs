@@ -6,8 +6,8 @@ use std::path::Path;
 #[test]
 fn committed_header_matches_cbindgen() {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
-        .expect("cbindgen.toml parses");
+    let config =
+        cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml parses");
     let mut fresh = Vec::new();
     cbindgen::Builder::new()
         .with_config(config)
