@@ -1,0 +1,451 @@
+//! The artifact: the one place that knows how ctr-edge lays out `model.onnx` + `model.weights`,
+//! the pair the exporter writes and the runtime memory-maps.
+//!
+//! Layout rules (the runtime relies on each; the tests check each with an independent reader):
+//! - [`MODEL_FILE`] is a standard ONNX `ModelProto`. Every initializer of more than
+//!   [`INLINE_MAX_BYTES`] bytes (main graph and subgraphs) is external data in [`WEIGHTS_FILE`]:
+//!   `data_location = EXTERNAL`, `external_data` entries `location` (the bare file name),
+//!   `offset` and `length` (decimal bytes), and no inline values left.
+//! - In [`WEIGHTS_FILE`] each tensor starts at a multiple of [`ALIGNMENT`] bytes (zero bytes pad
+//!   the gaps), tensors follow initializer order and never overlap, and values are little-endian,
+//!   row-major, exactly `numel * element size` bytes, whatever field (`raw_data`, `float_data`,
+//!   `int32_data`...) held them before. Since the runtime maps the file page-aligned, every
+//!   tensor can be viewed in place, f32 and f16 alike.
+//! - `metadata_props` gain [`META_VERSION`] (the exporter's version) and
+//!   [`META_WEIGHTS_CHECKSUM`]: `fnv1a64:` then 16 lowercase hex digits of the 64-bit FNV-1a
+//!   hash of the whole weights file (see [`weights_checksum`]), so a loader can tell a
+//!   mismatched or corrupted pair. The caller's entries (method, ranks...) follow.
+//! - Both files are written to temporary files in the output folder, synced, then renamed over
+//!   the final names (weights first, then the model that names them): an app never maps a
+//!   half-written file. On any error the temporary files are removed.
+//!
+//! Tensors whose values the exporter cannot re-encode (STRING, 4-bit and 8-bit float types given
+//! in typed fields) stay inline; the runtime does not compute with those types anyway.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prost::Message;
+use tract_onnx::pb::tensor_proto::{DataLocation, DataType};
+use tract_onnx::pb::{GraphProto, ModelProto, StringStringEntryProto, TensorProto};
+
+use crate::error::{Error, Result};
+
+/// File name of the ONNX graph inside an artifact folder.
+pub const MODEL_FILE: &str = "model.onnx";
+/// File name of the external weights inside an artifact folder (the `location` of every
+/// external tensor).
+pub const WEIGHTS_FILE: &str = "model.weights";
+/// Alignment, in bytes, of every tensor's offset in [`WEIGHTS_FILE`] (a cache line; enough for
+/// any SIMD load the runtime does).
+pub const ALIGNMENT: u64 = 64;
+/// Initializers of at most this many bytes stay inline in [`MODEL_FILE`].
+pub const INLINE_MAX_BYTES: u64 = 64;
+/// `metadata_props` key: the version of the exporter that wrote the artifact.
+pub const META_VERSION: &str = "ctr_edge.version";
+/// `metadata_props` key: the checksum of [`WEIGHTS_FILE`], as [`weights_checksum`] writes it.
+pub const META_WEIGHTS_CHECKSUM: &str = "ctr_edge.weights_checksum";
+
+/// What [`write_artifact`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactInfo {
+    /// Path of the ONNX file.
+    pub model_path: PathBuf,
+    /// Path of the weights file.
+    pub weights_path: PathBuf,
+    /// Size of the ONNX file in bytes.
+    pub model_bytes: u64,
+    /// Size of the weights file in bytes (padding included).
+    pub weights_bytes: u64,
+    /// Number of initializers moved to the weights file.
+    pub external_tensors: usize,
+    /// Number of initializers left inline.
+    pub inline_tensors: usize,
+    /// The value recorded under [`META_WEIGHTS_CHECKSUM`].
+    pub weights_checksum: String,
+}
+
+/// The checksum of a weights file as recorded in the metadata: `fnv1a64:` and the 64-bit FNV-1a
+/// hash of `bytes` in 16 lowercase hex digits. (FNV-1a: start from `0xcbf29ce484222325`; for
+/// each byte, xor it in, then multiply by `0x100000001b3` modulo 2^64.)
+pub fn weights_checksum(bytes: &[u8]) -> String {
+    let mut h = Fnv1a64::new();
+    h.update(bytes);
+    h.finish_string()
+}
+
+/// Streaming 64-bit FNV-1a.
+struct Fnv1a64(u64);
+
+impl Fnv1a64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+    fn new() -> Self {
+        Fnv1a64(Self::OFFSET_BASIS)
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        let mut h = self.0;
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(Self::PRIME);
+        }
+        self.0 = h;
+    }
+
+    fn finish_string(&self) -> String {
+        format!("fnv1a64:{:016x}", self.0)
+    }
+}
+
+/// Writes `model` as an artifact in `out_dir` (created when missing): [`MODEL_FILE`] and
+/// [`WEIGHTS_FILE`], laid out as the module documentation says. `meta` entries are appended to
+/// `metadata_props` (an existing entry with the same key is replaced); they may not use the
+/// keys this function writes itself.
+///
+/// Initializers must carry their values (not already be external data). On error nothing is
+/// left in `out_dir` but what was there before.
+pub fn write_artifact(
+    mut model: ModelProto,
+    out_dir: &Path,
+    meta: &[(String, String)],
+) -> Result<ArtifactInfo> {
+    for (key, _) in meta {
+        if key == META_VERSION || key == META_WEIGHTS_CHECKSUM {
+            return Err(Error::InvalidArgument {
+                reason: format!("metadata key '{key}' is reserved for the artifact writer"),
+            });
+        }
+    }
+    let graph = model.graph.as_mut().ok_or_else(|| Error::InvalidArgument {
+        reason: "the model has no graph".into(),
+    })?;
+    fs::create_dir_all(out_dir)
+        .map_err(|e| io_err(out_dir, "cannot create the output folder", e))?;
+
+    let mut temps = TempFiles::default();
+    let weights_tmp = temps.create(out_dir, WEIGHTS_FILE)?;
+    let mut weights = WeightsWriter {
+        out: BufWriter::with_capacity(1 << 20, weights_tmp.1),
+        path: weights_tmp.0.clone(),
+        hash: Fnv1a64::new(),
+        len: 0,
+        external: 0,
+        inline: 0,
+    };
+    visit_initializers(graph, &mut |t| weights.place(t))?;
+    let (weights_bytes, external_tensors, inline_tensors) =
+        (weights.len, weights.external, weights.inline);
+    let weights_checksum = weights.hash.finish_string();
+    let file = weights
+        .out
+        .into_inner()
+        .map_err(|e| io_err(&weights_tmp.0, "cannot write", e.into_error()))?;
+    file.sync_all()
+        .map_err(|e| io_err(&weights_tmp.0, "cannot sync", e))?;
+    drop(file);
+
+    let mut entries = vec![
+        (
+            META_VERSION.to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+        (META_WEIGHTS_CHECKSUM.to_string(), weights_checksum.clone()),
+    ];
+    entries.extend(meta.iter().cloned());
+    for (key, value) in entries {
+        model.metadata_props.retain(|e| e.key != key);
+        model
+            .metadata_props
+            .push(StringStringEntryProto { key, value });
+    }
+
+    let encoded = model.encode_to_vec();
+    // Protobuf messages (and every ONNX reader) stop at 2 GiB.
+    if encoded.len() > i32::MAX as usize {
+        return Err(Error::InvalidArgument {
+            reason: format!(
+                "the ONNX graph takes {} bytes once its weights are external, over protobuf's \
+                 2 GiB limit",
+                encoded.len()
+            ),
+        });
+    }
+    let (model_tmp, mut model_file) = temps.create(out_dir, MODEL_FILE)?;
+    model_file
+        .write_all(&encoded)
+        .and_then(|()| model_file.sync_all())
+        .map_err(|e| io_err(&model_tmp, "cannot write", e))?;
+    drop(model_file);
+
+    let weights_path = out_dir.join(WEIGHTS_FILE);
+    let model_path = out_dir.join(MODEL_FILE);
+    // Weights first: the new model must never name weights that are not there yet.
+    fs::rename(&weights_tmp.0, &weights_path)
+        .map_err(|e| io_err(&weights_path, "cannot rename the temporary file over", e))?;
+    fs::rename(&model_tmp, &model_path)
+        .map_err(|e| io_err(&model_path, "cannot rename the temporary file over", e))?;
+    temps.disarm();
+    // Make the renames durable. Not every platform can open a folder for syncing; the files
+    // themselves are already synced, so a failure here is not an error.
+    if let Ok(dir) = File::open(out_dir) {
+        let _ = dir.sync_all();
+    }
+
+    Ok(ArtifactInfo {
+        model_path,
+        weights_path,
+        model_bytes: encoded.len() as u64,
+        weights_bytes,
+        external_tensors,
+        inline_tensors,
+        weights_checksum,
+    })
+}
+
+fn io_err(path: &Path, what: &str, e: io::Error) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source: io::Error::new(e.kind(), format!("{what}: {e}")),
+    }
+}
+
+/// Temporary files of one write; removed on drop unless disarmed.
+#[derive(Default)]
+struct TempFiles {
+    paths: Vec<PathBuf>,
+}
+
+impl TempFiles {
+    /// Creates a fresh temporary file for `final_name` in `dir` (never an existing file).
+    fn create(&mut self, dir: &Path, final_name: &str) -> Result<(PathBuf, File)> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!(".{final_name}.{}.{n}.tmp", std::process::id()));
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, "cannot create a file in the output folder", e))?;
+        self.paths.push(path.clone());
+        Ok((path, file))
+    }
+
+    fn disarm(&mut self) {
+        self.paths.clear();
+    }
+}
+
+impl Drop for TempFiles {
+    fn drop(&mut self) {
+        for p in &self.paths {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+/// Calls `f` on every initializer of `graph` and of its subgraphs, in order.
+fn visit_initializers(
+    graph: &mut GraphProto,
+    f: &mut impl FnMut(&mut TensorProto) -> Result<()>,
+) -> Result<()> {
+    for t in &mut graph.initializer {
+        f(t)?;
+    }
+    for node in &mut graph.node {
+        for a in &mut node.attribute {
+            if let Some(g) = a.g.as_mut() {
+                visit_initializers(g, f)?;
+            }
+            for g in &mut a.graphs {
+                visit_initializers(g, f)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Appends tensors to the temporary weights file, hashing as it goes.
+struct WeightsWriter {
+    out: BufWriter<File>,
+    path: PathBuf,
+    hash: Fnv1a64,
+    len: u64,
+    external: usize,
+    inline: usize,
+}
+
+impl WeightsWriter {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out
+            .write_all(bytes)
+            .map_err(|e| io_err(&self.path, "cannot write", e))?;
+        self.hash.update(bytes);
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Moves `t`'s values to the weights file when they are larger than [`INLINE_MAX_BYTES`].
+    fn place(&mut self, t: &mut TensorProto) -> Result<()> {
+        let Some(bytes) = take_le_bytes(t)? else {
+            self.inline += 1;
+            return Ok(());
+        };
+        let offset = self.len.next_multiple_of(ALIGNMENT);
+        const ZEROS: [u8; ALIGNMENT as usize] = [0; ALIGNMENT as usize];
+        self.write(&ZEROS[..(offset - self.len) as usize])?;
+        self.write(&bytes)?;
+        t.data_location = Some(DataLocation::External as i32);
+        t.external_data = [
+            ("location", WEIGHTS_FILE.to_string()),
+            ("offset", offset.to_string()),
+            ("length", bytes.len().to_string()),
+        ]
+        .into_iter()
+        .map(|(key, value)| StringStringEntryProto {
+            key: key.to_string(),
+            value,
+        })
+        .collect();
+        self.external += 1;
+        Ok(())
+    }
+}
+
+/// How a dtype's values are stored in the typed fields of a `TensorProto`.
+#[derive(Clone, Copy)]
+enum TypedField {
+    /// `float_data`, `per_elem` values per element (2 for complex).
+    Float { per_elem: usize },
+    /// `int32_data`, each value truncated to `bytes` bytes (FLOAT16 and BFLOAT16 carry bits).
+    Int32 { bytes: usize },
+    /// `int64_data`.
+    Int64,
+    /// `double_data`, `per_elem` values per element.
+    Double { per_elem: usize },
+    /// `uint64_data`, each value truncated to `bytes` bytes.
+    Uint64 { bytes: usize },
+}
+
+/// Element size in bytes and typed field of an ONNX dtype; `None` for the dtypes this writer
+/// leaves inline.
+fn dtype_layout(data_type: i32) -> Option<(u64, TypedField)> {
+    use TypedField::*;
+    let dt = DataType::try_from(data_type).ok()?;
+    Some(match dt {
+        DataType::Float => (4, Float { per_elem: 1 }),
+        DataType::Complex64 => (8, Float { per_elem: 2 }),
+        DataType::Uint8 | DataType::Int8 | DataType::Bool => (1, Int32 { bytes: 1 }),
+        DataType::Uint16 | DataType::Int16 | DataType::Float16 | DataType::Bfloat16 => {
+            (2, Int32 { bytes: 2 })
+        }
+        DataType::Int32 => (4, Int32 { bytes: 4 }),
+        DataType::Int64 => (8, Int64),
+        DataType::Double => (8, Double { per_elem: 1 }),
+        DataType::Complex128 => (16, Double { per_elem: 2 }),
+        DataType::Uint32 => (4, Uint64 { bytes: 4 }),
+        DataType::Uint64 => (8, Uint64 { bytes: 8 }),
+        _ => return None,
+    })
+}
+
+/// When `t` is to become external: its values as little-endian bytes, taken out of the tensor
+/// (every data field cleared). `None` leaves `t` untouched (small, or a dtype kept inline).
+fn take_le_bytes(t: &mut TensorProto) -> Result<Option<Vec<u8>>> {
+    let bad = |reason: String| Error::InvalidArgument {
+        reason: format!("initializer '{}': {reason}", t.name),
+    };
+    if t.data_location == Some(DataLocation::External as i32) || !t.external_data.is_empty() {
+        return Err(bad(
+            "already external data; load its values into the model before writing".into(),
+        ));
+    }
+    if t.segment.is_some() {
+        return Err(bad("segmented tensors are not supported".into()));
+    }
+    let Some((elem_size, field)) = dtype_layout(t.data_type) else {
+        return Ok(None);
+    };
+    let numel = t.dims.iter().try_fold(1u64, |acc, &d| {
+        u64::try_from(d).ok().and_then(|d| acc.checked_mul(d))
+    });
+    let byte_size = numel.and_then(|n| n.checked_mul(elem_size));
+    let (Some(numel), Some(byte_size)) = (numel, byte_size) else {
+        return Err(bad(format!("invalid dims {:?}", t.dims)));
+    };
+    if byte_size <= INLINE_MAX_BYTES {
+        return Ok(None);
+    }
+    let byte_size = usize::try_from(byte_size)
+        .map_err(|_| bad(format!("{byte_size} bytes do not fit in memory")))?;
+    let numel = numel as usize; // <= byte_size, which fits.
+    let typed_len = |per_elem: usize, len: usize| {
+        if len == numel * per_elem {
+            Ok(())
+        } else {
+            Err(bad(format!(
+                "dims {:?} need {} values, the tensor has {len}",
+                t.dims,
+                numel * per_elem
+            )))
+        }
+    };
+    let bytes = if !t.raw_data.is_empty() {
+        if t.raw_data.len() != byte_size {
+            return Err(bad(format!(
+                "raw_data has {} bytes, dims {:?} of {} need {byte_size}",
+                t.raw_data.len(),
+                t.dims,
+                DataType::try_from(t.data_type).map_or("?", |d| d.as_str_name())
+            )));
+        }
+        std::mem::take(&mut t.raw_data)
+    } else {
+        let mut bytes = Vec::with_capacity(byte_size);
+        match field {
+            TypedField::Float { per_elem } => {
+                typed_len(per_elem, t.float_data.len())?;
+                t.float_data
+                    .iter()
+                    .for_each(|v| bytes.extend(v.to_le_bytes()));
+            }
+            TypedField::Int32 { bytes: n } => {
+                typed_len(1, t.int32_data.len())?;
+                t.int32_data
+                    .iter()
+                    .for_each(|v| bytes.extend(&v.to_le_bytes()[..n]));
+            }
+            TypedField::Int64 => {
+                typed_len(1, t.int64_data.len())?;
+                t.int64_data
+                    .iter()
+                    .for_each(|v| bytes.extend(v.to_le_bytes()));
+            }
+            TypedField::Double { per_elem } => {
+                typed_len(per_elem, t.double_data.len())?;
+                t.double_data
+                    .iter()
+                    .for_each(|v| bytes.extend(v.to_le_bytes()));
+            }
+            TypedField::Uint64 { bytes: n } => {
+                typed_len(1, t.uint64_data.len())?;
+                t.uint64_data
+                    .iter()
+                    .for_each(|v| bytes.extend(&v.to_le_bytes()[..n]));
+            }
+        }
+        bytes
+    };
+    t.float_data = Vec::new();
+    t.int32_data = Vec::new();
+    t.int64_data = Vec::new();
+    t.double_data = Vec::new();
+    t.uint64_data = Vec::new();
+    t.raw_data = Vec::new();
+    Ok(Some(bytes))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,450 @@
+//! Artifact layout checked with readers independent of the writer: the runtime's ONNX decoder
+//! for offsets and lengths, the raw file bytes for values, the runtime and tract for running.
+
+use std::path::Path;
+
+use half::f16;
+use tract_onnx::pb::attribute_proto::AttributeType;
+use tract_onnx::pb::tensor_proto::DataType;
+use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
+use tract_onnx::pb::type_proto;
+use tract_onnx::pb::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
+};
+use tract_onnx::prelude::{
+    tvec, DatumExt, Framework, InferenceModelExt, IntoRunnable, IntoTValue, Tensor,
+};
+
+use super::*;
+use ctr_edge_runtime::onnx::TensorData;
+use ctr_edge_runtime::session::InputData;
+use ctr_edge_runtime::{Input, Model};
+
+const K: usize = 17; // input features
+const H: usize = 5; // hidden
+const O: usize = 9; // outputs
+const ROWS: usize = 20; // embedding rows
+const IDS: usize = 12; // gathered ids
+
+fn value_info(name: &str, elem: DataType, dims: &[Option<i64>]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| Dimension {
+            denotation: String::new(),
+            value: Some(match d {
+                Some(v) => dimension::Value::DimValue(*v),
+                None => dimension::Value::DimParam("N".into()),
+            }),
+        })
+        .collect();
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            denotation: String::new(),
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: elem as i32,
+                shape: Some(TensorShapeProto { dim }),
+            })),
+        }),
+        ..Default::default()
+    }
+}
+
+fn tensor(name: &str, dt: DataType, dims: &[i64]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        data_type: dt as i32,
+        dims: dims.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        op_type: op.into(),
+        name: outputs[0].to_string(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        attribute: attrs,
+        ..Default::default()
+    }
+}
+
+fn int_attr(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Int as i32,
+        i: v,
+        ..Default::default()
+    }
+}
+
+/// Deterministic odd-looking values.
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let x = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8;
+            (x % 2001) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
+/// The values the test model holds, kept apart to build the reference.
+struct Weights {
+    w1: Vec<f32>,
+    b1: Vec<f32>,
+    e: Vec<f32>,
+    idx: Vec<i64>,
+    w2: Vec<f16>,
+}
+
+fn weights() -> Weights {
+    Weights {
+        w1: values(K * H, 1),
+        b1: values(H, 2),
+        e: values(ROWS * H, 3),
+        idx: (0..IDS as i64).map(|i| (i * 7 + 3) % ROWS as i64).collect(),
+        w2: values(H * O, 4).into_iter().map(f16::from_f32).collect(),
+    }
+}
+
+/// `Y = Reshape(MatMul(Relu(X W1 + b1) + ReduceSum(Gather(E, idx), 0), Cast(W2h)), [-1, O])`,
+/// its initializers stored in every field kind: raw_data (W1), float_data (b1, E), int64_data
+/// (idx, axes, shape), int32_data carrying f16 bits (W2h).
+fn test_model(w: &Weights) -> ModelProto {
+    let mut w1 = tensor("W1", DataType::Float, &[K as i64, H as i64]);
+    w1.raw_data = w.w1.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut b1 = tensor("b1", DataType::Float, &[H as i64]);
+    b1.float_data = w.b1.clone();
+    let mut e = tensor("E", DataType::Float, &[ROWS as i64, H as i64]);
+    e.float_data = w.e.clone();
+    let mut idx = tensor("idx", DataType::Int64, &[IDS as i64]);
+    idx.int64_data = w.idx.clone();
+    let mut axes = tensor("axes", DataType::Int64, &[1]);
+    axes.int64_data = vec![0];
+    let mut w2h = tensor("W2h", DataType::Float16, &[H as i64, O as i64]);
+    w2h.int32_data = w.w2.iter().map(|v| i32::from(v.to_bits())).collect();
+    let mut shape = tensor("shape", DataType::Int64, &[2]);
+    shape.int64_data = vec![-1, O as i64];
+    let graph = GraphProto {
+        name: "artifact_test".into(),
+        node: vec![
+            node("MatMul", &["X", "W1"], &["h"], vec![]),
+            node("Add", &["h", "b1"], &["hb"], vec![]),
+            node("Relu", &["hb"], &["r"], vec![]),
+            node("Gather", &["E", "idx"], &["g"], vec![]),
+            node(
+                "ReduceSum",
+                &["g", "axes"],
+                &["bias2"],
+                vec![int_attr("keepdims", 1)],
+            ),
+            node("Add", &["r", "bias2"], &["r2"], vec![]),
+            node(
+                "Cast",
+                &["W2h"],
+                &["W2"],
+                vec![int_attr("to", DataType::Float as i64)],
+            ),
+            node("MatMul", &["r2", "W2"], &["z"], vec![]),
+            node("Reshape", &["z", "shape"], &["Y"], vec![]),
+        ],
+        initializer: vec![w1, b1, e, idx, axes, w2h, shape],
+        input: vec![value_info("X", DataType::Float, &[None, Some(K as i64)])],
+        output: vec![value_info("Y", DataType::Float, &[None, Some(O as i64)])],
+        ..Default::default()
+    };
+    ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        producer_name: "ctr-edge-test".into(),
+        graph: Some(graph),
+        ..Default::default()
+    }
+}
+
+/// Naive f64 reference of the test model.
+fn reference(w: &Weights, x: &[f32], n: usize) -> Vec<f64> {
+    let mut bias2 = [0f64; H];
+    for &id in &w.idx {
+        for (j, b) in bias2.iter_mut().enumerate() {
+            *b += f64::from(w.e[id as usize * H + j]);
+        }
+    }
+    let mut y = vec![0f64; n * O];
+    for r in 0..n {
+        let mut hid = [0f64; H];
+        for (j, hj) in hid.iter_mut().enumerate() {
+            let mut s = f64::from(w.b1[j]);
+            for k in 0..K {
+                s += f64::from(x[r * K + k]) * f64::from(w.w1[k * H + j]);
+            }
+            *hj = s.max(0.0) + bias2[j];
+        }
+        for o in 0..O {
+            y[r * O + o] = (0..H)
+                .map(|j| hid[j] * f64::from(w.w2[j * O + o].to_f32()))
+                .sum();
+        }
+    }
+    y
+}
+
+fn assert_close(got: &[f32], want: &[f64], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (f64::from(g) - w).abs() <= 1e-4 * (1.0 + w.abs()),
+            "{what}[{i}]: got {g}, want {w}"
+        );
+    }
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "ctr-edge-artifact-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = fs::remove_dir_all(&d);
+    d
+}
+
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn meta() -> Vec<(String, String)> {
+    vec![
+        ("ctr_edge.method".into(), "afm".into()),
+        ("ctr_edge.ranks".into(), "W1=3".into()),
+    ]
+}
+
+#[test]
+fn fnv1a64_known_vectors() {
+    // Published FNV-1a 64 test vectors.
+    assert_eq!(weights_checksum(b""), "fnv1a64:cbf29ce484222325");
+    assert_eq!(weights_checksum(b"a"), "fnv1a64:af63dc4c8601ec8c");
+    assert_eq!(weights_checksum(b"foobar"), "fnv1a64:85944171f73967e8");
+}
+
+#[test]
+fn layout_offsets_lengths_values_and_checksum() {
+    let w = weights();
+    let dir = tempdir("layout");
+    let info = write_artifact(test_model(&w), &dir, &meta()).unwrap();
+    assert_eq!(file_names(&dir), [MODEL_FILE, WEIGHTS_FILE]);
+    let onnx = fs::read(dir.join(MODEL_FILE)).unwrap();
+    let bytes = fs::read(dir.join(WEIGHTS_FILE)).unwrap();
+    assert_eq!(info.model_bytes, onnx.len() as u64);
+    assert_eq!(info.weights_bytes, bytes.len() as u64);
+    assert_eq!((info.external_tensors, info.inline_tensors), (4, 3));
+
+    // Independent reader: the runtime's protobuf decoder.
+    let decoded = ctr_edge_runtime::onnx::decode_model(&onnx).unwrap();
+    let le_f32 = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let expected: Vec<(&str, Vec<u8>)> = vec![
+        ("W1", le_f32(&w.w1)),
+        ("E", le_f32(&w.e)),
+        ("idx", w.idx.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        (
+            "W2h",
+            w.w2.iter()
+                .flat_map(|x| x.to_bits().to_le_bytes())
+                .collect(),
+        ),
+    ];
+    let mut ranges = Vec::new();
+    for t in &decoded.graph.initializers {
+        let want = expected.iter().find(|(n, _)| *n == t.name);
+        match (&t.data, want) {
+            (
+                TensorData::External {
+                    location,
+                    offset,
+                    length,
+                },
+                Some((name, want)),
+            ) => {
+                assert_eq!(*location, WEIGHTS_FILE, "{name}");
+                assert_eq!(offset % 64, 0, "{name}: offset {offset} not 64-aligned");
+                assert_eq!(*length, Some(want.len() as u64), "{name}: length");
+                let (start, end) = (*offset as usize, *offset as usize + want.len());
+                assert_eq!(&bytes[start..end], &want[..], "{name}: bytes at offset");
+                ranges.push((start, end));
+            }
+            (TensorData::External { .. }, None) => panic!("{} should be inline", t.name),
+            (_, Some((name, _))) => panic!("{name} should be external"),
+            (_, None) => {}
+        }
+    }
+    assert_eq!(ranges.len(), 4);
+    ranges.sort();
+    for pair in ranges.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "overlapping tensors {pair:?}");
+    }
+    // Padding is zeros, and the file ends with the last tensor.
+    let mut covered = vec![false; bytes.len()];
+    for &(s, e) in &ranges {
+        covered[s..e].iter_mut().for_each(|c| *c = true);
+    }
+    assert!(bytes.iter().zip(&covered).all(|(&b, &c)| c || b == 0));
+    assert_eq!(ranges.last().unwrap().1, bytes.len());
+
+    let meta_of = |k: &str| {
+        decoded
+            .metadata
+            .iter()
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| *v)
+    };
+    assert_eq!(meta_of(META_VERSION), Some(env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        meta_of(META_WEIGHTS_CHECKSUM),
+        Some(info.weights_checksum.as_str())
+    );
+    assert_eq!(info.weights_checksum, weights_checksum(&bytes));
+    assert_eq!(meta_of("ctr_edge.method"), Some("afm"));
+    assert_eq!(meta_of("ctr_edge.ranks"), Some("W1=3"));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn runtime_and_tract_agree_with_the_reference() {
+    let w = weights();
+    let dir = tempdir("run");
+    write_artifact(test_model(&w), &dir, &[]).unwrap();
+    let path = dir.join(MODEL_FILE);
+    let model = Model::open(&path).unwrap();
+    let mut session = model.session();
+    for n in [1usize, 3, 32] {
+        let x = values(n * K, 10 + n as u32);
+        let want = reference(&w, &x, n);
+
+        session
+            .run(&[Input {
+                name: "X",
+                shape: &[n, K],
+                data: InputData::F32(&x),
+            }])
+            .unwrap();
+        let out = session.output(0).unwrap();
+        assert_eq!(out.shape, [n, O]);
+        assert_close(out.data, &want, &format!("runtime, batch {n}"));
+
+        let plan = tract_onnx::onnx()
+            .model_for_path(&path)
+            .unwrap()
+            .with_input_fact(0, f32::fact([n, K]).into())
+            .unwrap()
+            .into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap();
+        let xt = Tensor::from_shape(&[n, K], &x).unwrap();
+        let got = plan.run(tvec!(xt.into_tvalue())).unwrap();
+        let view = got[0].try_as_plain().unwrap();
+        assert_close(
+            view.as_slice::<f32>().unwrap(),
+            &want,
+            &format!("tract, batch {n}"),
+        );
+    }
+    drop(session);
+    drop(model);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn rewriting_replaces_both_files_and_leaves_no_temporaries() {
+    let w = weights();
+    let dir = tempdir("rewrite");
+    let first = write_artifact(test_model(&w), &dir, &[]).unwrap();
+    let mut changed = test_model(&w);
+    changed.graph.as_mut().unwrap().initializer[0].raw_data[0] ^= 1;
+    let second = write_artifact(changed, &dir, &[]).unwrap();
+    assert_ne!(first.weights_checksum, second.weights_checksum);
+    assert_eq!(file_names(&dir), [MODEL_FILE, WEIGHTS_FILE]);
+    let bytes = fs::read(dir.join(WEIGHTS_FILE)).unwrap();
+    assert_eq!(weights_checksum(&bytes), second.weights_checksum);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_tensor_fails_and_leaves_nothing() {
+    let w = weights();
+    let dir = tempdir("bad");
+    let mut m = test_model(&w);
+    // Drop one value of E: 99 values for dims [20, 5].
+    m.graph.as_mut().unwrap().initializer[2].float_data.pop();
+    let err = write_artifact(m, &dir, &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("'E'") && err.contains("100") && err.contains("99"),
+        "{err}"
+    );
+    assert!(file_names(&dir).is_empty(), "{:?}", file_names(&dir));
+
+    let mut m = test_model(&w);
+    m.graph.as_mut().unwrap().initializer[0].raw_data.pop();
+    let err = write_artifact(m, &dir, &[]).unwrap_err().to_string();
+    assert!(err.contains("'W1'") && err.contains("339"), "{err}");
+    assert!(file_names(&dir).is_empty());
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn reserved_metadata_keys_are_refused() {
+    let w = weights();
+    let dir = tempdir("reserved");
+    let meta = [(META_WEIGHTS_CHECKSUM.to_string(), "x".to_string())];
+    let err = write_artifact(test_model(&w), &dir, &meta).unwrap_err();
+    assert!(err.to_string().contains(META_WEIGHTS_CHECKSUM), "{err}");
+    assert!(!dir.exists());
+}
+
+#[test]
+fn unwritable_output_folder_is_a_clear_error() {
+    let w = weights();
+    let dir = tempdir("unwritable");
+    fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("a-file");
+    fs::write(&file, b"x").unwrap();
+    // A folder below a regular file cannot be created (even as root).
+    let err = write_artifact(test_model(&w), &file.join("out"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("a-file") && err.contains("cannot create the output folder"),
+        "{err}"
+    );
+    assert_eq!(file_names(&dir), ["a-file"]);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn small_and_string_tensors_stay_inline() {
+    let mut m = test_model(&weights());
+    let g = m.graph.as_mut().unwrap();
+    let mut s = tensor("names", DataType::String, &[40]);
+    s.string_data = (0..40).map(|i| format!("name-{i}").into_bytes()).collect();
+    g.initializer.push(s);
+    // Exactly 64 bytes: inline.
+    let mut t = tensor("sixteen", DataType::Float, &[16]);
+    t.float_data = vec![1.0; 16];
+    g.initializer.push(t);
+    let dir = tempdir("inline");
+    let info = write_artifact(m, &dir, &[]).unwrap();
+    assert_eq!((info.external_tensors, info.inline_tensors), (4, 5));
+    fs::remove_dir_all(&dir).unwrap();
+}
