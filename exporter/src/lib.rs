@@ -1,2 +1,20 @@
-//! ctr-edge exporter library: `.npz` data, metrics, backends (native runtime, tract).
+//! ctr-edge exporter library: everything the `ctr-edge` command line does, as a library.
+//!
+//! - [`npz`]: NumPy `.npy`/`.npz` reading and writing (the data format of every command);
+//! - [`metrics`]: AUC and LogLoss, defined exactly as scikit-learn computes them;
+//! - [`backend`]: running an ONNX model on data with the native runtime or with tract;
+//! - [`compress`]: low-rank compression (AFM and SVD) of the model's embedding tables and dense
+//!   layers, written as an [`artifact`].
+//!
+//! Errors are one typed enum, [`Error`]; only the binary uses `anyhow`.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod artifact;
+pub mod backend;
+pub mod compress;
+mod error;
+pub mod metrics;
+pub mod npz;
+
+pub use error::{Error, Result};

@@ -1,0 +1,100 @@
+//! The native backend: the ctr-edge runtime (`Model::open` memory-maps the weights, one
+//! `Session` scores every batch and reuses its scratch memory between calls).
+
+use std::path::Path;
+
+use ctr_edge_runtime::session::{Input, InputData};
+use ctr_edge_runtime::{DType as RuntimeDType, Model};
+
+use super::inputs::{match_inputs, Dim, InputSpec};
+use super::{rows_of, run_in_batches, RowsData};
+use crate::error::{Error, Result};
+use crate::npz::{ArrayData, DType, NpyArray};
+
+pub(super) fn run(
+    path: &Path,
+    inputs: &[NpyArray],
+    batch_size: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<NpyArray>> {
+    let runtime_error = |source| Error::Runtime {
+        path: path.to_path_buf(),
+        source,
+    };
+    let model = Model::open(path).map_err(runtime_error)?;
+    let specs: Vec<InputSpec> = model
+        .inputs()
+        .iter()
+        .map(|info| InputSpec {
+            name: info.name.clone(),
+            dtype: Some(dtype_of(info.dtype)),
+            dims: Some(
+                info.shape
+                    .iter()
+                    .map(|d| d.map_or_else(|| Dim::Free("N".into()), Dim::Fixed))
+                    .collect(),
+            ),
+        })
+        .collect();
+    let (matched, rows) = match_inputs(&specs, inputs)?;
+
+    let output_count = model.outputs().len();
+    let mut session = model.session();
+    run_in_batches(rows, batch_size, progress, |start, end| {
+        let mut batch = Vec::with_capacity(matched.len());
+        for &array in &matched {
+            let (shape, data) =
+                rows_of(array, start, end).ok_or_else(|| Error::InvalidArgument {
+                    reason: format!("rows {start}..{end} are outside input '{}'", array.name),
+                })?;
+            let data = match data {
+                RowsData::F32(v) => InputData::F32(v),
+                RowsData::I64(v) => InputData::I64(v),
+                RowsData::I32(v) => InputData::I32(v),
+                // The runtime takes f32, i64 and i32 inputs; the model declared this type, so
+                // it is the runtime that cannot feed it.
+                _ => {
+                    return Err(Error::UnsupportedType {
+                        value: array.name.clone(),
+                        dtype: array.dtype().name().into(),
+                    })
+                }
+            };
+            batch.push((array.name.as_str(), shape, data));
+        }
+        let run_inputs: Vec<Input<'_>> = batch
+            .iter()
+            .map(|(name, shape, data)| Input {
+                name,
+                shape: shape.as_slice(),
+                data: *data,
+            })
+            .collect();
+        session.run(&run_inputs).map_err(runtime_error)?;
+        (0..output_count)
+            .map(|ix| {
+                let view = session.output(ix).ok_or_else(|| {
+                    runtime_error(ctr_edge_runtime::Error::InvalidGraph {
+                        reason: format!("the session has no output #{ix} after a run"),
+                    })
+                })?;
+                Ok(NpyArray {
+                    name: view.name.to_owned(),
+                    shape: view.shape.to_vec(),
+                    data: ArrayData::F32(view.data.to_vec()),
+                })
+            })
+            .collect()
+    })
+}
+
+/// Our element type for a runtime one.
+fn dtype_of(dtype: RuntimeDType) -> DType {
+    match dtype {
+        RuntimeDType::F32 => DType::F32,
+        RuntimeDType::F16 => DType::F16,
+        RuntimeDType::I64 => DType::I64,
+        RuntimeDType::I32 => DType::I32,
+        RuntimeDType::Bool => DType::Bool,
+    }
+}
