@@ -2,7 +2,8 @@
 //! the SVD baseline) on any graph, as `ctr-edge compress` runs it.
 //!
 //! The pipeline, one module per step:
-//! 1. [`graph`]: decode the ONNX file (prost) with every weight in memory;
+//! 1. [`graph`]: decode the ONNX file (prost) with every weight in memory; [`simplify`]: inline
+//!    `If`s that static shapes decide (tract cannot type them);
 //! 2. [`sites`]: find the embedding tables and dense layers that can be rewritten;
 //! 3. [`runner`] + [`stats`]: run the model with tract on calibration data, the site outputs
 //!    exposed, and stream per-site statistics (N, sum y, sum y y^T) in f64;
@@ -24,6 +25,7 @@ pub mod ranks;
 pub mod report;
 pub mod rewrite;
 pub mod runner;
+pub mod simplify;
 pub mod sites;
 pub mod stats;
 
@@ -250,12 +252,16 @@ fn prepare_out_dir(dir: &Path) -> Result<bool> {
 /// Compresses `model` in memory: calibration (AFM), ranks, factors, rewrite, f16, error
 /// measurement on `calib`, and evaluation and gate on `test` (which holds a `label` array).
 pub fn compress_model(
-    model: &ModelProto,
+    input: &ModelProto,
     calib: Option<&[NpyArray]>,
     test: Option<&[NpyArray]>,
     options: &CompressOptions,
     progress: Progress<'_>,
 ) -> Result<Compressed> {
+    // The original as tract can run it (see `simplify`); every comparison below is against
+    // this equivalent graph.
+    let (simplified, _) = simplify::simplify(input)?;
+    let model = &simplified;
     let g = graph::graph(model)?;
     let found = find_sites(g);
     let sites = &found.sites;
@@ -507,7 +513,7 @@ pub fn compress_model(
             reduction: model_params as f64 / params_after.max(1) as f64,
             weight_bytes_before: weight_bytes(model),
             weight_bytes_after: weight_bytes(&compressed),
-            file_bytes_before: Some(model.encoded_len() as u64),
+            file_bytes_before: Some(input.encoded_len() as u64),
             file_bytes_after: None,
         },
         output_max_abs_diff: errors.as_ref().map(|e| e.output_max_abs_diff),
@@ -574,11 +580,15 @@ fn site_weights(model: &ModelProto, site: &Site) -> Result<SiteWeights> {
             op, bias, outputs, ..
         } => {
             let (alpha, beta) = match op {
-                DenseOp::MatMul => (1.0, 1.0),
+                DenseOp::MatMul | DenseOp::MatMulLeft | DenseOp::Conv1x1 => (1.0, 1.0),
                 DenseOp::Gemm { alpha, beta, .. } => (f64::from(*alpha), f64::from(*beta)),
             };
-            let trans_b = matches!(op, DenseOp::Gemm { trans_b: true, .. });
-            let matrix = if trans_b {
+            // Stored [out, in] already for Gemm with transB and for W @ x.
+            let out_in = matches!(
+                op,
+                DenseOp::Gemm { trans_b: true, .. } | DenseOp::MatMulLeft | DenseOp::Conv1x1
+            );
+            let matrix = if out_in {
                 Mat::from_fn(r, c, |i, j| alpha * stored(i, j))
             } else {
                 Mat::from_fn(c, r, |i, j| alpha * stored(j, i))
@@ -676,22 +686,50 @@ pub fn calibrate(
         |_, _, outs| {
             for (o, (shape, values)) in outs.iter().enumerate() {
                 let s = owner[o];
-                let d = sites[s].feature_dim();
-                if shape.last() != Some(&d) {
-                    return Err(Error::Compression {
-                        site: Some(sites[s].name.clone()),
-                        reason: format!(
-                            "output '{}' has shape {shape:?}, expected {d} features last",
-                            outputs[o]
-                        ),
-                    });
-                }
-                stats[s].add_rows(values);
+                let rows = feature_rows(sites[s], &outputs[o], shape, values)?;
+                stats[s].add_rows(&rows);
             }
             Ok(())
         },
     )?;
     Ok(stats)
+}
+
+/// The values of a site output tensor as rows of features (row-major `[rows, d]`): the tensor
+/// itself when the features are its last axis, else (`W @ x`) its second-to-last axis moved
+/// last.
+fn feature_rows<'a>(
+    site: &Site,
+    name: &str,
+    shape: &[usize],
+    values: &'a [f32],
+) -> Result<std::borrow::Cow<'a, [f32]>> {
+    let d = site.feature_dim();
+    let bad = || Error::Compression {
+        site: Some(site.name.clone()),
+        reason: format!("output '{name}' has shape {shape:?}, which does not hold {d} features"),
+    };
+    if !site.features_on_second_last_axis() {
+        return if shape.last() == Some(&d) {
+            Ok(std::borrow::Cow::Borrowed(values))
+        } else {
+            Err(bad())
+        };
+    }
+    match shape {
+        [.., f, 1] | [f] if *f == d => Ok(std::borrow::Cow::Borrowed(values)),
+        [.., f, c] if *f == d => {
+            let c = *c;
+            let mut out = Vec::with_capacity(values.len());
+            for block in values.chunks_exact(d * c) {
+                for j in 0..c {
+                    out.extend((0..d).map(|i| block[i * c + j]));
+                }
+            }
+            Ok(std::borrow::Cow::Owned(out))
+        }
+        _ => Err(bad()),
+    }
 }
 
 /// Per-site relative output errors and the largest model-output difference on `calib`.
@@ -756,8 +794,10 @@ fn measure_errors(
                 }
                 let s = owner[o];
                 let d = sums[s].len().max(1);
+                let va = feature_rows(&sites[s], &names[o], sa, va)?;
+                let vb = feature_rows(&sites[s], &names[o], sb, vb)?;
                 rows[s] += va.len() / d;
-                for (i, (x, y)) in va.iter().zip(vb).enumerate() {
+                for (i, (x, y)) in va.iter().zip(vb.iter()).enumerate() {
                     let (x, y) = (f64::from(*x), f64::from(*y));
                     err2[s] += (x - y) * (x - y);
                     square[s] += x * x;

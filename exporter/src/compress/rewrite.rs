@@ -5,7 +5,9 @@
 //! - a `Gemm` layer becomes `Gemm(x, W1, b1) -> h`, `Gemm(h, W2, b2) -> y`, both `transB = 1`
 //!   (W1 stored k x in, W2 out x k);
 //! - a `MatMul` layer becomes `MatMul(x, W1^T) [+ b1] -> h`, `MatMul(h, W2^T) [+ b2] -> y`, so
-//!   inputs with any leading dimensions keep working;
+//!   inputs with any leading dimensions keep working; a `W @ x` layer becomes
+//!   `MatMul(W1, x) [+ b1] -> h`, `MatMul(W2, h) [+ b2] -> y` with column biases; a
+//!   kernel-size-1 `Conv` becomes two such convolutions;
 //! - an embedding table becomes `Gather(E', ids) -> g`, `MatMul(g, P) [+ mu] -> y` for every
 //!   `Gather` that read it (the new table and projection are shared).
 //!
@@ -93,7 +95,12 @@ pub fn apply_factors(model: &ModelProto, replaced: &[(&Site, &Factors)]) -> Resu
                     return Err(internal(site, "a dense site has one node"));
                 };
                 let orig = &graph.node[ix];
-                let x = orig.input[0].clone();
+                // The data input: the one that is not the weight.
+                let x = if *op == DenseOp::MatMulLeft {
+                    orig.input[1].clone()
+                } else {
+                    orig.input[0].clone()
+                };
                 let y = orig.output[0].clone();
                 let base = &site.name;
                 let h = names.fresh(&format!("{base}/h"));
@@ -149,6 +156,126 @@ pub fn apply_factors(model: &ModelProto, replaced: &[(&Site, &Factors)]) -> Resu
                             vec![y],
                             trans_b(),
                         ));
+                    }
+                    DenseOp::Conv1x1 => {
+                        // Two kernel-size-1 convolutions with the original's attributes.
+                        let kernel = |m: &Mat<f64>| {
+                            let (mut dims, data) = values(m, false);
+                            dims.push(1);
+                            (dims, data)
+                        };
+                        let w1 = add_init(&mut names, &format!("{base}/first"), kernel(&f.first));
+                        let mut in1 = vec![x, w1];
+                        if let Some(b1) = &f.first_bias {
+                            in1.push(add_init(
+                                &mut names,
+                                &format!("{base}/first_bias"),
+                                vector(b1),
+                            ));
+                        }
+                        let w2 = add_init(&mut names, &format!("{base}/second"), kernel(&f.second));
+                        let mut in2 = vec![h.clone(), w2];
+                        if let Some(b2) = &f.second_bias {
+                            in2.push(add_init(
+                                &mut names,
+                                &format!("{base}/second_bias"),
+                                vector(b2),
+                            ));
+                        }
+                        let attrs = orig.attribute.clone();
+                        nodes.push(node(
+                            "Conv",
+                            node_name(&mut names, "first"),
+                            in1,
+                            vec![h],
+                            attrs.clone(),
+                        ));
+                        nodes.push(node(
+                            "Conv",
+                            node_name(&mut names, "second"),
+                            in2,
+                            vec![y],
+                            attrs,
+                        ));
+                    }
+                    DenseOp::MatMulLeft => {
+                        // y = W x along the second-to-last axis: weights as stored (k x in,
+                        // out x k), biases as columns.
+                        let column =
+                            |v: &[f64]| (vec![v.len(), 1], v.iter().map(|&x| x as f32).collect());
+                        let w1 = add_init(
+                            &mut names,
+                            &format!("{base}/first"),
+                            values(&f.first, false),
+                        );
+                        let w2 = add_init(
+                            &mut names,
+                            &format!("{base}/second"),
+                            values(&f.second, false),
+                        );
+                        let h_in = match &f.first_bias {
+                            None => {
+                                nodes.push(node(
+                                    "MatMul",
+                                    node_name(&mut names, "first"),
+                                    vec![w1, x],
+                                    vec![h.clone()],
+                                    vec![],
+                                ));
+                                h
+                            }
+                            Some(b1) => {
+                                let b1 =
+                                    add_init(&mut names, &format!("{base}/first_bias"), column(b1));
+                                let h0 = names.fresh(&format!("{base}/h0"));
+                                nodes.push(node(
+                                    "MatMul",
+                                    node_name(&mut names, "first"),
+                                    vec![w1, x],
+                                    vec![h0.clone()],
+                                    vec![],
+                                ));
+                                nodes.push(node(
+                                    "Add",
+                                    node_name(&mut names, "first_bias"),
+                                    vec![h0, b1],
+                                    vec![h.clone()],
+                                    vec![],
+                                ));
+                                h
+                            }
+                        };
+                        match &f.second_bias {
+                            None => nodes.push(node(
+                                "MatMul",
+                                node_name(&mut names, "second"),
+                                vec![w2, h_in],
+                                vec![y],
+                                vec![],
+                            )),
+                            Some(b2) => {
+                                let b2 = add_init(
+                                    &mut names,
+                                    &format!("{base}/second_bias"),
+                                    column(b2),
+                                );
+                                let y0 = names.fresh(&format!("{base}/y0"));
+                                nodes.push(node(
+                                    "MatMul",
+                                    node_name(&mut names, "second"),
+                                    vec![w2, h_in],
+                                    vec![y0.clone()],
+                                    vec![],
+                                ));
+                                nodes.push(node(
+                                    "Add",
+                                    node_name(&mut names, "second_bias"),
+                                    vec![y0, b2],
+                                    vec![y],
+                                    vec![],
+                                ));
+                            }
+                        }
                     }
                     DenseOp::MatMul => {
                         let w1 =

@@ -22,8 +22,29 @@ use crate::backend::inputs::{match_inputs, Dim, InputSpec};
 use crate::error::{Error, Result};
 use crate::npz::{ArrayData, DType, NpyArray};
 
-/// The batch symbol of the optimized plan.
+/// The batch symbol of the optimized plan when the model does not name one.
 const BATCH_SYMBOL: &str = "N";
+
+/// The model's own name for the batch axis (the first input's symbolic first dimension), so
+/// value infos that use it unify with the facts we set; `N` otherwise.
+fn batch_symbol(model: &ModelProto) -> String {
+    graph(model)
+        .ok()
+        .and_then(|g| {
+            g.input
+                .iter()
+                .find(|v| !g.initializer.iter().any(|t| t.name == v.name))
+        })
+        .and_then(|v| match &v.r#type.as_ref()?.value {
+            Some(TypeValue::TensorType(t)) => t.shape.as_ref()?.dim.first().cloned(),
+            _ => None,
+        })
+        .and_then(|d| match d.value {
+            Some(DimValue::DimParam(p)) if !p.is_empty() => Some(p),
+            _ => None,
+        })
+        .unwrap_or_else(|| BATCH_SYMBOL.to_owned())
+}
 
 /// A model optimized for the data it will run on, with the tensors it returns.
 pub struct TractRunner {
@@ -38,6 +59,7 @@ pub struct TractRunner {
 /// The declared inputs of an ONNX graph (initializers listed as inputs excluded).
 pub(crate) fn input_specs(model: &ModelProto) -> Result<Vec<InputSpec>> {
     let g = graph(model)?;
+    let batch = batch_symbol(model);
     let mut specs = Vec::new();
     for v in &g.input {
         if g.initializer.iter().any(|t| t.name == v.name) {
@@ -60,7 +82,7 @@ pub(crate) fn input_specs(model: &ModelProto) -> Result<Vec<InputSpec>> {
         });
         let dims = dims.map(|mut d| {
             if let Some(first) = d.first_mut() {
-                *first = Dim::Free(BATCH_SYMBOL.into());
+                *first = Dim::Free(batch.clone());
             }
             d
         });
@@ -113,7 +135,7 @@ impl TractRunner {
         let mut im = tract_onnx::onnx()
             .model_for_proto_model(model)
             .map_err(fail("loading"))?;
-        let batch = im.symbols.sym(BATCH_SYMBOL);
+        let batch = im.symbols.sym(&batch_symbol(model));
         for (ix, array) in inputs.iter().enumerate() {
             let mut shape: Vec<TDim> = array.shape.iter().map(|&d| TDim::from(d as i64)).collect();
             shape[0] = TDim::Sym(batch.clone());

@@ -4,8 +4,9 @@
 //!   axis 0; its output features are the looked-up rows. All the `Gather`s of one table form
 //!   one site, so a table shared by several fields is calibrated on all of its lookups.
 //! - A **dense layer** is a FLOAT initializer `W` read by exactly one `MatMul` (as its second
-//!   input, `y = x W`) or `Gemm` (as `B`, with `transA = 0`; `transB`, `alpha`, `beta` and a
-//!   bias `C` that is an initializer broadcast along rows are handled).
+//!   input, `y = x W`, or as its first, `y = W x`) or `Gemm` (as `B`, with `transA = 0`;
+//!   `transB`, `alpha`, `beta` and a bias `C` that is an initializer broadcast along rows are
+//!   handled), or a 1-D `Conv` of kernel size 1 (weight `[out, in, 1]`).
 //!
 //! A site is named after its weight initializer (the name `--rank SITE=K` takes). Candidates
 //! that look like sites but cannot be rewritten are kept with the reason, for `inspect`.
@@ -23,6 +24,13 @@ use super::graph::{attr_float, attr_int, dims, is_f32};
 pub enum DenseOp {
     /// `y = x W` with `W` stored `[in, out]`; `x` may have any leading dimensions.
     MatMul,
+    /// `y = W x` with `W` stored `[out, in]` as `MatMul`'s first input: the features are on
+    /// the second-to-last axis of `x` and `y` (DCN-V2's cross layers, `W @ x` in PyTorch).
+    MatMulLeft,
+    /// A 1-D convolution of kernel size 1 (`Conv`, weight `[out, in, 1]`, no groups, strides,
+    /// dilations or padding): `W x` at every position, features on axis 1 of `[N, C, L]`
+    /// (xDeepFM's CIN).
+    Conv1x1,
     /// `y = alpha x op(B) + beta C` with `x` 2-D.
     Gemm {
         /// `B` is stored `[out, in]` (PyTorch `Linear` layout) when true, `[in, out]` otherwise.
@@ -90,6 +98,17 @@ impl Site {
                 inputs, outputs, ..
             } => (outputs, inputs),
         }
+    }
+
+    /// Whether the output features lie on the second-to-last axis instead of the last.
+    pub fn features_on_second_last_axis(&self) -> bool {
+        matches!(
+            self.kind,
+            SiteKind::Dense {
+                op: DenseOp::MatMulLeft | DenseOp::Conv1x1,
+                ..
+            }
+        )
     }
 
     /// Width of the site's output features (the size of the AFM covariance).
@@ -171,10 +190,13 @@ pub fn find_sites(graph: &GraphProto) -> Sites {
         let candidate = uses.iter().any(|&(ix, _)| {
             matches!(
                 graph.node[ix].op_type.as_str(),
-                "Gather" | "MatMul" | "Gemm"
+                "Gather" | "MatMul" | "Gemm" | "Conv"
             )
         });
-        if !candidate || !is_f32(t) || shape.len() != 2 {
+        // 2-D weights, and [out, in, 1] for 1-D convolutions of kernel size 1.
+        let conv_1x1 = matches!(shape.as_slice(), [_, _, 1])
+            && uses.iter().all(|&(ix, _)| graph.node[ix].op_type == "Conv");
+        if !candidate || !is_f32(t) || !(shape.len() == 2 || conv_1x1) {
             continue;
         }
         let reject = |reason: String| Rejected {
@@ -227,7 +249,7 @@ fn classify(
     uses: &[(usize, usize)],
 ) -> std::result::Result<(SiteKind, Vec<usize>), String> {
     let op = |ix: usize| graph.node[ix].op_type.as_str();
-    if uses.iter().all(|&(ix, _)| op(ix) == "Gather") {
+    if shape.len() == 2 && uses.iter().all(|&(ix, _)| op(ix) == "Gather") {
         for &(ix, slot) in uses {
             let axis = attr_int(&graph.node[ix], "axis").unwrap_or(0);
             if slot != 0 {
@@ -259,6 +281,15 @@ fn classify(
             },
             vec![ix],
         )),
+        ("MatMul", 0) => Ok((
+            SiteKind::Dense {
+                inputs: shape[1],
+                outputs: shape[0],
+                op: DenseOp::MatMulLeft,
+                bias: None,
+            },
+            vec![ix],
+        )),
         ("Gemm", 1) => {
             if attr_int(node, "transA").unwrap_or(0) != 0 {
                 return Err("Gemm with transA = 1".into());
@@ -269,7 +300,7 @@ fn classify(
             } else {
                 (shape[0], shape[1])
             };
-            let bias = gemm_bias(graph, initializers, node, outputs)?;
+            let bias = row_bias(graph, initializers, node, outputs)?;
             Ok((
                 SiteKind::Dense {
                     inputs,
@@ -284,13 +315,45 @@ fn classify(
                 vec![ix],
             ))
         }
+        ("Conv", 1) => {
+            let ints = |name: &str| {
+                node.attribute
+                    .iter()
+                    .find(|a| a.name == name)
+                    .map(|a| a.ints.clone())
+            };
+            let all = |name: &str, v: i64| ints(name).is_none_or(|x| x.iter().all(|&i| i == v));
+            let plain = attr_int(node, "group").unwrap_or(1) == 1
+                && all("strides", 1)
+                && all("dilations", 1)
+                && all("pads", 0)
+                && all("kernel_shape", 1)
+                && node
+                    .attribute
+                    .iter()
+                    .find(|a| a.name == "auto_pad")
+                    .is_none_or(|a| a.s.is_empty() || a.s == b"NOTSET");
+            if !plain {
+                return Err("Conv with groups, strides, dilations or padding".into());
+            }
+            let bias = row_bias(graph, initializers, node, shape[0])?;
+            Ok((
+                SiteKind::Dense {
+                    inputs: shape[1],
+                    outputs: shape[0],
+                    op: DenseOp::Conv1x1,
+                    bias,
+                },
+                vec![ix],
+            ))
+        }
         (other, slot) => Err(format!("input {slot} of {other} '{}'", node.name)),
     }
 }
 
-/// `Gemm`'s `C`, when it is an initializer broadcast along the rows (shape `[]`, `[1]`,
-/// `[out]` or `[1, out]`).
-fn gemm_bias(
+/// `Gemm`'s `C` or `Conv`'s `B`, when it is an initializer with one value per output
+/// feature (or one for all: shape `[]`, `[1]`, `[out]` or `[1, out]`).
+fn row_bias(
     graph: &GraphProto,
     initializers: &HashMap<&str, usize>,
     node: &NodeProto,
@@ -300,7 +363,10 @@ fn gemm_bias(
         return Ok(None);
     };
     let Some(&t) = initializers.get(c.as_str()) else {
-        return Err(format!("Gemm bias '{c}' is computed, not an initializer"));
+        return Err(format!(
+            "{} bias '{c}' is computed, not an initializer",
+            node.op_type
+        ));
     };
     let t = &graph.initializer[t];
     let shape = dims(t).unwrap_or_default();
@@ -311,7 +377,8 @@ fn gemm_bias(
         Ok(Some(c.clone()))
     } else {
         Err(format!(
-            "Gemm bias '{c}' of shape {shape:?} is not broadcast along rows"
+            "{} bias '{c}' of shape {shape:?} is not one value per output",
+            node.op_type
         ))
     }
 }
