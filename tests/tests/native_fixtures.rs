@@ -18,12 +18,20 @@ fn native_runtime_matches_onnxruntime_on_every_fixture() {
         let reference = f.reference();
         for (o, r) in outputs.iter().zip(&reference) {
             let d = max_abs_diff(o, r);
-            assert!(d <= 1e-5, "{}: native vs onnxruntime max |diff| {d:e}", f.name);
+            assert!(
+                d <= 1e-5,
+                "{}: native vs onnxruntime max |diff| {d:e}",
+                f.name
+            );
             println!("{:<28} native vs onnxruntime max |diff| {d:.2e}", f.name);
         }
         let ours = auc(&outputs[0].data.to_f64(), &labels).unwrap();
         let want = f.ort_auc().unwrap();
-        assert!((ours - want).abs() < 1e-4, "{}: AUC {ours} vs {want}", f.name);
+        assert!(
+            (ours - want).abs() < 1e-4,
+            "{}: AUC {ours} vs {want}",
+            f.name
+        );
     }
 }
 
@@ -43,16 +51,28 @@ fn small_batches_work_except_where_the_model_itself_breaks() {
         let mut session = model.session();
         for batch in [1usize, 2, 7] {
             let shape = [batch, row];
-            let result = session.run(&[Input { name: &x.name, shape: &shape, data: InputData::F32(&values[..batch * row]) }]);
+            let result = session.run(&[Input {
+                name: &x.name,
+                shape: &shape,
+                data: InputData::F32(&values[..batch * row]),
+            }]);
             if batch == 1 && f.batch1_broken() {
                 // DCNMix squeezes the batch axis away in PyTorch itself; the export inherits it.
-                assert!(matches!(result, Err(Error::InvalidNode { .. })), "{}: {result:?}", f.name);
+                assert!(
+                    matches!(result, Err(Error::InvalidNode { .. })),
+                    "{}: {result:?}",
+                    f.name
+                );
                 continue;
             }
             result.unwrap_or_else(|e| panic!("{} batch {batch}: {e}", f.name));
             let out = session.output(0).unwrap();
             for (i, (&g, &w)) in out.data.iter().zip(&want).enumerate() {
-                assert!((g as f64 - w).abs() <= 1e-5, "{} batch {batch} row {i}: {g} vs {w}", f.name);
+                assert!(
+                    (g as f64 - w).abs() <= 1e-5,
+                    "{} batch {batch} row {i}: {g} vs {w}",
+                    f.name
+                );
             }
         }
     }

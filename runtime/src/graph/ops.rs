@@ -905,6 +905,7 @@ pub(crate) fn eval(
             dilations,
             group,
         } => conv(
+            k,
             ins,
             (
                 strides.as_deref(),
@@ -2048,12 +2049,17 @@ fn batch_norm(eps: f32, ins: &[Option<View<'_>>], out: &mut Buf, cx: &NodeCtx<'_
     if s.len() != d.len() {
         return Err(internal(cx, "BatchNormalization"));
     }
+    let outer = x.shape[0];
     for ch in 0..c {
         let get = |v: &View<'_>| float_at(v.data, ch as isize).unwrap_or(0.0);
         let (scale, bias, mean, var) = (get(&p[0]), get(&p[1]), get(&p[2]), get(&p[3]));
         let mul = scale / math::sqrt(var + eps);
-        for (i, (dv, sv)) in d.iter_mut().zip(s).enumerate() {
-            if (i / inner.max(1)) % c == ch {
+        for o in 0..outer {
+            let at = (o * c + ch) * inner;
+            let (Some(src), Some(dst)) = (s.get(at..at + inner), d.get_mut(at..at + inner)) else {
+                return Err(internal(cx, "BatchNormalization"));
+            };
+            for (dv, &sv) in dst.iter_mut().zip(src) {
                 *dv = (sv - mean) * mul + bias;
             }
         }
@@ -2135,6 +2141,7 @@ type ConvAttrs<'a> = (Option<&'a [i64]>, Option<&'a [i64]>, Option<&'a [i64]>, i
 
 /// Direct convolution (CTR models use small 1-D kernels: xDeepFM's CIN has kernel 1).
 fn conv(
+    k: &Kernels,
     ins: &[Option<View<'_>>],
     (strides, pads, dil, group): ConvAttrs<'_>,
     out: &mut Buf,
@@ -2180,6 +2187,33 @@ fn conv(
     };
     if d.len() != n * p.m * oh * ow || xs.len() != n * p.cin * ih * iw {
         return Err(internal(cx, "Conv"));
+    }
+    // Pointwise convolution (kernel 1, stride 1, no padding; xDeepFM's CIN): per batch row,
+    // out[b] (M x L) = W (M x C) * X[b] (C x L), through the matmul kernel.
+    if kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 {
+        if let Some(wf) = w.f32() {
+            let l = ih * iw;
+            for b in 0..n {
+                let xb = &xs[b * p.cin * l..(b + 1) * p.cin * l];
+                let ob = &mut d[b * p.m * l..(b + 1) * p.m * l];
+                match bias.map(|v| v.data) {
+                    Some(bd) => {
+                        for (m, row) in ob.chunks_exact_mut(l).enumerate() {
+                            let bv = float_at(bd, m as isize).unwrap_or(0.0);
+                            row.iter_mut().for_each(|v| *v = bv);
+                        }
+                    }
+                    None => ob.iter_mut().for_each(|v| *v = 0.0),
+                }
+                let dims = MatMulDims {
+                    m: p.m,
+                    k: p.cin,
+                    n: l,
+                };
+                (k.matmul_f32)(dims, wf, xb, BLayout::KxN, ob, true);
+            }
+            return Ok(());
+        }
     }
     let wv = |i: usize| float_at(w.data, i as isize).unwrap_or(0.0);
     for b in 0..n {
