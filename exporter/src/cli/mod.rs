@@ -1,6 +1,7 @@
 //! Command-line definitions (clap derive) and the dispatch to one module per subcommand.
 
 mod compress;
+mod demo;
 mod eval;
 mod inspect;
 mod progress;
@@ -31,6 +32,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Compress a model (AFM or SVD), validate it and write model.onnx + model.weights.
     Compress(compress::CompressArgs),
+    /// Compress the bundled MovieLens DeepFM example (AFM, 4x) and compare it with the original.
+    Demo(demo::DemoArgs),
 }
 
 /// Run the parsed command.
@@ -40,6 +43,7 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval::execute(&args),
         Command::Inspect(args) => inspect::execute(&args),
         Command::Compress(args) => compress::execute(&args),
+        Command::Demo(args) => demo::execute(&args),
     }
 }
 
