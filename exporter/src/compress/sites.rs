@@ -79,7 +79,8 @@ pub struct Site {
     #[serde(skip)]
     pub nodes: Vec<usize>,
     /// The tensors whose features the site produces (one per node): the statistics of AFM are
-    /// taken over their rows.
+    /// taken over their rows. (`output_tensors` in JSON, beside a dense layer's `outputs`.)
+    #[serde(rename = "output_tensors")]
     pub outputs: Vec<String>,
     /// Op types of the nodes reading those outputs.
     pub consumers: Vec<String>,

@@ -1,0 +1,423 @@
+//! `ctr-edge inspect` and `ctr-edge compress` from the command line on the bundled MovieLens
+//! DeepFM fixture: the happy path, the AUC gate, and every kind of bad input, each a clear
+//! message, a non-zero exit and no output folder left behind.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ctr_edge_exporter::npz::{read_npz, write_npz, ArrayData, NpyArray};
+use prost::Message;
+use tract_onnx::pb::tensor_proto::DataType;
+use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
+use tract_onnx::pb::{
+    type_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
+};
+
+fn fixture(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/movielens_deepfm")
+        .join(file)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compress-cli");
+    fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    let _ = fs::remove_dir_all(&p);
+    let _ = fs::remove_file(&p);
+    p
+}
+
+fn ctr_edge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ctr-edge"))
+        .args(args)
+        .output()
+        .expect("the ctr-edge binary runs")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Runs `compress` expecting a failure whose message contains every one of `words`, and
+/// checks that `out` was not created.
+fn refused(args: &[&str], out: &Path, words: &[&str]) {
+    let o = ctr_edge(args);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{args:?} succeeded:\n{}", stdout(&o));
+    for w in words {
+        assert!(err.contains(w), "{args:?}: '{w}' not in:\n{err}");
+    }
+    assert!(!out.exists(), "{args:?} left {}", out.display());
+}
+
+fn calib_with(name: &str, arrays: Vec<NpyArray>) -> PathBuf {
+    let p = scratch(name);
+    write_npz(&p, &arrays).unwrap();
+    p
+}
+
+#[test]
+fn inspect_lists_the_sites() {
+    let o = ctr_edge(&["inspect", s(&fixture("model.onnx"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for w in [
+        "X FLOAT [batch, 8]",
+        "embedding_dict.item_id.weight",
+        "1682x16",
+        "dnn.linears.1.weight",
+        "400->400",
+    ] {
+        assert!(text.contains(w), "'{w}' not in:\n{text}");
+    }
+    let o = ctr_edge(&["inspect", s(&fixture("model.onnx")), "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sites = json["sites"].as_array().unwrap();
+    assert_eq!(sites.len(), 20);
+    let dense = sites
+        .iter()
+        .find(|s| s["name"] == "dnn.linears.0.weight")
+        .unwrap();
+    assert_eq!(dense["kind"], "dense");
+    assert_eq!(dense["inputs"], 128);
+    assert_eq!(dense["outputs"], 400);
+    assert_eq!(dense["break_even_rank"], 97);
+}
+
+#[test]
+fn compress_writes_the_artifact_and_report() {
+    let out = scratch("ok");
+    let o = ctr_edge(&[
+        "compress",
+        s(&fixture("model.onnx")),
+        "--calib",
+        s(&fixture("calib.npz")),
+        "-o",
+        s(&out),
+        "--method",
+        "svd",
+        "--rank",
+        "dnn.linears.1.weight=20",
+        "--rank",
+        "onnx::MatMul_202=1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let site = |n: &str| {
+        json["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(site("dnn.linears.1.weight")["rank"], 20);
+    // k (m + n) >= m n: kept, and the report says why.
+    assert!(site("onnx::MatMul_202")["rank"].is_null());
+    assert!(site("onnx::MatMul_202")["note"]
+        .as_str()
+        .unwrap()
+        .contains(">="));
+    for f in ["model.onnx", "model.weights", "report.json"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let leftovers: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !["model.onnx", "model.weights", "report.json"].contains(&n.as_str()))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn the_auc_gate_refuses_and_force_overrides() {
+    let out = scratch("gate");
+    let (model, calib, test) = (
+        fixture("model.onnx"),
+        fixture("calib.npz"),
+        fixture("test.npz"),
+    );
+    let args = [
+        "compress",
+        s(&model),
+        "--calib",
+        s(&calib),
+        "-o",
+        s(&out),
+        "--energy",
+        "0.05",
+        "--eval",
+        s(&test),
+        "--max-auc-drop",
+        "0.0005",
+    ];
+    let o = ctr_edge(&args);
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("AUC is 0.") && err.contains("the original's 0.7667"),
+        "{err}"
+    );
+    assert!(err.contains("nothing written"), "{err}");
+    assert!(!out.exists());
+
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    let o = ctr_edge(&forced);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("EXCEEDED, written because of --force"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(out.join("model.onnx").is_file());
+}
+
+#[test]
+fn bad_calibration_data_is_refused_without_output() {
+    let good = read_npz(&fixture("calib.npz")).unwrap();
+    let x = good.iter().find(|a| a.name == "X").unwrap();
+    let rows = x.rows().unwrap();
+    let model = fixture("model.onnx");
+
+    let missing = calib_with(
+        "missing.npz",
+        vec![NpyArray::new("Y", x.shape.clone(), x.data.clone()).unwrap()],
+    );
+    let f64_data = ArrayData::F64(x.data.to_f64());
+    let wrong_dtype = calib_with(
+        "dtype.npz",
+        vec![NpyArray::new("X", x.shape.clone(), f64_data).unwrap()],
+    );
+    let wrong_shape = calib_with(
+        "shape.npz",
+        vec![NpyArray::new("X", vec![rows, 7], ArrayData::F32(vec![0.0; rows * 7])).unwrap()],
+    );
+    let empty = calib_with(
+        "empty.npz",
+        vec![NpyArray::new("X", vec![0, 8], ArrayData::F32(vec![])).unwrap()],
+    );
+    let cases: [(&Path, &[&str]); 4] = [
+        (&missing, &["input 'X'", "no such array", "Y"]),
+        (
+            &wrong_dtype,
+            &["input 'X'", "f32 [batch, 8]", "f64 [5000, 8]"],
+        ),
+        (
+            &wrong_shape,
+            &["input 'X'", "f32 [batch, 8]", "f32 [5000, 7]"],
+        ),
+        (&empty, &["no rows"]),
+    ];
+    for (i, (calib, words)) in cases.iter().enumerate() {
+        let out = scratch(&format!("bad-calib-{i}"));
+        refused(
+            &[
+                "compress",
+                s(&model),
+                "--calib",
+                s(calib),
+                "-o",
+                s(&out),
+                "--ratio",
+                "4",
+            ],
+            &out,
+            words,
+        );
+    }
+}
+
+#[test]
+fn bad_arguments_are_refused_without_output() {
+    let model = fixture("model.onnx");
+    let calib = fixture("calib.npz");
+    let out = scratch("bad-args");
+    refused(
+        &[
+            "compress",
+            s(&model),
+            "--calib",
+            s(&calib),
+            "-o",
+            s(&out),
+            "--rank",
+            "no.such.weight=3",
+        ],
+        &out,
+        &[
+            "no.such.weight",
+            "not a compressible site",
+            "dnn.linears.0.weight",
+        ],
+    );
+    refused(
+        &[
+            "compress",
+            s(&model),
+            "--calib",
+            s(&calib),
+            "-o",
+            s(&out),
+            "--rank",
+            "dnn.linears.0.weight=0",
+        ],
+        &out,
+        &["between 1 and 128"],
+    );
+    refused(
+        &["compress", s(&model), "--calib", s(&calib), "-o", s(&out)],
+        &out,
+        &["--ratio", "--energy", "--rank"],
+    );
+    refused(
+        &["compress", s(&model), "-o", s(&out), "--ratio", "4"],
+        &out,
+        &["--calib"],
+    );
+    refused(
+        &[
+            "compress",
+            s(&model),
+            "--calib",
+            s(&calib),
+            "-o",
+            s(&out),
+            "--ratio",
+            "400",
+        ],
+        &out,
+        &["out of reach"],
+    );
+    refused(
+        &[
+            "compress",
+            s(&model),
+            "--calib",
+            s(&calib),
+            "-o",
+            s(&out),
+            "--ratio",
+            "4",
+            "--energy",
+            "0.9",
+        ],
+        &out,
+        &["cannot be used with"],
+    );
+}
+
+#[test]
+fn unwritable_output_folder_is_refused() {
+    let file = scratch("a-file");
+    fs::write(&file, b"not a folder").unwrap();
+    let out = file.join("out");
+    refused(
+        &[
+            "compress",
+            s(&fixture("model.onnx")),
+            "--calib",
+            s(&fixture("calib.npz")),
+            "-o",
+            s(&out),
+            "--ratio",
+            "4",
+        ],
+        &out,
+        &[s(&out)],
+    );
+    assert_eq!(fs::read(&file).unwrap(), b"not a folder");
+}
+
+#[test]
+fn a_model_without_sites_is_refused() {
+    let vi = |name: &str| ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            denotation: String::new(),
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: DataType::Float as i32,
+                shape: Some(TensorShapeProto {
+                    dim: vec![
+                        Dimension {
+                            denotation: String::new(),
+                            value: Some(dimension::Value::DimParam("N".into())),
+                        },
+                        Dimension {
+                            denotation: String::new(),
+                            value: Some(dimension::Value::DimValue(8)),
+                        },
+                    ],
+                }),
+            })),
+        }),
+        ..Default::default()
+    };
+    let m = ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(GraphProto {
+            name: "relu".into(),
+            node: vec![NodeProto {
+                op_type: "Relu".into(),
+                name: "relu".into(),
+                input: vec!["X".into()],
+                output: vec!["Y".into()],
+                ..Default::default()
+            }],
+            input: vec![vi("X")],
+            output: vec![vi("Y")],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let path = scratch("relu.onnx");
+    fs::write(&path, m.encode_to_vec()).unwrap();
+    let out = scratch("no-sites");
+    refused(
+        &[
+            "compress",
+            s(&path),
+            "--calib",
+            s(&fixture("calib.npz")),
+            "-o",
+            s(&out),
+            "--ratio",
+            "2",
+        ],
+        &out,
+        &["no compressible site"],
+    );
+    let not_onnx = scratch("garbage.onnx");
+    fs::write(&not_onnx, b"\xff\xff\xff garbage").unwrap();
+    refused(
+        &[
+            "compress",
+            s(&not_onnx),
+            "--calib",
+            s(&fixture("calib.npz")),
+            "-o",
+            s(&out),
+            "--ratio",
+            "2",
+        ],
+        &out,
+        &["not an ONNX model"],
+    );
+}

@@ -1,0 +1,139 @@
+//! Every fixture model (`tests/fixtures/<name>/`, real DeepCTR-Torch exports) compressed with
+//! AFM at a 4x parameter reduction, within the default AUC gate; the written artifact must run
+//! in tract and in the native runtime with matching outputs, and (when `CTR_EDGE_PYTHON` names
+//! a Python with onnx and onnxruntime) pass `onnx.checker` and match onnxruntime within 1e-4
+//! (`ort_check.py`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ctr_edge_exporter::backend::{run_model, Backend};
+use ctr_edge_exporter::compress::ranks::RankPolicy;
+use ctr_edge_exporter::compress::{compress_to_dir, split_labels, CompressOptions, Method};
+use ctr_edge_exporter::npz::{read_npz, write_npz, NpyArray};
+
+/// Test rows used for the gate and the comparisons (the whole split takes longer in debug
+/// builds and adds nothing to the checks).
+const TEST_ROWS: usize = 3000;
+
+fn fixtures() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("model.onnx").is_file() && p.join("calib.npz").is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
+fn head(arrays: &[NpyArray], rows: usize) -> Vec<NpyArray> {
+    arrays
+        .iter()
+        .map(|a| {
+            let n = a.rows().unwrap_or(0).min(rows);
+            a.rows_slice(0, n).unwrap()
+        })
+        .collect()
+}
+
+fn probs(outputs: &[NpyArray]) -> Vec<f64> {
+    outputs[0].data.to_f64()
+}
+
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn every_fixture_compresses_with_afm_at_ratio_4() {
+    let fixtures = fixtures();
+    assert!(
+        fixtures.iter().any(|f| f.ends_with("movielens_deepfm")),
+        "tests/fixtures/movielens_deepfm is missing"
+    );
+    let python = std::env::var_os("CTR_EDGE_PYTHON");
+    if python.is_none() {
+        eprintln!("CTR_EDGE_PYTHON is not set: skipping the onnx.checker / onnxruntime checks");
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ort_check.py");
+    let mut failures = Vec::new();
+    for dir in &fixtures {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("compress-fixtures")
+            .join(&name);
+        let _ = std::fs::remove_dir_all(&out);
+        let calib = read_npz(&dir.join("calib.npz")).unwrap();
+        let test = head(&read_npz(&dir.join("test.npz")).unwrap(), TEST_ROWS);
+        let options = CompressOptions {
+            method: Method::Afm,
+            ranks: Some(RankPolicy::Ratio(4.0)),
+            ..CompressOptions::default()
+        };
+        let report = match compress_to_dir(
+            &dir.join("model.onnx"),
+            Some(&calib),
+            Some(&test),
+            &out,
+            &options,
+            &mut |_, _, _| {},
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let eval = report.eval.as_ref().unwrap();
+        assert!(eval.passed, "{name}: gate");
+        assert!(
+            report.totals.reduction >= 3.99,
+            "{name}: {}",
+            report.totals.reduction
+        );
+        eprintln!(
+            "{name}: params {} -> {}, AUC {:.6} -> {:.6}",
+            report.totals.params_before,
+            report.totals.params_after,
+            eval.auc_before,
+            eval.auc_after
+        );
+
+        let model = out.join("model.onnx");
+        let (inputs, _) = split_labels(&test).unwrap();
+        let tract = run_model(&model, Backend::Tract, &inputs, 1024).unwrap();
+        match run_model(&model, Backend::Native, &inputs, 1024) {
+            Ok(native) => {
+                let d = max_abs_diff(&probs(&native), &probs(&tract));
+                if d > 1e-4 {
+                    failures.push(format!("{name}: max |native - tract| = {d}"));
+                }
+            }
+            Err(e) => failures.push(format!("{name}: native runtime: {e}")),
+        }
+        if let Some(python) = &python {
+            let expected = out.join("tract_outputs.npz");
+            let data = out.join("inputs.npz");
+            write_npz(&expected, &tract).unwrap();
+            write_npz(&data, &inputs).unwrap();
+            let status = Command::new(python)
+                .arg(&script)
+                .arg(&model)
+                .arg(&data)
+                .arg(&expected)
+                .status()
+                .expect("CTR_EDGE_PYTHON runs");
+            if !status.success() {
+                failures.push(format!("{name}: ort_check.py failed ({status})"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
