@@ -17,7 +17,9 @@
 //!   mismatched or corrupted pair. The caller's entries (method, ranks...) follow.
 //! - Both files are written to temporary files in the output folder, synced, then renamed over
 //!   the final names (weights first, then the model that names them): an app never maps a
-//!   half-written file. On any error the temporary files are removed.
+//!   half-written file. On any error the temporary files are removed. (Between the two renames
+//!   a reader may pair the old model with the new weights; the checksum in the old model's
+//!   metadata tells it so.)
 //!
 //! Tensors whose values the exporter cannot re-encode (STRING, 4-bit and 8-bit float types given
 //! in typed fields) stay inline; the runtime does not compute with those types anyway.

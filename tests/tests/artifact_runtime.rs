@@ -360,6 +360,25 @@ fn gather_float_ids_traced_to_the_model_input() {
     }
 }
 
+#[test]
+#[ignore = "runtime bug: NotFinite.position is the flat position in the Cast's own input (here \
+            the sliced id column), not in the model input the error names: a NaN at X[2][1] \
+            (flat position 5 of X) is reported as 'input 'X': non-finite value at flat \
+            position 2', where X holds 0.0"]
+fn not_finite_position_locates_the_value_in_the_named_input() {
+    let e = values(TABLE_ROWS * DIM, 6);
+    let dir = TempDir::new("not-finite-position");
+    let model = open_written(gather_float_model(&e), &dir);
+    let err = run_x(&model, &[0.0, 1.0, 0.0, 2.0, 0.0, f32::NAN], 2).unwrap_err();
+    assert_eq!(
+        err,
+        Error::NotFinite {
+            input: "X".into(),
+            position: 5,
+        }
+    );
+}
+
 fn expect_mismatch(r: Result<(), Error>, must_contain: &[&str]) {
     let err = r.expect_err("the run should fail");
     assert!(matches!(err, Error::InputMismatch { .. }), "{err:?}");
