@@ -101,7 +101,7 @@ impl<'m, 'w> Session<'m, 'w> {
         self.current = None;
         let model = self.model;
         let infos = model.inputs();
-        // Validate and find the matching plan without allocating.
+        // Validate every input (no allocation unless there is an error to report).
         for given in inputs {
             if !infos.iter().any(|i| i.name == given.name) {
                 return Err(Error::InputMismatch {
@@ -109,6 +109,25 @@ impl<'m, 'w> Session<'m, 'w> {
                     expected: "no such input".into(),
                     got: format!("{} {:?}", given.data.dtype().name(), given.shape),
                 });
+            }
+        }
+        for info in infos {
+            let given = inputs.iter().find(|i| i.name == info.name).ok_or_else(|| {
+                Error::InputMismatch {
+                    input: info.name.clone(),
+                    expected: info.describe(),
+                    got: "nothing (input missing)".into(),
+                }
+            })?;
+            check_input(info, given)?;
+            // A NaN or infinity would silently become a NaN score or, as an id, a wrong row.
+            if let InputData::F32(v) = given.data {
+                if let Some(position) = v.iter().position(|x| !x.is_finite()) {
+                    return Err(Error::NotFinite {
+                        input: info.name.clone(),
+                        position,
+                    });
+                }
             }
         }
         let mut found = None;

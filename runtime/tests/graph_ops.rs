@@ -447,7 +447,7 @@ fn gather_ids_and_out_of_range_error() {
         }])
         .unwrap_err();
     assert!(
-        matches!(&err, Error::NotFinite { input, position: 0 } if input == "X"),
+        matches!(&err, Error::NotFinite { input, position: 1 } if input == "X"),
         "{err:?}"
     );
     // The session still works after errors.
