@@ -90,11 +90,16 @@ fn example_rows() -> (PathBuf, Vec<f32>, usize) {
 
 /// `libctr_edge.a` of the build this test belongs to (`<target>/<profile>/deps/<test>` runs).
 fn static_library() -> PathBuf {
+    // `cargo test` leaves the staticlib beside the test binaries in `deps/`; `cargo build`
+    // also copies it up to the profile folder.
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("profile folder");
-    let lib = profile_dir.join("libctr_edge.a");
-    assert!(lib.is_file(), "{} not built", lib.display());
-    lib
+    let deps = exe.parent().expect("deps folder");
+    let candidates = [
+        deps.join("libctr_edge.a"),
+        deps.parent().expect("profile folder").join("libctr_edge.a"),
+    ];
+    let found = candidates.iter().find(|p| p.is_file()).cloned();
+    found.unwrap_or_else(|| panic!("libctr_edge.a not built (looked at {candidates:?})"))
 }
 
 #[test]
