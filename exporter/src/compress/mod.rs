@@ -862,7 +862,7 @@ pub fn evaluate(
         .ok_or_else(|| Error::InvalidArgument {
             reason: "the model has no outputs".into(),
         })?;
-    let runner = TractRunner::new(model, inputs, &[first_output.clone()])?;
+    let runner = TractRunner::new(model, inputs, std::slice::from_ref(&first_output))?;
     if runner.rows() != labels.len() {
         return Err(Error::InvalidArgument {
             reason: format!(

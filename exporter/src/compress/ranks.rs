@@ -220,12 +220,20 @@ fn allocate_ratio(
             .map(|(b, &s)| cost_of(b, s))
             .sum::<usize>();
     if total > target {
+        // Parameters that no rank reduces: non-site initializers and sites kept whole.
+        let unfactorizable = fixed
+            + budgets
+                .iter()
+                .zip(&state)
+                .filter(|(_, s)| s.is_none())
+                .map(|(b, _)| original_params(b.site, b.bias_len))
+                .sum::<usize>();
         return Err(Error::Compression {
             site: None,
             reason: format!(
                 "--ratio {ratio} is out of reach: with every site at rank 1 the model still has \
-                 {total} parameters ({fixed} in layers that cannot be factorized), {:.2}x fewer \
-                 than its {model_params}; the budget is {target}",
+                 {total} parameters ({unfactorizable} in layers and tables that cannot be \
+                 factorized), {:.2}x fewer than its {model_params}; the budget is {target}",
                 model_params as f64 / total as f64
             ),
         });

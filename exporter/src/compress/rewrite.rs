@@ -433,6 +433,7 @@ pub fn apply_factors(model: &ModelProto, replaced: &[(&Site, &Factors)]) -> Resu
         .collect();
     graph.initializer.retain(|t| !unused.contains(&t.name));
     graph.input.retain(|v| !unused.contains(&v.name));
+    graph.value_info.retain(|v| !unused.contains(&v.name));
     graph.initializer.extend(new_inits);
     Ok(out)
 }
