@@ -219,16 +219,21 @@ mod tests {
     #[test]
     fn pca_sorts_components_by_variance() {
         let mut stats = AfmStats::new(3);
-        // Variance 4 along x, 1 along z, none along y.
-        let rows: Vec<f32> = [[2.0, 1.0, 1.0], [-2.0, 1.0, -1.0]]
-            .iter()
-            .flatten()
-            .copied()
-            .collect();
+        // Variance 2 along x, 0.5 along z, none along y.
+        let rows: Vec<f32> = [
+            [2.0, 1.0, 0.0],
+            [-2.0, 1.0, 0.0],
+            [0.0, 1.0, 1.0],
+            [0.0, 1.0, -1.0],
+        ]
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
         stats.add_rows(&rows);
         let p = pca(&stats).unwrap();
-        assert!((p.eigenvalues[0] - 4.0).abs() < 1e-12);
-        assert!((p.eigenvalues[1] - 1.0).abs() < 1e-12);
+        assert!((p.eigenvalues[0] - 2.0).abs() < 1e-12);
+        assert!((p.eigenvalues[1] - 0.5).abs() < 1e-12);
         assert!(p.eigenvalues[2].abs() < 1e-12);
         assert!((p.eigenvectors[(0, 0)].abs() - 1.0).abs() < 1e-12);
         assert!((p.eigenvectors[(2, 1)].abs() - 1.0).abs() < 1e-12);
