@@ -205,7 +205,7 @@ impl CompressReport {
             .clamp(4, 48);
         let _ = writeln!(
             out,
-            "{:<name_w$}  {:<9}  {:>11}  {:>5}  {:>9}  {:>9}  {:>8}  {:>9}",
+            "{:<name_w$}  {:<9}  {:>11}  {:>5}  {:>9}  {:>9}  {:>9}  {:>9}",
             "site", "kind", "shape", "rank", "params", "after", "retained", "rel. err"
         );
         for s in &self.sites {
@@ -222,7 +222,7 @@ impl CompressReport {
             };
             let _ = writeln!(
                 out,
-                "{:<name_w$}  {:<9}  {:>11}  {:>5}  {:>9}  {:>9}  {:>8}  {:>9}",
+                "{:<name_w$}  {:<9}  {:>11}  {:>5}  {:>9}  {:>9}  {:>9}  {:>9}",
                 name,
                 s.kind,
                 shape,
@@ -230,7 +230,7 @@ impl CompressReport {
                 s.params_before,
                 s.params_after,
                 s.retained_variance
-                    .map_or("-".into(), |v| format!("{:.2}%", 100.0 * v)),
+                    .map_or("-".into(), |v| format!("{:.3}%", 100.0 * v)),
                 s.output_rel_error
                     .map_or("-".into(), |e| format!("{e:.2e}")),
             );
