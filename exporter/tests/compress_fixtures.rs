@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use ctr_edge_exporter::backend::{run_model, Backend};
 use ctr_edge_exporter::compress::ranks::RankPolicy;
@@ -62,78 +64,90 @@ fn every_fixture_compresses_with_afm_at_ratio_4() {
     if python.is_none() {
         eprintln!("CTR_EDGE_PYTHON is not set: skipping the onnx.checker / onnxruntime checks");
     }
+    // Fixtures are independent: a few workers take them in turn.
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(dir) = fixtures.get(i) else { break };
+                let mut found = check_fixture(dir, python.as_deref());
+                failures.lock().unwrap().append(&mut found);
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Compresses one fixture and checks the artifact; returns the failures found.
+fn check_fixture(dir: &Path, python: Option<&std::ffi::OsStr>) -> Vec<String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ort_check.py");
     let mut failures = Vec::new();
-    for dir in &fixtures {
-        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join("compress-fixtures")
-            .join(&name);
-        let _ = std::fs::remove_dir_all(&out);
-        let calib = read_npz(&dir.join("calib.npz")).unwrap();
-        let test = head(&read_npz(&dir.join("test.npz")).unwrap(), TEST_ROWS);
-        let options = CompressOptions {
-            method: Method::Afm,
-            ranks: Some(RankPolicy::Ratio(4.0)),
-            ..CompressOptions::default()
-        };
-        let report = match compress_to_dir(
-            &dir.join("model.onnx"),
-            Some(&calib),
-            Some(&test),
-            &out,
-            &options,
-            &mut |_, _, _| {},
-        ) {
-            Ok(r) => r,
-            Err(e) => {
-                failures.push(format!("{name}: {e}"));
-                continue;
-            }
-        };
-        let eval = report.eval.as_ref().unwrap();
-        assert!(eval.passed, "{name}: gate");
-        assert!(
-            report.totals.reduction >= 3.99,
-            "{name}: {}",
-            report.totals.reduction
-        );
-        eprintln!(
-            "{name}: params {} -> {}, AUC {:.6} -> {:.6}",
-            report.totals.params_before,
-            report.totals.params_after,
-            eval.auc_before,
-            eval.auc_after
-        );
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("compress-fixtures")
+        .join(&name);
+    let _ = std::fs::remove_dir_all(&out);
+    let calib = read_npz(&dir.join("calib.npz")).unwrap();
+    let test = head(&read_npz(&dir.join("test.npz")).unwrap(), TEST_ROWS);
+    let options = CompressOptions {
+        method: Method::Afm,
+        ranks: Some(RankPolicy::Ratio(4.0)),
+        ..CompressOptions::default()
+    };
+    let report = match compress_to_dir(
+        &dir.join("model.onnx"),
+        Some(&calib),
+        Some(&test),
+        &out,
+        &options,
+        &mut |_, _, _| {},
+    ) {
+        Ok(r) => r,
+        Err(e) => return vec![format!("{name}: {e}")],
+    };
+    let eval = report.eval.as_ref().unwrap();
+    if !eval.passed {
+        failures.push(format!("{name}: the AUC gate refused the result"));
+    }
+    if report.totals.reduction < 3.99 {
+        failures.push(format!("{name}: reduction {}", report.totals.reduction));
+    }
+    eprintln!(
+        "{name}: params {} -> {}, AUC {:.6} -> {:.6}",
+        report.totals.params_before, report.totals.params_after, eval.auc_before, eval.auc_after
+    );
 
-        let model = out.join("model.onnx");
-        let (inputs, _) = split_labels(&test).unwrap();
-        let tract = run_model(&model, Backend::Tract, &inputs, 1024).unwrap();
-        match run_model(&model, Backend::Native, &inputs, 1024) {
-            Ok(native) => {
-                let d = max_abs_diff(&probs(&native), &probs(&tract));
-                if d > 1e-4 {
-                    failures.push(format!("{name}: max |native - tract| = {d}"));
-                }
+    let model = out.join("model.onnx");
+    let (inputs, _) = split_labels(&test).unwrap();
+    let tract = run_model(&model, Backend::Tract, &inputs, 1024).unwrap();
+    match run_model(&model, Backend::Native, &inputs, 1024) {
+        Ok(native) => {
+            let d = max_abs_diff(&probs(&native), &probs(&tract));
+            if d > 1e-4 {
+                failures.push(format!("{name}: max |native - tract| = {d}"));
             }
-            Err(e) => failures.push(format!("{name}: native runtime: {e}")),
         }
-        if let Some(python) = &python {
-            let expected = out.join("tract_outputs.npz");
-            let data = out.join("inputs.npz");
-            write_npz(&expected, &tract).unwrap();
-            write_npz(&data, &inputs).unwrap();
-            let status = Command::new(python)
-                .arg(&script)
-                .arg(&model)
-                .arg(&data)
-                .arg(&expected)
-                .status()
-                .expect("CTR_EDGE_PYTHON runs");
-            if !status.success() {
-                failures.push(format!("{name}: ort_check.py failed ({status})"));
-            }
+        Err(e) => failures.push(format!("{name}: native runtime: {e}")),
+    }
+    if let Some(python) = python {
+        let expected = out.join("tract_outputs.npz");
+        let data = out.join("inputs.npz");
+        write_npz(&expected, &tract).unwrap();
+        write_npz(&data, &inputs).unwrap();
+        let status = Command::new(python)
+            .arg(&script)
+            .arg(&model)
+            .arg(&data)
+            .arg(&expected)
+            .status()
+            .expect("CTR_EDGE_PYTHON runs");
+        if !status.success() {
+            failures.push(format!("{name}: ort_check.py failed ({status})"));
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    failures
 }

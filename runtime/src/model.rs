@@ -43,6 +43,16 @@ enum Backing<'w> {
     Mapped(memmap2::Mmap),
 }
 
+impl Backing<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Backing::Borrowed(b) => b,
+            #[cfg(feature = "std")]
+            Backing::Mapped(m) => m,
+        }
+    }
+}
+
 /// A loaded model. Immutable and `Send + Sync`: share it between threads, give each thread
 /// its own [`Session`].
 pub struct Model<'w> {
@@ -78,11 +88,7 @@ impl<'w> Model<'w> {
 
     fn build(onnx: &[u8], backing: Backing<'w>) -> Result<Model<'w>> {
         let decoded = crate::onnx::decode_model(onnx)?;
-        let weights: &[u8] = match &backing {
-            Backing::Borrowed(b) => b,
-            #[cfg(feature = "std")]
-            Backing::Mapped(m) => m,
-        };
+        let weights = backing.bytes();
         let graph = graph::load_graph(&decoded, weights)?;
         let kernels = crate::kernels::best();
         // Validate shapes and attributes once now, so a broken model fails at load.
@@ -116,11 +122,7 @@ impl<'w> Model<'w> {
 
     /// The weights buffer (mapped file or borrowed bytes).
     pub fn weights(&self) -> &[u8] {
-        match &self.backing {
-            Backing::Borrowed(b) => b,
-            #[cfg(feature = "std")]
-            Backing::Mapped(m) => m,
-        }
+        self.backing.bytes()
     }
 
     /// Model inputs.
