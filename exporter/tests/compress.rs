@@ -695,3 +695,194 @@ fn written_artifact_records_method_ranks_and_report() {
     assert_eq!(meta("ctr_edge.weights").as_deref(), Some("f32"));
     assert!(meta("ctr_edge.weights_checksum").is_some());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fusion of embedding projections into the first dense layer
+
+/// The dense layer of the fusion model: its op and how it stores its weight and bias.
+#[derive(Debug, Clone, Copy)]
+enum FusionDense {
+    /// `Gemm(z, W[out, in], b)` with `transB = 1`.
+    GemmTransB,
+    /// `Gemm(z, W[in, out])`, no bias, `alpha = 0.5`.
+    GemmNoBias,
+    /// `MatMul(z, W[in, out])`.
+    MatMul,
+}
+
+const FUSION_IDS: usize = 40;
+const FUSION_DIM: usize = 6;
+const FUSION_OUT: usize = 4;
+
+/// Two tables looked up, concatenated along the features with a dense input, flattened and fed
+/// to a dense layer; table B's lookups are also read by an "interaction" (B * B), which is a
+/// second model output.
+fn fusion_model(dense: FusionDense) -> ModelProto {
+    let n_in = 2 * FUSION_DIM + 3;
+    let w = values(n_in * FUSION_OUT, 31);
+    let (dense_node, mut inits) = match dense {
+        FusionDense::GemmTransB => (
+            node(
+                "Gemm",
+                &["Z", "W", "bias"],
+                &["D"],
+                vec![int_attr("transB", 1)],
+            ),
+            vec![
+                tensor("W", &[FUSION_OUT, n_in], &w),
+                tensor("bias", &[FUSION_OUT], &values(FUSION_OUT, 32)),
+            ],
+        ),
+        FusionDense::GemmNoBias => (
+            node(
+                "Gemm",
+                &["Z", "W"],
+                &["D"],
+                vec![AttributeProto {
+                    name: "alpha".into(),
+                    r#type: AttributeType::Float as i32,
+                    f: 0.5,
+                    ..Default::default()
+                }],
+            ),
+            vec![tensor("W", &[n_in, FUSION_OUT], &w)],
+        ),
+        FusionDense::MatMul => (
+            node("MatMul", &["Z", "W"], &["D"], vec![]),
+            vec![tensor("W", &[n_in, FUSION_OUT], &w)],
+        ),
+    };
+    inits.push(tensor(
+        "EA",
+        &[FUSION_IDS, FUSION_DIM],
+        &correlated_inputs(FUSION_IDS, FUSION_DIM, 33),
+    ));
+    inits.push(tensor(
+        "EB",
+        &[FUSION_IDS, FUSION_DIM],
+        &correlated_inputs(FUSION_IDS, FUSION_DIM, 34),
+    ));
+    let cast = |from: &str, to: &str| {
+        node(
+            "Cast",
+            &[from],
+            &[to],
+            vec![int_attr("to", DataType::Int64 as i64)],
+        )
+    };
+    model(
+        vec![
+            cast("a", "a64"),
+            cast("b", "b64"),
+            node("Gather", &["EA", "a64"], &["YA"], vec![]),
+            node("Gather", &["EB", "b64"], &["YB"], vec![]),
+            node("Concat", &["YA", "YB"], &["C"], vec![int_attr("axis", -1)]),
+            node("Flatten", &["C"], &["F"], vec![int_attr("axis", 1)]),
+            node("Concat", &["F", "x"], &["Z"], vec![int_attr("axis", 1)]),
+            dense_node,
+            node("Mul", &["YB", "YB"], &["I"], vec![]),
+        ],
+        inits,
+        vec![
+            value_info("a", DataType::Float, &[None, Some(1)]),
+            value_info("b", DataType::Float, &[None, Some(1)]),
+            value_info("x", DataType::Float, &[None, Some(3)]),
+        ],
+        vec![
+            value_info("D", DataType::Float, &[None, Some(FUSION_OUT as i64)]),
+            value_info(
+                "I",
+                DataType::Float,
+                &[None, Some(1), Some(FUSION_DIM as i64)],
+            ),
+        ],
+    )
+}
+
+fn fusion_data() -> Vec<NpyArray> {
+    let ids = |seed| {
+        values(ROWS, seed)
+            .iter()
+            .map(|v| ((v * v) * (FUSION_IDS as f32 - 1.0)).floor())
+            .collect::<Vec<f32>>()
+    };
+    vec![
+        array("a", vec![ROWS, 1], ids(35)),
+        array("b", vec![ROWS, 1], ids(36)),
+        array("x", vec![ROWS, 3], values(ROWS * 3, 37)),
+    ]
+}
+
+#[test]
+fn fused_projections_compute_what_the_explicit_ones_do() {
+    let data = fusion_data();
+    for dense in [
+        FusionDense::GemmTransB,
+        FusionDense::GemmNoBias,
+        FusionDense::MatMul,
+    ] {
+        let m = fusion_model(dense);
+        let ranks = RankPolicy::Explicit(vec![("EA".into(), 2), ("EB".into(), 3)]);
+        let compress = |fuse: bool| {
+            let options = CompressOptions {
+                fuse,
+                ..options(Method::Afm, ranks.clone())
+            };
+            compress_model(&m, Some(&data), None, &options, &mut |_, _, _| {}).unwrap()
+        };
+        let explicit = compress(false);
+        let fused = compress(true);
+        assert!(
+            explicit.report.fusion.is_none() || {
+                let f = explicit.report.fusion.as_ref().unwrap();
+                f.fused.is_empty()
+            }
+        );
+        let summary = fused.report.fusion.as_ref().expect("fusion summary");
+        let mut fused_sites: Vec<&str> = summary.fused.iter().map(|f| f.site.as_str()).collect();
+        fused_sites.sort_unstable();
+        assert_eq!(fused_sites, ["EA", "EB"], "{dense:?}: {summary:?}");
+        assert!(summary.fused.iter().all(|f| f.into == "W"), "{summary:?}");
+
+        // The dense layer now reads 2 + 3 features of the tables and the 3 dense ones, and
+        // only table B (read by the interaction too) keeps a projection.
+        let g = fused.model.graph.as_ref().unwrap();
+        let dense_node = g
+            .node
+            .iter()
+            .find(|n| matches!(n.op_type.as_str(), "Gemm" | "MatMul") && n.input[0] == "Z")
+            .unwrap();
+        let weight = g
+            .initializer
+            .iter()
+            .find(|t| t.name == dense_node.input[1])
+            .unwrap();
+        assert!(
+            weight.dims.contains(&8) && weight.dims.contains(&(FUSION_OUT as i64)),
+            "{dense:?}: fused weight dims {:?}",
+            weight.dims
+        );
+        let projections = g
+            .node
+            .iter()
+            .filter(|n| n.op_type == "MatMul" && n.input[0] != "Z")
+            .count();
+        assert_eq!(projections, 1, "{dense:?}: only B's projection stays");
+
+        // Same function, through two different graphs, run by tract.
+        let a = run_artifact(&fused.model, &format!("fused-{dense:?}"), &data);
+        let b = run_artifact(&explicit.model, &format!("explicit-{dense:?}"), &data);
+        for (x, y) in a.iter().zip(&b) {
+            let d = max_abs_diff(&f32s(x), &f32s(y));
+            assert!(
+                d < 1e-5,
+                "{dense:?}: output {}: fused vs explicit {d}",
+                x.name
+            );
+        }
+        assert!(
+            fused.report.totals.params_after < explicit.report.totals.params_after,
+            "{dense:?}: fusion saves parameters"
+        );
+    }
+}

@@ -151,3 +151,82 @@ fn check_fixture(dir: &Path, python: Option<&std::ffi::OsStr>) -> Vec<String> {
     }
     failures
 }
+
+/// WDL (embeddings read by the DNN only) and DeepFM (also read by the FM interaction) at a
+/// high compression: the fused artifact computes what the explicit one does (tract and native
+/// runtime), is smaller, and passes onnx.checker + onnxruntime.
+#[test]
+fn dnn_projections_fuse_on_wdl_and_deepfm() {
+    let python = std::env::var_os("CTR_EDGE_PYTHON");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ort_check.py");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    for (name, shared) in [("movielens_wdl", false), ("movielens_deepfm", true)] {
+        let dir = root.join(name);
+        let calib = read_npz(&dir.join("calib.npz")).unwrap();
+        let test = head(&read_npz(&dir.join("test.npz")).unwrap(), 2000);
+        let (inputs, _) = split_labels(&test).unwrap();
+        let run = |fuse: bool| {
+            let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join("fusion-fixtures")
+                .join(format!("{name}-{fuse}"));
+            let _ = std::fs::remove_dir_all(&out);
+            let options = CompressOptions {
+                method: Method::Afm,
+                ranks: Some(RankPolicy::Energy(0.99)),
+                fuse,
+                ..CompressOptions::default()
+            };
+            let report = compress_to_dir(
+                &dir.join("model.onnx"),
+                Some(&calib),
+                None,
+                &out,
+                &options,
+                &mut |_, _, _| {},
+            )
+            .unwrap();
+            (out.join("model.onnx"), report)
+        };
+        let (fused, fused_report) = run(true);
+        let (explicit, explicit_report) = run(false);
+        let summary = fused_report.fusion.as_ref().unwrap();
+        assert!(
+            summary.fused.len() >= 7,
+            "{name}: {} projections fused: {summary:?}",
+            summary.fused.len()
+        );
+        assert!(summary
+            .fused
+            .iter()
+            .all(|f| f.into == "dnn.linears.0.weight" && f.projection_kept == shared));
+        assert!(
+            fused_report.totals.params_after < explicit_report.totals.params_after,
+            "{name}: fusion saves parameters"
+        );
+        let e = probs(&run_model(&explicit, Backend::Tract, &inputs, 1024).unwrap());
+        for backend in [Backend::Tract, Backend::Native] {
+            let f = probs(&run_model(&fused, backend, &inputs, 1024).unwrap());
+            let d = max_abs_diff(&f, &e);
+            assert!(d < 1e-5, "{name}: {backend:?} fused vs explicit: {d}");
+        }
+        if let Some(python) = &python {
+            let dir = fused.parent().unwrap();
+            let expected = dir.join("explicit_outputs.npz");
+            let data = dir.join("inputs.npz");
+            write_npz(
+                &expected,
+                &run_model(&explicit, Backend::Tract, &inputs, 1024).unwrap(),
+            )
+            .unwrap();
+            write_npz(&data, &inputs).unwrap();
+            let status = Command::new(python)
+                .arg(&script)
+                .arg(&fused)
+                .arg(&data)
+                .arg(&expected)
+                .status()
+                .expect("CTR_EDGE_PYTHON runs");
+            assert!(status.success(), "{name}: ort_check.py failed ({status})");
+        }
+    }
+}

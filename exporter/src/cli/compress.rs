@@ -53,6 +53,10 @@ pub struct CompressArgs {
     /// Write even when the AUC gate fails.
     #[arg(long)]
     force: bool,
+    /// Keep every embedding projection explicit (by default a projection that feeds a dense
+    /// layer through Concat/Flatten only is folded into that layer's weight and bias).
+    #[arg(long)]
+    no_fusion: bool,
     /// Rows per model call.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCH_SIZE)]
     batch_size: usize,
@@ -127,6 +131,7 @@ impl CompressArgs {
             batch_size: self.batch_size,
             max_auc_drop: self.max_auc_drop,
             force: self.force,
+            fuse: !self.no_fusion,
         })
     }
 }

@@ -19,6 +19,7 @@
 //! compressed, so the second factor of a layer fits the inputs it will really see.
 
 pub mod factorize;
+pub mod fuse;
 pub mod graph;
 pub mod inspect;
 pub mod ranks;
@@ -44,7 +45,9 @@ use self::graph::{f32_values, numel};
 use self::ranks::{
     choose_ranks, factorized_params, original_params, RankChoice, RankPolicy, SiteBudget,
 };
-use self::report::{CompressReport, EvalSummary, SiteReport, Totals};
+use self::report::{
+    CompressReport, EvalSummary, FusedProjection, FusionSummary, KeptProjection, SiteReport, Totals,
+};
 use self::rewrite::{apply_factors, to_f16_weights, Factors};
 use self::runner::TractRunner;
 use self::sites::{find_sites, DenseOp, Site, SiteKind};
@@ -146,6 +149,9 @@ pub struct CompressOptions {
     pub max_auc_drop: f64,
     /// Write even when the AUC drop exceeds `max_auc_drop`.
     pub force: bool,
+    /// Fuse embedding projections into the dense layer they feed, where only Concat/Flatten
+    /// lie between (DESIGN.md, compression step 5).
+    pub fuse: bool,
 }
 
 impl Default for CompressOptions {
@@ -158,6 +164,7 @@ impl Default for CompressOptions {
             batch_size: crate::backend::DEFAULT_BATCH_SIZE,
             max_auc_drop: DEFAULT_MAX_AUC_DROP,
             force: false,
+            fuse: true,
         }
     }
 }
@@ -412,17 +419,44 @@ pub fn compress_model(
         }
     }
 
-    let mut compressed = apply_all(model, sites, &factors)?;
+    let unfused = apply_all(model, sites, &factors)?;
+    // Fusion of embedding projections, checked on calibration (else evaluation) rows.
+    let fusable: Vec<(String, Vec<String>)> = sites
+        .iter()
+        .zip(&factors)
+        .filter(|(_, f)| matches!(f, Some(Factors::Embedding(_))))
+        .map(|(s, _)| (s.name.clone(), s.outputs.clone()))
+        .collect();
+    let check_rows: Option<&[NpyArray]> = calib.or(test.as_ref().map(|(a, _)| a.as_slice()));
+    let (mut compressed, mut fusion) = match check_rows {
+        Some(rows) if options.fuse && !fusable.is_empty() => {
+            let (m, r) = fuse::fuse_projections(&unfused, &fusable, rows)?;
+            (m, Some(r))
+        }
+        _ => (unfused.clone(), None),
+    };
+    let fused_any = fusion.as_ref().is_some_and(|f| !f.fused.is_empty());
     let mut kept_f32 = Vec::new();
     if options.weights == WeightType::F16 {
         (compressed, kept_f32) = to_f16_weights(&compressed)?;
     }
+    // Site errors are measured on the unfused graph, whose tensors keep the sites' widths (the
+    // fused one was checked against it above).
+    let measured = if fused_any {
+        if options.weights == WeightType::F16 {
+            to_f16_weights(&unfused)?.0
+        } else {
+            unfused
+        }
+    } else {
+        compressed.clone()
+    };
 
     // Measured errors at every site output (and the model outputs) on calibration data.
     let errors = match calib {
         Some(calib) => Some(measure_errors(
             model,
-            &compressed,
+            &measured,
             sites,
             calib,
             options.batch_size,
@@ -462,6 +496,10 @@ pub fn compress_model(
             }
         })
         .collect();
+    let mut site_reports = site_reports;
+    if let Some(f) = &mut fusion {
+        adjust_for_fusion(&mut site_reports, f);
+    }
 
     let eval = match &test {
         Some((arrays, labels)) => {
@@ -519,6 +557,23 @@ pub fn compress_model(
         output_max_abs_diff: errors.as_ref().map(|e| e.output_max_abs_diff),
         eval,
         f16_kept_f32: kept_f32,
+        fusion: fusion.map(|f| FusionSummary {
+            fused: f
+                .fused
+                .iter()
+                .map(|(site, into)| FusedProjection {
+                    projection_kept: f.projection_kept.contains(site),
+                    site: site.clone(),
+                    into: into.clone(),
+                })
+                .collect(),
+            kept: f
+                .kept
+                .into_iter()
+                .map(|(site, reason)| KeptProjection { site, reason })
+                .collect(),
+            checked_max_diff: f.checked_max_diff,
+        }),
         artifact: None,
     };
     if let Some(e) = &report.eval {
@@ -534,6 +589,50 @@ pub fn compress_model(
         model: compressed,
         report,
     })
+}
+
+/// The site a weight of the unfused graph belongs to: its own (kept) or its first factor
+/// (`<site>/first`).
+fn owner_of<'a>(reports: &'a mut [SiteReport], weight: &str) -> Option<&'a mut SiteReport> {
+    reports.iter_mut().find(|r| {
+        weight == r.name
+            || weight
+                .strip_prefix(r.name.as_str())
+                .is_some_and(|rest| rest.starts_with("/first"))
+    })
+}
+
+/// Parameters after fusion: a fused table keeps only its k-wide rows (no projection, no
+/// mean); the dense layer it feeds changes by the rows it gained or lost. Fused weights are
+/// renamed to the dense site that owns them.
+fn adjust_for_fusion(reports: &mut [SiteReport], fusion: &mut fuse::FuseReport) {
+    for (_, into) in &mut fusion.fused {
+        if let Some(owner) = owner_of(reports, into) {
+            *into = owner.name.clone();
+        }
+    }
+    for (site, into) in &fusion.fused {
+        if let Some(r) = reports.iter_mut().find(|r| &r.name == site) {
+            let kept = fusion.projection_kept.contains(site);
+            if let (Some(k), Some(&rows), false) = (r.rank, r.shape.first(), kept) {
+                r.params_after = rows * k;
+            }
+            let note = if kept {
+                format!("projection fused into '{into}' (and kept for the other readers)")
+            } else {
+                format!("projection fused into '{into}'")
+            };
+            r.note = Some(match r.note.take() {
+                Some(n) => format!("{n}; {note}"),
+                None => note,
+            });
+        }
+    }
+    for (weight, change) in &fusion.weight_change {
+        if let Some(r) = owner_of(reports, weight) {
+            r.params_after = (r.params_after as i64 + change).max(0) as usize;
+        }
+    }
 }
 
 fn with_site(e: Error, site: &Site) -> Error {

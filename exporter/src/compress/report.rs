@@ -41,8 +41,43 @@ pub struct CompressReport {
     pub eval: Option<EvalSummary>,
     /// Initializers left f32 by `--weights f16` (values beyond the f16 range).
     pub f16_kept_f32: Vec<String>,
+    /// Embedding projections fused into dense layers (absent with `--no-fusion` or when no
+    /// table was factorized).
+    pub fusion: Option<FusionSummary>,
     /// The written files.
     pub artifact: Option<ArtifactSummary>,
+}
+
+/// What the fusion of embedding projections did.
+#[derive(Debug, Clone, Serialize)]
+pub struct FusionSummary {
+    /// `(embedding site, dense weight it now feeds)`.
+    pub fused: Vec<FusedProjection>,
+    /// `(embedding site, why its projection stays explicit)`.
+    pub kept: Vec<KeptProjection>,
+    /// Largest model-output difference, fused vs unfused graph, on calibration rows.
+    pub checked_max_diff: Option<f64>,
+}
+
+/// A fused projection.
+#[derive(Debug, Clone, Serialize)]
+pub struct FusedProjection {
+    /// The embedding site.
+    pub site: String,
+    /// The dense weight that now reads its k-wide lookups.
+    pub into: String,
+    /// Whether the projection also stays, for readers other than the dense layer (an
+    /// interaction layer).
+    pub projection_kept: bool,
+}
+
+/// A projection left explicit.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeptProjection {
+    /// The embedding site.
+    pub site: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// One site.
@@ -293,6 +328,24 @@ impl CompressReport {
                 "LogLoss      {:.6} -> {:.6}  ({} rows)",
                 e.logloss_before, e.logloss_after, e.rows
             );
+        }
+        if let Some(f) = &self.fusion {
+            let mut into: Vec<&str> = f.fused.iter().map(|p| p.into.as_str()).collect();
+            into.sort_unstable();
+            into.dedup();
+            let _ = write!(out, "fusion       {} projection(s) fused", f.fused.len());
+            if !into.is_empty() {
+                let _ = write!(out, " into {}", into.join(", "));
+            }
+            let shared = f.fused.iter().filter(|p| p.projection_kept).count();
+            if shared > 0 {
+                let _ = write!(out, " ({shared} also kept for interaction layers)");
+            }
+            let _ = write!(out, "; {} kept explicit", f.kept.len());
+            if let Some(k) = f.kept.first() {
+                let _ = write!(out, " (e.g. {}: {})", k.site, k.reason);
+            }
+            let _ = writeln!(out);
         }
         if !self.f16_kept_f32.is_empty() {
             let _ = writeln!(
