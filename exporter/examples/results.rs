@@ -10,6 +10,8 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use ctr_edge_exporter::compress::graph::load_model;
@@ -69,6 +71,91 @@ fn bytes(b: u64) -> String {
 /// Per fixture and setting, for the summary: (fixture, setting label, ratio, weights, AUC drop).
 type Outcome = (String, String, f64, &'static str, f64);
 
+/// The table rows of one fixture (original, then every setting) and its outcomes.
+fn fixture_rows(dir: &Path, work: &Path, ratios: &[f64]) -> (String, Vec<Outcome>) {
+    let mut table = String::new();
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    eprintln!("{name}");
+    let model_path = dir.join("model.onnx");
+    let model = load_model(&model_path).expect("model loads");
+    // As compress sees it (statically decided `If`s inlined, which tract needs).
+    let (model, _) = simplify(&model).expect("simplifies");
+    let calib = read_npz(&dir.join("calib.npz")).expect("calib.npz");
+    let test = read_npz(&dir.join("test.npz")).expect("test.npz");
+    let (inputs, labels) = split_labels(&test).expect("labels");
+    let (auc0, logloss0) = evaluate(&model, &inputs, &labels, 1024, "", &mut |_, _, _| {})
+        .expect("the original evaluates");
+    let _ = writeln!(
+        table,
+        "| {name} | original | 1 | f32 | {} | {} | {auc0:.4} | | {logloss0:.4} | |",
+        count_params(&model),
+        bytes(std::fs::metadata(&model_path).map(|m| m.len()).unwrap_or(0)),
+    );
+    for s in settings(ratios) {
+        let out = work.join(&name).join(format!(
+            "{}-{}-{}{}",
+            s.method.name(),
+            s.ratio,
+            s.weights.name(),
+            if s.sequential { "-seq" } else { "" }
+        ));
+        let options = CompressOptions {
+            method: s.method,
+            ranks: Some(RankPolicy::Ratio(s.ratio)),
+            weights: s.weights,
+            sequential: s.sequential,
+            force: true,
+            ..CompressOptions::default()
+        };
+        let cells = match compress_to_dir(
+            &model_path,
+            Some(&calib),
+            Some(&test),
+            &out,
+            &options,
+            &mut |_, _, _| {},
+        ) {
+            Ok(report) => {
+                let e = report.eval.as_ref().expect("evaluated");
+                outcomes.push((
+                    name.clone(),
+                    s.label(),
+                    s.ratio,
+                    s.weights.name(),
+                    e.auc_drop,
+                ));
+                format!(
+                    "{} | {} | {:.4} | {:+.5} | {:.4} | {:+.5}",
+                    report.totals.params_after,
+                    bytes(report.totals.file_bytes_after.unwrap_or(0)),
+                    e.auc_after,
+                    e.auc_after - e.auc_before,
+                    e.logloss_after,
+                    e.logloss_after - e.logloss_before
+                )
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                let short = if msg.contains("out of reach") {
+                    "unreachable: the layers that cannot be factorized exceed the budget".into()
+                } else {
+                    msg.replace('|', "/")
+                };
+                format!("{short} | | | | | ")
+            }
+        };
+        let _ = writeln!(
+            table,
+            "| {name} | {} | {} | {} | {cells} |",
+            s.label(),
+            s.ratio,
+            s.weights.name()
+        );
+    }
+    (table, outcomes)
+}
+
 fn main() {
     let mut ratios = vec![3.0, 5.0, 10.0, 20.0];
     let mut only: Vec<String> = Vec::new();
@@ -100,6 +187,22 @@ fn main() {
     let work = std::env::temp_dir().join(format!("ctr-edge-results-{}", std::process::id()));
     let started = Instant::now();
 
+    // Fixtures are independent: workers take them in turn; rows are printed in fixture order.
+    let next = AtomicUsize::new(0);
+    let done: Mutex<Vec<Option<(String, Vec<Outcome>)>>> = Mutex::new(vec![None; fixtures.len()]);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(fixtures.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(dir) = fixtures.get(i) else { break };
+                let result = fixture_rows(dir, &work, &ratios);
+                done.lock().unwrap()[i] = Some(result);
+            });
+        }
+    });
     let mut table = String::new();
     let mut outcomes: Vec<Outcome> = Vec::new();
     let _ = writeln!(
@@ -107,85 +210,9 @@ fn main() {
         "| fixture | method | ratio | weights | params | on disk | AUC | ΔAUC | LogLoss | ΔLogLoss |"
     );
     let _ = writeln!(table, "|---|---|---:|---|---:|---:|---:|---:|---:|---:|");
-    for dir in &fixtures {
-        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        eprintln!("{name}");
-        let model_path = dir.join("model.onnx");
-        let model = load_model(&model_path).expect("model loads");
-        // As compress sees it (statically decided `If`s inlined, which tract needs).
-        let (model, _) = simplify(&model).expect("simplifies");
-        let calib = read_npz(&dir.join("calib.npz")).expect("calib.npz");
-        let test = read_npz(&dir.join("test.npz")).expect("test.npz");
-        let (inputs, labels) = split_labels(&test).expect("labels");
-        let (auc0, logloss0) = evaluate(&model, &inputs, &labels, 1024, "", &mut |_, _, _| {})
-            .expect("the original evaluates");
-        let _ = writeln!(
-            table,
-            "| {name} | original | 1 | f32 | {} | {} | {auc0:.4} | | {logloss0:.4} | |",
-            count_params(&model),
-            bytes(std::fs::metadata(&model_path).map(|m| m.len()).unwrap_or(0)),
-        );
-        for s in settings(&ratios) {
-            let out = work.join(&name).join(format!(
-                "{}-{}-{}{}",
-                s.method.name(),
-                s.ratio,
-                s.weights.name(),
-                if s.sequential { "-seq" } else { "" }
-            ));
-            let options = CompressOptions {
-                method: s.method,
-                ranks: Some(RankPolicy::Ratio(s.ratio)),
-                weights: s.weights,
-                sequential: s.sequential,
-                force: true,
-                ..CompressOptions::default()
-            };
-            let cells = match compress_to_dir(
-                &model_path,
-                Some(&calib),
-                Some(&test),
-                &out,
-                &options,
-                &mut |_, _, _| {},
-            ) {
-                Ok(report) => {
-                    let e = report.eval.as_ref().expect("evaluated");
-                    outcomes.push((
-                        name.clone(),
-                        s.label(),
-                        s.ratio,
-                        s.weights.name(),
-                        e.auc_drop,
-                    ));
-                    format!(
-                        "{} | {} | {:.4} | {:+.5} | {:.4} | {:+.5}",
-                        report.totals.params_after,
-                        bytes(report.totals.file_bytes_after.unwrap_or(0)),
-                        e.auc_after,
-                        e.auc_after - e.auc_before,
-                        e.logloss_after,
-                        e.logloss_after - e.logloss_before
-                    )
-                }
-                Err(e) => {
-                    let msg = e.to_string();
-                    let short = if msg.contains("out of reach") {
-                        "unreachable: the layers that cannot be factorized exceed the budget".into()
-                    } else {
-                        msg.replace('|', "/")
-                    };
-                    format!("{short} | | | | | ")
-                }
-            };
-            let _ = writeln!(
-                table,
-                "| {name} | {} | {} | {} | {cells} |",
-                s.label(),
-                s.ratio,
-                s.weights.name()
-            );
-        }
+    for (rows, mut o) in done.into_inner().unwrap().into_iter().flatten() {
+        table.push_str(&rows);
+        outcomes.append(&mut o);
     }
     let _ = std::fs::remove_dir_all(&work);
 

@@ -16,5 +16,6 @@ pub mod compress;
 mod error;
 pub mod metrics;
 pub mod npz;
+pub mod onnx_build;
 
 pub use error::{Error, Result};

@@ -1,7 +1,8 @@
 //! Shared helpers for the end-to-end tests: finding the committed fixture models
 //! (`tests/fixtures/<data>_<arch>/`) and reading their data.
 
-pub mod onnx_build;
+/// The ONNX graph builders (one copy, in the exporter).
+pub use ctr_edge_exporter::onnx_build;
 
 use std::path::{Path, PathBuf};
 

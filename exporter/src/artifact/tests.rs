@@ -4,19 +4,14 @@
 use std::path::Path;
 
 use half::f16;
-use tract_onnx::pb::attribute_proto::AttributeType;
 use tract_onnx::pb::tensor_proto::DataType;
-use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
-use tract_onnx::pb::type_proto;
-use tract_onnx::pb::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    TensorShapeProto, TypeProto, ValueInfoProto,
-};
+use tract_onnx::pb::{GraphProto, ModelProto, OperatorSetIdProto, TensorProto};
 use tract_onnx::prelude::{
     tvec, DatumExt, Framework, InferenceModelExt, IntoRunnable, IntoTValue, Tensor,
 };
 
 use super::*;
+use crate::onnx_build::{attr_int as int_attr, node, value_info, values};
 use ctr_edge_runtime::onnx::TensorData;
 use ctr_edge_runtime::session::InputData;
 use ctr_edge_runtime::{Input, Model};
@@ -27,29 +22,6 @@ const O: usize = 9; // outputs
 const ROWS: usize = 20; // embedding rows
 const IDS: usize = 12; // gathered ids
 
-fn value_info(name: &str, elem: DataType, dims: &[Option<i64>]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|d| Dimension {
-            denotation: String::new(),
-            value: Some(match d {
-                Some(v) => dimension::Value::DimValue(*v),
-                None => dimension::Value::DimParam("N".into()),
-            }),
-        })
-        .collect();
-    ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            denotation: String::new(),
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: elem as i32,
-                shape: Some(TensorShapeProto { dim }),
-            })),
-        }),
-        ..Default::default()
-    }
-}
 
 fn tensor(name: &str, dt: DataType, dims: &[i64]) -> TensorProto {
     TensorProto {
@@ -60,35 +32,8 @@ fn tensor(name: &str, dt: DataType, dims: &[i64]) -> TensorProto {
     }
 }
 
-fn node(op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        op_type: op.into(),
-        name: outputs[0].to_string(),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        attribute: attrs,
-        ..Default::default()
-    }
-}
 
-fn int_attr(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Int as i32,
-        i: v,
-        ..Default::default()
-    }
-}
 
-/// Deterministic odd-looking values.
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    (0..n)
-        .map(|i| {
-            let x = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8;
-            (x % 2001) as f32 / 1000.0 - 1.0
-        })
-        .collect()
-}
 
 /// The values the test model holds, kept apart to build the reference.
 struct Weights {

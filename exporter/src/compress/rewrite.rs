@@ -198,156 +198,61 @@ pub fn apply_factors(model: &ModelProto, replaced: &[(&Site, &Factors)]) -> Resu
                             attrs,
                         ));
                     }
-                    DenseOp::MatMulLeft => {
-                        // y = W x along the second-to-last axis: weights as stored (k x in,
-                        // out x k), biases as columns.
-                        let column =
-                            |v: &[f64]| (vec![v.len(), 1], v.iter().map(|&x| x as f32).collect());
+                    DenseOp::MatMulLeft | DenseOp::MatMul => {
+                        // `W @ x` (features on the second-to-last axis): weights as stored
+                        // (k x in, out x k), biases as columns. `x @ W^T`: transposed weights,
+                        // biases as rows.
+                        let left = *op == DenseOp::MatMulLeft;
+                        let bias = |v: &[f64]| {
+                            let data = v.iter().map(|&x| x as f32).collect();
+                            if left {
+                                (vec![v.len(), 1], data)
+                            } else {
+                                (vec![v.len()], data)
+                            }
+                        };
                         let w1 = add_init(
                             &mut names,
                             &format!("{base}/first"),
-                            values(&f.first, false),
+                            values(&f.first, !left),
                         );
                         let w2 = add_init(
                             &mut names,
                             &format!("{base}/second"),
-                            values(&f.second, false),
+                            values(&f.second, !left),
                         );
-                        let h_in = match &f.first_bias {
-                            None => {
-                                nodes.push(node(
-                                    "MatMul",
-                                    node_name(&mut names, "first"),
-                                    vec![w1, x],
-                                    vec![h.clone()],
-                                    vec![],
-                                ));
-                                h
-                            }
-                            Some(b1) => {
-                                let b1 =
-                                    add_init(&mut names, &format!("{base}/first_bias"), column(b1));
-                                let h0 = names.fresh(&format!("{base}/h0"));
-                                nodes.push(node(
-                                    "MatMul",
-                                    node_name(&mut names, "first"),
-                                    vec![w1, x],
-                                    vec![h0.clone()],
-                                    vec![],
-                                ));
-                                nodes.push(node(
-                                    "Add",
-                                    node_name(&mut names, "first_bias"),
-                                    vec![h0, b1],
-                                    vec![h.clone()],
-                                    vec![],
-                                ));
-                                h
-                            }
-                        };
-                        match &f.second_bias {
-                            None => nodes.push(node(
-                                "MatMul",
-                                node_name(&mut names, "second"),
-                                vec![w2, h_in],
-                                vec![y],
-                                vec![],
-                            )),
-                            Some(b2) => {
-                                let b2 = add_init(
-                                    &mut names,
-                                    &format!("{base}/second_bias"),
-                                    column(b2),
-                                );
-                                let y0 = names.fresh(&format!("{base}/y0"));
-                                nodes.push(node(
-                                    "MatMul",
-                                    node_name(&mut names, "second"),
-                                    vec![w2, h_in],
-                                    vec![y0.clone()],
-                                    vec![],
-                                ));
-                                nodes.push(node(
-                                    "Add",
-                                    node_name(&mut names, "second_bias"),
-                                    vec![y0, b2],
-                                    vec![y],
-                                    vec![],
-                                ));
-                            }
-                        }
-                    }
-                    DenseOp::MatMul => {
-                        let w1 =
-                            add_init(&mut names, &format!("{base}/first"), values(&f.first, true));
-                        let w2 = add_init(
+                        let b1 = f
+                            .first_bias
+                            .as_ref()
+                            .map(|b| add_init(&mut names, &format!("{base}/first_bias"), bias(b)));
+                        let b2 = f
+                            .second_bias
+                            .as_ref()
+                            .map(|b| add_init(&mut names, &format!("{base}/second_bias"), bias(b)));
+                        let operands =
+                            |w: String, v: String| if left { vec![w, v] } else { vec![v, w] };
+                        let first = node_name(&mut names, "first");
+                        let first_bias = node_name(&mut names, "first_bias");
+                        matmul_plus_bias(
+                            &mut nodes,
                             &mut names,
-                            &format!("{base}/second"),
-                            values(&f.second, true),
+                            (first, first_bias),
+                            operands(w1, x),
+                            b1,
+                            h.clone(),
+                            &format!("{base}/h0"),
                         );
-                        let h_in = match &f.first_bias {
-                            None => {
-                                nodes.push(node(
-                                    "MatMul",
-                                    node_name(&mut names, "first"),
-                                    vec![x, w1],
-                                    vec![h.clone()],
-                                    vec![],
-                                ));
-                                h
-                            }
-                            Some(b1) => {
-                                let b1 =
-                                    add_init(&mut names, &format!("{base}/first_bias"), vector(b1));
-                                let h0 = names.fresh(&format!("{base}/h0"));
-                                nodes.push(node(
-                                    "MatMul",
-                                    node_name(&mut names, "first"),
-                                    vec![x, w1],
-                                    vec![h0.clone()],
-                                    vec![],
-                                ));
-                                nodes.push(node(
-                                    "Add",
-                                    node_name(&mut names, "first_bias"),
-                                    vec![h0, b1],
-                                    vec![h.clone()],
-                                    vec![],
-                                ));
-                                h
-                            }
-                        };
-                        match &f.second_bias {
-                            None => nodes.push(node(
-                                "MatMul",
-                                node_name(&mut names, "second"),
-                                vec![h_in, w2],
-                                vec![y],
-                                vec![],
-                            )),
-                            Some(b2) => {
-                                let b2 = add_init(
-                                    &mut names,
-                                    &format!("{base}/second_bias"),
-                                    vector(b2),
-                                );
-                                let y0 = names.fresh(&format!("{base}/y0"));
-                                nodes.push(node(
-                                    "MatMul",
-                                    node_name(&mut names, "second"),
-                                    vec![h_in, w2],
-                                    vec![y0.clone()],
-                                    vec![],
-                                ));
-                                nodes.push(node(
-                                    "Add",
-                                    node_name(&mut names, "second_bias"),
-                                    vec![y0, b2],
-                                    vec![y],
-                                    vec![],
-                                ));
-                            }
-                        }
+                        let second = node_name(&mut names, "second");
+                        let second_bias = node_name(&mut names, "second_bias");
+                        matmul_plus_bias(
+                            &mut nodes,
+                            &mut names,
+                            (second, second_bias),
+                            operands(w2, h),
+                            b2,
+                            y,
+                            &format!("{base}/y0"),
+                        );
                     }
                 }
                 replacement.insert(ix, nodes);
@@ -436,6 +341,32 @@ pub fn apply_factors(model: &ModelProto, replaced: &[(&Site, &Factors)]) -> Resu
     graph.value_info.retain(|v| !unused.contains(&v.name));
     graph.initializer.extend(new_inits);
     Ok(out)
+}
+
+/// `MatMul(operands) -> out`, or `MatMul(operands) -> tmp`, `Add(tmp, bias) -> out`.
+fn matmul_plus_bias(
+    nodes: &mut Vec<NodeProto>,
+    names: &mut Names,
+    (matmul_name, add_name): (String, String),
+    operands: Vec<String>,
+    bias: Option<String>,
+    out: String,
+    tmp_base: &str,
+) {
+    match bias {
+        None => nodes.push(node("MatMul", matmul_name, operands, vec![out], vec![])),
+        Some(b) => {
+            let tmp = names.fresh(tmp_base);
+            nodes.push(node(
+                "MatMul",
+                matmul_name,
+                operands,
+                vec![tmp.clone()],
+                vec![],
+            ));
+            nodes.push(node("Add", add_name, vec![tmp, b], vec![out], vec![]));
+        }
+    }
 }
 
 fn internal(site: &Site, what: &str) -> Error {

@@ -1,5 +1,6 @@
-//! Small builders for hand-made ONNX models (tract's prost types), used by tests and benches
-//! to write artifacts with [`ctr_edge_exporter::artifact::write_artifact`].
+//! Small builders for hand-made ONNX models (tract's prost types), used by the tests of every
+//! crate, the examples and the benches to write artifacts with
+//! [`crate::artifact::write_artifact`]. One copy, here, so the test suites cannot drift apart.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,6 +83,16 @@ pub fn attr_int(name: &str, v: i64) -> AttributeProto {
         name: name.into(),
         r#type: AttributeType::Int as i32,
         i: v,
+        ..Default::default()
+    }
+}
+
+/// An INTS attribute.
+pub fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Ints as i32,
+        ints: v.to_vec(),
         ..Default::default()
     }
 }
