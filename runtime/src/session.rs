@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use crate::error::{Error, Result};
 use crate::graph::ops::NodeCtx;
 use crate::graph::plan::{alloc_bufs, plan, view_of, Plan};
-use crate::graph::value::{Buf, View};
+use crate::graph::value::{Buf, Data, View};
 use crate::graph::MAX_NODE_INPUTS;
 use crate::model::Model;
 use crate::tensor::DType;
@@ -22,6 +22,8 @@ pub enum InputData<'a> {
     I64(&'a [i64]),
     /// i32 values.
     I32(&'a [i32]),
+    /// bool values.
+    Bool(&'a [bool]),
 }
 
 impl InputData<'_> {
@@ -30,6 +32,7 @@ impl InputData<'_> {
             InputData::F32(_) => DType::F32,
             InputData::I64(_) => DType::I64,
             InputData::I32(_) => DType::I32,
+            InputData::Bool(_) => DType::Bool,
         }
     }
 
@@ -38,6 +41,7 @@ impl InputData<'_> {
             InputData::F32(v) => v.len(),
             InputData::I64(v) => v.len(),
             InputData::I32(v) => v.len(),
+            InputData::Bool(v) => v.len(),
         }
     }
 }
@@ -62,6 +66,32 @@ pub struct OutputView<'s> {
     pub shape: &'s [usize],
     /// Values (f32), row-major.
     pub data: &'s [f32],
+}
+
+/// The values of a model output, in its own dtype.
+#[derive(Debug, Clone, Copy)]
+pub enum OutputData<'s> {
+    /// f32 values.
+    F32(&'s [f32]),
+    /// f16 values.
+    F16(&'s [half::f16]),
+    /// i64 values.
+    I64(&'s [i64]),
+    /// i32 values.
+    I32(&'s [i32]),
+    /// bool values.
+    Bool(&'s [bool]),
+}
+
+/// A model output of any dtype after [`Session::run`] (see [`Session::output_typed`]).
+#[derive(Debug, Clone, Copy)]
+pub struct TypedOutputView<'s> {
+    /// Output name.
+    pub name: &'s str,
+    /// Shape.
+    pub shape: &'s [usize],
+    /// Values, row-major.
+    pub data: OutputData<'s>,
 }
 
 struct Prepared {
@@ -196,6 +226,10 @@ impl<'m, 'w> Session<'m, 'w> {
                     d.copy_from_slice(s);
                     true
                 }
+                (InputData::Bool(s), Buf::Bool(d)) if s.len() == d.len() => {
+                    d.copy_from_slice(s);
+                    true
+                }
                 _ => false,
             };
             if !ok {
@@ -220,7 +254,8 @@ impl<'m, 'w> Session<'m, 'w> {
         Ok(())
     }
 
-    /// Output `index` of the last successful run.
+    /// Output `index` of the last successful run, when it is an f32 output (the scores); other
+    /// dtypes through [`Session::output_typed`].
     pub fn output(&self, index: usize) -> Option<OutputView<'_>> {
         let p = self.plans.get(self.current?)?;
         let operand = p.plan.outputs.get(index)?;
@@ -230,6 +265,26 @@ impl<'m, 'w> Session<'m, 'w> {
             name: &g.outputs.get(index)?.1.name,
             shape: &operand.shape,
             data: view.f32()?,
+        })
+    }
+
+    /// Output `index` of the last successful run, whatever its dtype ([`Session::output`]
+    /// gives only f32 outputs, the scores).
+    pub fn output_typed(&self, index: usize) -> Option<TypedOutputView<'_>> {
+        let p = self.plans.get(self.current?)?;
+        let operand = p.plan.outputs.get(index)?;
+        let g = &self.model.graph;
+        let view = view_of(g, self.model.weights(), &p.plan.folded, &p.bufs, operand).ok()?;
+        Some(TypedOutputView {
+            name: &g.outputs.get(index)?.1.name,
+            shape: &operand.shape,
+            data: match view.data {
+                Data::F32(v) => OutputData::F32(v),
+                Data::F16(v) => OutputData::F16(v),
+                Data::I64(v) => OutputData::I64(v),
+                Data::I32(v) => OutputData::I32(v),
+                Data::Bool(v) => OutputData::Bool(v),
+            },
         })
     }
 

@@ -729,3 +729,58 @@ fn regenerate_corpus() {
     }
     std::fs::write(Path::new(CORPUS).join("EXPECTED.txt"), manifest).unwrap();
 }
+
+// ---- standalone tensors (`decode_tensor_file`, the conformance suite's .pb reader) ----
+
+#[test]
+fn standalone_tensor_decodes_and_refuses_garbage_with_typed_errors() {
+    let good = tensor_floats("x", &[2, 2], &[1.0, -2.0, 3.5, 0.0]).into_bytes();
+    let t = onnx::decode_tensor_file(&good).expect("valid tensor");
+    assert_eq!((t.name.as_str(), t.shape.as_slice()), ("x", &[2, 2][..]));
+    assert_eq!(t.values, OwnedData::F32(vec![1.0, -2.0, 3.5, 0.0]));
+
+    // Outside the runtime's set: DOUBLE is not narrowed here, unlike an initializer.
+    let double = tensor("d", DOUBLE, &[1])
+        .packed_doubles(10, &[1.0])
+        .into_bytes();
+    assert!(matches!(
+        onnx::decode_tensor_file(&double),
+        Err(Error::UnsupportedDType { dtype: 11, .. })
+    ));
+    // External data cannot be resolved without a weights file.
+    let ext = tensor_external("e", FLOAT, &[1], "w.bin", 0, Some(4)).into_bytes();
+    assert!(matches!(
+        onnx::decode_tensor_file(&ext),
+        Err(Error::InvalidTensor { .. } | Error::Weights { .. })
+    ));
+    // Wrong element count.
+    let short = tensor_raw("s", FLOAT, &[3], &[0; 8]).into_bytes();
+    assert!(matches!(
+        onnx::decode_tensor_file(&short),
+        Err(Error::InvalidTensor { .. })
+    ));
+
+    // Every truncation and thousands of byte mutations: Ok or a typed error, never a panic.
+    for end in 0..good.len() {
+        let _ = onnx::decode_tensor_file(&good[..end]);
+    }
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..5000 {
+        let mut bytes = good.clone();
+        for _ in 0..1 + next() % 4 {
+            let i = (next() as usize) % bytes.len();
+            bytes[i] = next() as u8;
+        }
+        let _ = onnx::decode_tensor_file(&bytes);
+    }
+    for len in [0usize, 1, 7, 64] {
+        let garbage: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        let _ = onnx::decode_tensor_file(&garbage);
+    }
+}

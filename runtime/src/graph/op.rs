@@ -217,6 +217,58 @@ fn kind(v: &AttrValue<'_>) -> &'static str {
     }
 }
 
+/// Every default-domain op the runtime loads, sorted. `Split` and `If` are expanded by the
+/// loader (`load_graph`) before [`parse_op`]; every other entry is parsed by [`parse_op`], and a
+/// unit test keeps this list and `parse_op` in step. The README's op list is generated from it.
+pub const SUPPORTED_OPS: &[&str] = &[
+    "Abs",
+    "Add",
+    "BatchNormalization",
+    "Cast",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Conv",
+    "Div",
+    "Dropout",
+    "Einsum",
+    "Equal",
+    "Exp",
+    "Flatten",
+    "Gather",
+    "Gemm",
+    "Greater",
+    "Identity",
+    "If",
+    "Less",
+    "Log",
+    "MatMul",
+    "Mul",
+    "Neg",
+    "Pow",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceSum",
+    "Relu",
+    "Reshape",
+    "Shape",
+    "Sigmoid",
+    "Slice",
+    "Softmax",
+    "Split",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Tanh",
+    "Transpose",
+    "Unsqueeze",
+];
+
+/// The ops of [`SUPPORTED_OPS`] that the loader expands itself instead of calling [`parse_op`].
+#[cfg(test)]
+pub(crate) const LOADER_OPS: &[&str] = &["If", "Split"];
+
 /// Parses a node into an [`Op`]. `weights` resolves tensor attributes of `Constant` nodes.
 pub(crate) fn parse_op(node: &Node<'_>, label: &str, weights: &[u8]) -> Result<Op> {
     let a = Attrs { node, label };
@@ -423,4 +475,109 @@ fn constant_value(a: &Attrs<'_, '_>, weights: &[u8]) -> Result<ConstTensor> {
             )))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::Attribute;
+
+    fn node<'a>(op_type: &'a str, attributes: Vec<Attribute<'a>>) -> Node<'a> {
+        Node {
+            name: "n",
+            op_type,
+            domain: "",
+            inputs: alloc::vec!["x"],
+            outputs: alloc::vec!["y"],
+            attributes,
+        }
+    }
+
+    /// The attributes an op cannot do without (everything else has an ONNX default).
+    fn required_attrs(op_type: &str) -> Vec<Attribute<'static>> {
+        let attr = |name, value| Attribute { name, value };
+        match op_type {
+            "Concat" => alloc::vec![attr("axis", AttrValue::Int(0))],
+            "Einsum" => alloc::vec![attr("equation", AttrValue::String(b"ij->ji"))],
+            "Cast" => alloc::vec![attr("to", AttrValue::Int(1))],
+            "Constant" => alloc::vec![attr("value_float", AttrValue::Float(1.0))],
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn supported_ops_are_sorted_and_unique() {
+        assert!(SUPPORTED_OPS.windows(2).all(|w| w[0] < w[1]));
+        assert!(LOADER_OPS.iter().all(|o| SUPPORTED_OPS.contains(o)));
+    }
+
+    #[test]
+    fn every_listed_op_parses() {
+        for &op in SUPPORTED_OPS.iter().filter(|o| !LOADER_OPS.contains(o)) {
+            let n = node(op, required_attrs(op));
+            assert!(parse_op(&n, "n", &[]).is_ok(), "{op} is listed but refused");
+        }
+    }
+
+    #[test]
+    fn unlisted_ops_are_refused_naming_op_and_node() {
+        // A sample of ONNX ops (from the backend node cases and CTR exports) the runtime lacks,
+        // plus the loader-expanded ops, which parse_op itself never sees.
+        let unlisted = [
+            "Where",
+            "Max",
+            "Min",
+            "Not",
+            "And",
+            "Or",
+            "Erf",
+            "Sin",
+            "Cos",
+            "CastLike",
+            "LeakyRelu",
+            "Expand",
+            "Tile",
+            "Range",
+            "ReduceMin",
+            "ReduceProd",
+            "ArgMax",
+            "TopK",
+            "LayerNormalization",
+            "GatherElements",
+            "ScatterND",
+            "Resize",
+            "MaxPool",
+            "LSTM",
+            "Floor",
+            "Ceil",
+            "Round",
+            "Sign",
+            "Reciprocal",
+            "HardSigmoid",
+            "Elu",
+            "Selu",
+            "Softplus",
+            "LogSoftmax",
+            "Mod",
+            "GreaterOrEqual",
+            "LessOrEqual",
+            "Sum",
+            "Mean",
+            "If",
+            "Split",
+        ];
+        for op in unlisted {
+            assert!(
+                !SUPPORTED_OPS.contains(&op) || LOADER_OPS.contains(&op),
+                "{op} is listed"
+            );
+            let n = node(op, Vec::new());
+            match parse_op(&n, "node7", &[]) {
+                Err(Error::UnsupportedOp { op: o, node }) => {
+                    assert_eq!((o.as_str(), node.as_str()), (op, "node7"))
+                }
+                other => panic!("{op}: expected UnsupportedOp, got {other:?}"),
+            }
+        }
+    }
 }

@@ -327,15 +327,18 @@ pub(crate) fn infer(
         Op::Binary(bop) => {
             let a = need(ins, 0, cx)?;
             let b = need(ins, 1, cx)?;
-            if a.dtype != b.dtype || a.dtype == DType::Bool {
+            // Pow's exponent has its own numeric type (ONNX T1); the result has the base's.
+            let mixed_pow = *bop == BinOp::Pow
+                && matches!(
+                    (a.dtype, b.dtype),
+                    (DType::F32, DType::I64 | DType::I32) | (DType::I64 | DType::I32, DType::F32)
+                );
+            if (a.dtype != b.dtype && !mixed_pow) || a.dtype == DType::Bool {
                 return Err(cx.err(format!(
                     "operands must have one numeric dtype, got {} and {}",
                     a.dtype.name(),
                     b.dtype.name()
                 )));
-            }
-            if *bop == BinOp::Pow && a.dtype != DType::F32 {
-                return Err(cx.err("Pow needs float operands".to_string()));
             }
             one(a.dtype, broadcast_shapes(a.shape, b.shape, cx)?)
         }
@@ -497,13 +500,15 @@ pub(crate) fn infer(
             one(x.dtype, p.iter().map(|&i| x.shape[i]).collect())
         }
         Op::Reduce {
+            kind,
             axes,
             keepdims,
             noop_with_empty_axes,
-            ..
         } => {
             let x = need(ins, 0, cx)?;
-            if !matches!(x.dtype, DType::F32 | DType::I64) {
+            let ok = matches!(x.dtype, DType::F32 | DType::I64)
+                || (*kind == ReduceKind::Max && x.dtype == DType::Bool);
+            if !ok {
                 return Err(cx.err(format!("unsupported input dtype {}", x.dtype.name())));
             }
             let red = reduce_mask(
@@ -885,14 +890,10 @@ pub(crate) fn eval(
             );
             match (x.data, out) {
                 (Data::F32(s), Buf::F32(d)) if s.len() == d.len() => {
+                    // ONNX: min(max(x, lo), hi), so lo > hi gives hi everywhere; NaN stays NaN.
                     d.iter_mut().zip(s).for_each(|(d, &v)| {
-                        *d = if v < lo {
-                            lo
-                        } else if v > hi {
-                            hi
-                        } else {
-                            v
-                        }
+                        let v = if v < lo { lo } else { v };
+                        *d = if v > hi { hi } else { v };
                     });
                     Ok(())
                 }
@@ -1324,19 +1325,45 @@ fn binary(
             };
             generic_binary(x, a.shape, y, b.shape, o, out_shape, f, cx)
         }
+        // Pow with an integer exponent (checked at plan time: only Pow gets here).
+        (Data::F32(x), Data::I64(y), Buf::F32(o)) => {
+            generic_binary(x, a.shape, y, b.shape, o, out_shape, pow_f32_int, cx)
+        }
+        (Data::F32(x), Data::I32(y), Buf::F32(o)) => {
+            let f = |p: f32, q: i32| pow_f32_int(p, i64::from(q));
+            generic_binary(x, a.shape, y, b.shape, o, out_shape, f, cx)
+        }
+        // Integer base, float exponent: computed in float, truncated like NumPy's astype.
+        (Data::I64(x), Data::F32(y), Buf::I64(o)) => {
+            let f = |p: i64, q: f32| math::powf(p as f32, q) as i64;
+            generic_binary(x, a.shape, y, b.shape, o, out_shape, f, cx)
+        }
+        (Data::I32(x), Data::F32(y), Buf::I32(o)) => {
+            let f = |p: i32, q: f32| math::powf(p as f32, q) as i32;
+            generic_binary(x, a.shape, y, b.shape, o, out_shape, f, cx)
+        }
         _ => Err(internal(cx, "binary op dtypes")),
     }
 }
 
+/// `p` to an integer power, as f32 `powf` would give it.
+fn pow_f32_int(p: f32, q: i64) -> f32 {
+    match q {
+        2 => p * p,
+        // Exact for any exponent an f32 can represent; larger ones overflow or vanish anyway.
+        _ => math::powf(p, q as f32),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
-fn generic_binary<T: Copy, U: Copy>(
+fn generic_binary<T: Copy, V: Copy, U: Copy>(
     x: &[T],
     xs: &[usize],
-    y: &[T],
+    y: &[V],
     ys: &[usize],
     o: &mut [U],
     out_shape: &[usize],
-    f: impl Fn(T, T) -> U,
+    f: impl Fn(T, V) -> U,
     cx: &NodeCtx<'_>,
 ) -> Result<()> {
     let (sa, sb) = bstrides(xs, ys, out_shape);
@@ -1630,6 +1657,16 @@ fn reduce(
                             *acc = v
                         }
                     }
+                    _ => ok = false,
+                }
+            });
+        }
+        // Max over bools is "any" (opset 20); the empty set gives false.
+        (Data::Bool(s), Buf::Bool(d)) if kind == ReduceKind::Max => {
+            d.iter_mut().for_each(|v| *v = false);
+            for_each2(x.shape, &sx, 0, &so, 0, |_, ix, io| {
+                match (s.get(ix as usize), d.get_mut(io as usize)) {
+                    (Some(&v), Some(acc)) => *acc |= v,
                     _ => ok = false,
                 }
             });

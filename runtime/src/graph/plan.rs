@@ -422,18 +422,28 @@ pub(crate) fn plan(
     }
     for (id, info) in &g.outputs {
         let v = vals[*id].as_ref().ok_or_else(|| internal("output"))?;
-        if v.dtype != DType::F32 {
-            return Err(Error::UnsupportedDType {
-                tensor: format!("output '{}'", info.name),
-                dtype: v.dtype.onnx_code(),
+        // f16 is a storage format: a FLOAT16 output holds f16-rounded values as f32.
+        let declared = if info.dtype == DType::F16 {
+            DType::F32
+        } else {
+            info.dtype
+        };
+        if v.dtype != declared {
+            return Err(Error::InvalidGraph {
+                reason: format!(
+                    "output '{}' is declared {} but computes {}",
+                    info.name,
+                    info.dtype.name(),
+                    v.dtype.name()
+                ),
             });
         }
         let mut operand = Operand {
             slot: v.slot,
             shape: v.shape.clone(),
         };
-        // Outputs are read as f32: a constant f16 output is converted once here.
-        if let Slot::Model(_) = v.slot {
+        // f32 outputs are read as f32: a constant one stored as f16 is converted once here.
+        if let (Slot::Model(_), DType::F32) = (v.slot, v.dtype) {
             if let Data::F16(h) = view_of(g, weights, &plan.folded, &no_bufs, &operand)?.data {
                 plan.folded
                     .push(Buf::F32(h.iter().map(|x| x.to_f32()).collect()));

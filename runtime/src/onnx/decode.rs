@@ -558,7 +558,55 @@ fn decode_dim<'a>(f: &Field<'a>, path: &Path<'_>) -> Result<Dim<'a>> {
 }
 
 fn decode_tensor<'a>(f: &Field<'a>, path: &Path<'_>) -> Result<TensorProto<'a>> {
-    let mut r = f.message().at(path)?;
+    decode_tensor_message(f.message().at(path)?, path)
+}
+
+/// A standalone `TensorProto` with its values copied out: what [`decode_tensor_file`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedTensor {
+    /// Tensor name.
+    pub name: String,
+    /// Element type.
+    pub dtype: crate::tensor::DType,
+    /// Shape (row-major).
+    pub shape: Vec<usize>,
+    /// The values, owned.
+    pub values: crate::tensor::OwnedData,
+}
+
+/// Decodes a serialized `TensorProto` on its own (the `input_N.pb`/`output_N.pb` files of the
+/// ONNX backend tests, `onnx.numpy_helper.from_array(..).SerializeToString()`), with the same
+/// wire decoding and value checks as an inline initializer.
+///
+/// Errors: [`Error::Protobuf`] or [`Error::InvalidTensor`] for malformed bytes,
+/// [`Error::UnsupportedDType`] for a dtype outside the runtime's set (DOUBLE included: unlike
+/// an initializer, a test value is not narrowed to f32), and [`Error::InvalidTensor`] for
+/// external data, which a standalone tensor cannot resolve.
+pub fn decode_tensor_file(bytes: &[u8]) -> Result<DecodedTensor> {
+    let path = Path::root("TensorProto");
+    let t = decode_tensor_message(Reader::new(bytes), &path)?;
+    if crate::tensor::DType::from_onnx(t.data_type).is_none() {
+        return Err(Error::UnsupportedDType {
+            tensor: String::from(t.name),
+            dtype: t.data_type,
+        });
+    }
+    let c = super::external::resolve_tensor(&t, &[])?;
+    match c.data {
+        crate::tensor::ConstData::Owned(values) => Ok(DecodedTensor {
+            name: String::from(t.name),
+            dtype: c.dtype,
+            shape: c.shape,
+            values,
+        }),
+        crate::tensor::ConstData::Weights { .. } => Err(Error::InvalidTensor {
+            tensor: String::from(t.name),
+            reason: String::from("a standalone tensor cannot use external data"),
+        }),
+    }
+}
+
+fn decode_tensor_message<'a>(mut r: Reader<'a>, path: &Path<'_>) -> Result<TensorProto<'a>> {
     let mut name = "";
     let mut data_type = 0;
     let mut dims = Vec::new();

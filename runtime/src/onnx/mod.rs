@@ -16,7 +16,7 @@ pub mod external;
 pub mod proto;
 pub mod types;
 
-pub use decode::{decode_model, MAX_GRAPH_DEPTH};
+pub use decode::{decode_model, decode_tensor_file, DecodedTensor, MAX_GRAPH_DEPTH};
 pub use external::{
     check_location, external_location, resolve_initializers, resolve_tensor, view_bool_bytes,
     view_f16, view_f32, view_i32, view_i64, MAX_TENSOR_BYTES,
