@@ -350,7 +350,21 @@ pub(crate) fn parse_op(node: &Node<'_>, label: &str, weights: &[u8]) -> Result<O
                 }
             }
         }
-        "Identity" | "Dropout" => Op::Identity,
+        "Identity" => Op::Identity,
+        "Dropout" => {
+            // Inference Dropout is the identity; training mode and its mask are not.
+            if node.inputs.get(2).is_some_and(|i| !i.is_empty()) {
+                return Err(a.err(
+                    "the 'training_mode' input is not supported (inference only)".to_string(),
+                ));
+            }
+            if node.outputs.get(1).is_some_and(|o| !o.is_empty()) {
+                return Err(
+                    a.err("the 'mask' output is not supported (inference only)".to_string())
+                );
+            }
+            Op::Identity
+        }
         "Constant" => Op::Constant {
             value: constant_value(&a, weights)?,
         },

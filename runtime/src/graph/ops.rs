@@ -721,7 +721,9 @@ pub(crate) fn logical(d: DType) -> DType {
 fn shape_range(rank: usize, start: i64, end: Option<i64>) -> (usize, usize) {
     let r = rank as i64;
     let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
-    (clamp(start), clamp(end.unwrap_or(r)))
+    let start = clamp(start);
+    // start > end gives an empty shape (ONNX), not a reversed range.
+    (start, clamp(end.unwrap_or(r)).max(start))
 }
 
 fn matmul_view_shape(s: &[usize], is_a: bool) -> Vec<usize> {

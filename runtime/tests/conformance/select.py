@@ -4,7 +4,10 @@
 The supported op set is read from the runtime's code (`SUPPORTED_OPS` in
 runtime/src/graph/op.rs), so this script and the runtime cannot disagree. A case is kept when
 every node of its graph (subgraphs included) uses a default-domain op from that set and its
-files stay small. Where the installed onnx wheel ships the generated node data
+files stay small. A case written at an opset above the runtime's newest (21) is rewritten to
+opset 21 when every op it uses has the same attributes, inputs and outputs there (opsets 22-25
+mostly add dtypes); the model then carries the metadata entry
+`ctr_edge.conformance.opset_from` with its original opset, and the test reports it. Where the installed onnx wheel ships the generated node data
 (`onnx/backend/test/data/node/test_*/`), cases are copied from there; otherwise they are
 generated from the `onnx.backend.test.case.node` definitions, exactly as onnx's own
 `backend-test-tools generate-data` writes them.
@@ -33,6 +36,8 @@ from onnx import numpy_helper  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = os.path.join(HERE, "cases")
 OP_RS = os.path.join(HERE, "..", "..", "src", "graph", "op.rs")
+# The newest default-domain opset the runtime accepts (OPSET_RANGE in runtime/src/graph/mod.rs).
+OPSET_MAX = 21
 # Per-case size cap (bytes) so the committed corpus stays small.
 MAX_CASE_BYTES = 200 * 1024
 
@@ -55,6 +60,40 @@ def graph_ops(graph: onnx.GraphProto) -> set[tuple[str, str]]:
             for g in attr.graphs:
                 ops |= graph_ops(g)
     return ops
+
+
+def op_signature(schema) -> tuple:
+    """An op definition without its type constraints: attributes, inputs and outputs."""
+    attrs = tuple(
+        sorted(
+            (a.name, int(a.type), a.required, a.default_value.SerializeToString())
+            for a in schema.attributes.values()
+        )
+    )
+    ios = tuple(
+        (p.name, int(p.option), p.is_homogeneous) for p in list(schema.inputs) + list(schema.outputs)
+    )
+    return attrs, ios, len(schema.inputs), len(schema.outputs)
+
+
+def downgrade(model: onnx.ModelProto) -> int | None:
+    """Rewrites a case written at an opset above the runtime's newest (OPSET_MAX) to OPSET_MAX
+    when every op it uses has the same definition there, up to type constraints (opsets 22-25
+    mostly add dtypes). Returns the original opset when it rewrote, else None."""
+    imports = [i for i in model.opset_import if i.domain in ("", "ai.onnx")]
+    if len(imports) != 1 or imports[0].version <= OPSET_MAX:
+        return None
+    version = imports[0].version
+    for _, op in graph_ops(model.graph):
+        new = onnx.defs.get_schema(op, version, "")
+        old = onnx.defs.get_schema(op, OPSET_MAX, "")
+        if new.since_version != old.since_version and op_signature(new) != op_signature(old):
+            return None
+    imports[0].version = OPSET_MAX
+    # Recorded in the model so the test can report it.
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "ctr_edge.conformance.opset_from", str(version)
+    return version
 
 
 def runnable(model: onnx.ModelProto, ops: set[str]) -> bool:
@@ -126,6 +165,9 @@ def main() -> None:
         model = onnx.load_from_string(model_bytes)
         if not runnable(model, ops):
             continue
+        original = downgrade(model)
+        if original is not None:
+            model_bytes = model.SerializeToString()
         size = len(model_bytes) + sum(len(b) for _, b in files)
         if size > MAX_CASE_BYTES:
             print(f"skip {name}: {size} bytes > {MAX_CASE_BYTES}")
@@ -139,7 +181,8 @@ def main() -> None:
                 f.write(b)
         kept += 1
         total += size
-        print(f"copied {name} ({size} bytes)")
+        note = f", opset {original} -> {OPSET_MAX}" if original is not None else ""
+        print(f"copied {name} ({size} bytes{note})")
     print(f"{kept} cases, {total} bytes, onnx {onnx.__version__}")
 
 
