@@ -5,8 +5,9 @@ The supported op set is read from the runtime's code (`SUPPORTED_OPS` in
 runtime/src/graph/op.rs), so this script and the runtime cannot disagree. A case is kept when
 every node of its graph (subgraphs included) uses a default-domain op from that set and its
 files stay small. A case written at an opset above the runtime's newest (21) is rewritten to
-opset 21 when every op it uses has the same attributes, inputs and outputs there (opsets 22-25
-mostly add dtypes); the model then carries the metadata entry
+opset 21 when every node means the same there: same inputs, outputs and attributes, but for
+attributes only the newer version has and the node leaves unset (opsets 22-28 mostly add
+dtypes); the model then carries the metadata entry
 `ctr_edge.conformance.opset_from` with its original opset, and the test reports it. Where the installed onnx wheel ships the generated node data
 (`onnx/backend/test/data/node/test_*/`), cases are copied from there; otherwise they are
 generated from the `onnx.backend.test.case.node` definitions, exactly as onnx's own
@@ -76,19 +77,49 @@ def op_signature(schema) -> tuple:
     return attrs, ios, len(schema.inputs), len(schema.outputs)
 
 
+def graph_nodes(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from graph_nodes(attr.g)
+
+
+def same_definition(node: onnx.NodeProto, version: int) -> bool:
+    """Whether `node` means the same at OPSET_MAX as at `version`: same inputs and outputs, and
+    the same attributes, except attributes that only the newer version has and the node
+    leaves at their default (Cast's round_mode, used only by float8 types)."""
+    new = onnx.defs.get_schema(node.op_type, version, "")
+    old = onnx.defs.get_schema(node.op_type, OPSET_MAX, "")
+    if new.since_version == old.since_version:
+        return True
+    if op_signature(new)[1:] != op_signature(old)[1:]:
+        return False
+    set_here = {a.name for a in node.attribute}
+    for name, a in new.attributes.items():
+        b = old.attributes.get(name)
+        if b is None:
+            if name in set_here:
+                return False
+        elif (int(a.type), a.required, a.default_value.SerializeToString()) != (
+            int(b.type),
+            b.required,
+            b.default_value.SerializeToString(),
+        ):
+            return False
+    return all(name in new.attributes for name in old.attributes)
+
+
 def downgrade(model: onnx.ModelProto) -> int | None:
     """Rewrites a case written at an opset above the runtime's newest (OPSET_MAX) to OPSET_MAX
-    when every op it uses has the same definition there, up to type constraints (opsets 22-25
-    mostly add dtypes). Returns the original opset when it rewrote, else None."""
+    when every node means the same there ([`same_definition`]; opsets 22-28 mostly add dtypes).
+    Returns the original opset when it rewrote, else None."""
     imports = [i for i in model.opset_import if i.domain in ("", "ai.onnx")]
     if len(imports) != 1 or imports[0].version <= OPSET_MAX:
         return None
     version = imports[0].version
-    for _, op in graph_ops(model.graph):
-        new = onnx.defs.get_schema(op, version, "")
-        old = onnx.defs.get_schema(op, OPSET_MAX, "")
-        if new.since_version != old.since_version and op_signature(new) != op_signature(old):
-            return None
+    if not all(same_definition(n, version) for n in graph_nodes(model.graph)):
+        return None
     imports[0].version = OPSET_MAX
     # Recorded in the model so the test can report it.
     entry = model.metadata_props.add()
