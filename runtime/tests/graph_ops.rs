@@ -554,3 +554,63 @@ fn unsupported_op_and_cycles_fail_at_load() {
     let err = Model::from_bytes(&model_bytes(&g), &[]).unwrap_err();
     assert!(err.to_string().contains("bad_mm"), "{err}");
 }
+
+const BOOL: i32 = 9;
+
+fn load_err(g: &Msg) -> Error {
+    Model::from_bytes(&model_bytes(g), &[]).expect_err("load must fail")
+}
+
+fn bool_tensor(name: &str, dims: &[i64], v: &[bool]) -> Msg {
+    let raw: Vec<u8> = v.iter().map(|&b| u8::from(b)).collect();
+    tensor_raw(name, BOOL, dims, &raw)
+}
+
+#[test]
+fn dropout_training_mode_constant_false_is_inference() {
+    let x = vals(6, 18);
+    let dropout = |inits: Vec<Msg>, extra: Vec<Msg>, inputs: Vec<Msg>| {
+        let mut nodes = extra;
+        nodes.push(node("Dropout", "drop", &["X", "ratio", "T"], &["Y"], &[]));
+        let mut ins = vec![value_info("X", FLOAT, &dims(&[2, 3]))];
+        ins.extend(inputs);
+        let mut all_inits = vec![tensor_floats("ratio", &[], &[0.5])];
+        all_inits.extend(inits);
+        graph(
+            "g",
+            &nodes,
+            &all_inits,
+            &ins,
+            &[value_info("Y", FLOAT, &dims(&[2, 3]))],
+        )
+    };
+    // False as an initializer and as a Constant node: Dropout is the identity.
+    let as_init = dropout(vec![bool_tensor("T", &[], &[false])], vec![], vec![]);
+    let as_constant = dropout(
+        vec![],
+        vec![node(
+            "Constant",
+            "c",
+            &[],
+            &["T"],
+            &[attr_tensor("value", &bool_tensor("", &[], &[false]))],
+        )],
+        vec![],
+    );
+    for g in [as_init, as_constant] {
+        let (shape, y) = run1(&model_bytes(&g), &[("X", &[2, 3], &x)]);
+        assert_eq!(shape, [2, 3]);
+        assert_eq!(y, x);
+    }
+    // True, or a run-time value: refused at load naming training_mode.
+    let as_true = dropout(vec![bool_tensor("T", &[], &[true])], vec![], vec![]);
+    let as_input = dropout(vec![], vec![], vec![value_info("T", BOOL, &[])]);
+    for g in [as_true, as_input] {
+        let err = load_err(&g);
+        assert!(
+            matches!(&err, Error::InvalidNode { node, op, reason }
+                if node == "drop" && op == "Dropout" && reason.contains("'training_mode'")),
+            "{err:?}"
+        );
+    }
+}

@@ -244,6 +244,39 @@ impl<'a> Loader<'a, '_> {
         Ok(id)
     }
 
+    /// Dropout's optional 'training_mode' input: only a constant (initializer or earlier
+    /// Constant node) holding false is inference, anything else is refused.
+    fn check_training_mode(
+        &self,
+        input: Option<ValueId>,
+        bad: &dyn Fn(String) -> Error,
+    ) -> Result<()> {
+        let Some(id) = input else {
+            return Ok(());
+        };
+        let Some(c) = self.consts.get(id).and_then(|c| c.as_ref()) else {
+            return Err(bad(format!(
+                "the 'training_mode' input '{}' must be constant at plan time (a constant \
+                 false; training mode is not supported)",
+                self.ids.names[id]
+            )));
+        };
+        match plan::const_data(c, self.weights, &self.ids.names[id])? {
+            value::Data::Bool(v) if v.len() == 1 => {
+                if v[0] {
+                    Err(bad(
+                        "the 'training_mode' input is true: training mode is not supported \
+                         (inference only)"
+                            .to_string(),
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Err(bad("the 'training_mode' input must be one bool".to_string())),
+        }
+    }
+
     /// Parses the nodes of `g` (recursing into `If` branches) and returns their indices in
     /// topological order.
     fn load_nodes(&mut self, g: &crate::onnx::Graph<'a>, depth: usize) -> Result<Vec<usize>> {
@@ -380,6 +413,9 @@ impl<'a> Loader<'a, '_> {
                     else_out,
                 }
             } else {
+                if n.op_type == "Dropout" && n.domain.is_empty() {
+                    self.check_training_mode(node_inputs.get(2).copied().flatten(), &bad)?;
+                }
                 op::parse_op(n, &label, self.weights)?
             };
             let mut outs = Vec::with_capacity(outputs.len());
