@@ -3,7 +3,7 @@
 
 mod onnx_support;
 
-use ctr_edge_runtime::session::InputData;
+use ctr_edge_runtime::session::{InputData, OutputData};
 use ctr_edge_runtime::{Error, Input, Model};
 use onnx_support::*;
 
@@ -557,6 +557,41 @@ fn unsupported_op_and_cycles_fail_at_load() {
 
 const BOOL: i32 = 9;
 
+/// Row-major strides of `shape`.
+fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// The multi-index of flat position `flat` in `shape`.
+fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
+    let mut idx = vec![0; shape.len()];
+    for i in (0..shape.len()).rev() {
+        idx[i] = flat % shape[i];
+        flat /= shape[i];
+    }
+    idx
+}
+
+/// Flat position in `shape` of `out_idx` (an index of a larger broadcast shape): right-aligned,
+/// size-1 dims read index 0.
+fn bcast_at(out_idx: &[usize], shape: &[usize]) -> usize {
+    let off = out_idx.len() - shape.len();
+    let st = strides(shape);
+    (0..shape.len())
+        .map(|i| {
+            if shape[i] == 1 {
+                0
+            } else {
+                out_idx[off + i] * st[i]
+            }
+        })
+        .sum()
+}
+
 fn load_err(g: &Msg) -> Error {
     Model::from_bytes(&model_bytes(g), &[]).expect_err("load must fail")
 }
@@ -564,6 +599,75 @@ fn load_err(g: &Msg) -> Error {
 fn bool_tensor(name: &str, dims: &[i64], v: &[bool]) -> Msg {
     let raw: Vec<u8> = v.iter().map(|&b| u8::from(b)).collect();
     tensor_raw(name, BOOL, dims, &raw)
+}
+
+#[test]
+fn expand_broadcasts_both_ways() {
+    // X [3, 1] expanded with shape [2, 1, 4]: bidirectional, output [2, 3, 4].
+    let x = vals(3, 11);
+    let g = graph(
+        "g",
+        &[node("Expand", "ex", &["X", "S"], &["Y"], &[])],
+        &[tensor_int64s("S", &[3], &[2, 1, 4])],
+        &[value_info("X", FLOAT, &dims(&[3, 1]))],
+        &[value_info("Y", FLOAT, &dims(&[2, 3, 4]))],
+    );
+    let (shape, y) = run1(&model_bytes(&g), &[("X", &[3, 1], &x)]);
+    assert_eq!(shape, [2, 3, 4]);
+    let want: Vec<f32> = (0..24)
+        .map(|f| x[bcast_at(&unravel(f, &[2, 3, 4]), &[3, 1])])
+        .collect();
+    assert_eq!(y, want);
+
+    // int64, shape smaller than the input's rank: [2, 3] with shape [3] keeps [2, 3].
+    let g = graph(
+        "g",
+        &[node("Expand", "ex", &["X", "S"], &["Y"], &[])],
+        &[tensor_int64s("S", &[1], &[3])],
+        &[value_info("X", INT64, &dims(&[2, 1]))],
+        &[value_info("Y", INT64, &dims(&[2, 3]))],
+    );
+    let m = Model::from_bytes(&model_bytes(&g), &[]).unwrap();
+    let mut s = m.session();
+    s.run(&[Input {
+        name: "X",
+        shape: &[2, 1],
+        data: InputData::I64(&[7, -3]),
+    }])
+    .unwrap();
+    let o = s.output_typed(0).unwrap();
+    assert_eq!(o.shape, [2, 3]);
+    assert!(matches!(o.data, OutputData::I64(v) if v == [7, 7, 7, -3, -3, -3]));
+
+    // Shapes that do not broadcast and negative dims are typed errors naming the node.
+    for (target, what) in [(vec![2i64, 5], "broadcast"), (vec![-1, 1], "invalid shape")] {
+        let g = graph(
+            "g",
+            &[node("Expand", "bad_ex", &["X", "S"], &["Y"], &[])],
+            &[tensor_int64s("S", &[2], &target)],
+            &[value_info("X", FLOAT, &dims(&[3, 1]))],
+            &[value_info("Y", FLOAT, &dims(&[3, 5]))],
+        );
+        let err = load_err(&g);
+        assert!(
+            matches!(&err, Error::InvalidNode { node, reason, .. }
+                if node == "bad_ex" && reason.contains(what)),
+            "{err:?}"
+        );
+    }
+    // A shape computed at run time is refused at load.
+    let g = graph(
+        "g",
+        &[node("Expand", "ex", &["X", "S"], &["Y"], &[])],
+        &[],
+        &[
+            value_info("X", FLOAT, &dims(&[3, 1])),
+            value_info("S", INT64, &dims(&[2])),
+        ],
+        &[value_info("Y", FLOAT, &dims(&[3, 4]))],
+    );
+    let err = load_err(&g);
+    assert!(err.to_string().contains("constant"), "{err}");
 }
 
 #[test]

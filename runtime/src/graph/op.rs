@@ -137,6 +137,8 @@ pub(crate) enum Op {
         count: usize,
         sizes: Option<Vec<i64>>,
     },
+    /// Expand to a shape constant at plan time (bidirectional NumPy broadcast).
+    Expand,
     /// If whose condition is constant at plan time; the chosen branch's nodes are planned in
     /// place of the node.
     If {
@@ -235,6 +237,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Einsum",
     "Equal",
     "Exp",
+    "Expand",
     "Flatten",
     "Gather",
     "Gemm",
@@ -447,6 +450,7 @@ pub(crate) fn parse_op(node: &Node<'_>, label: &str, weights: &[u8]) -> Result<O
                 group: a.int("group", 1)?,
             }
         }
+        "Expand" => Op::Expand,
         other => {
             return Err(Error::UnsupportedOp {
                 op: other.to_string(),
@@ -536,7 +540,6 @@ mod tests {
         // plus the loader-expanded ops, which parse_op itself never sees.
         let unlisted = [
             "Where",
-            "Expand",
             "Tile",
             "LayerNormalization",
             "Max",

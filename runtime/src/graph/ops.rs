@@ -674,6 +674,20 @@ pub(crate) fn infer(
             s[ax] = len;
             one(x.dtype, s)
         }
+        Op::Expand => {
+            let x = need(ins, 0, cx)?;
+            let target = const_ints(need(ins, 1, cx)?, "the shape input", cx)?;
+            let mut t = Vec::with_capacity(target.len());
+            for d in &target {
+                t.push(
+                    usize::try_from(*d).map_err(|_| cx.err(format!("invalid shape {target:?}")))?,
+                );
+            }
+            if t.len() > MAX_RANK {
+                return Err(cx.err(format!("shape rank {} above {MAX_RANK}", t.len())));
+            }
+            one(x.dtype, broadcast_shapes(x.shape, &t, cx)?)
+        }
         Op::If { .. } => Err(cx.err("internal: If is expanded by the planner".to_string())),
     }
 }
@@ -965,7 +979,28 @@ pub(crate) fn eval(
                 Err(internal(cx, "Split"))
             }
         }
+        Op::Expand => expand(need_view(ins, 0, cx)?, out, out_shape, cx),
         Op::If { .. } => Err(cx.err("internal: If is expanded by the planner".to_string())),
+    }
+}
+
+/// `out` = `x` broadcast to `out_shape`.
+fn expand(x: View<'_>, out: &mut Buf, out_shape: &[usize], cx: &NodeCtx<'_>) -> Result<()> {
+    if out.len() != numel(out_shape) || x.shape.len() > out_shape.len() {
+        return Err(internal(cx, "Expand"));
+    }
+    let st = signed(&broadcast_strides(x.shape, out_shape.len()));
+    let ok = match (x.data, out) {
+        (Data::F32(s), Buf::F32(d)) => gather_strided(s, 0, &st, out_shape, d),
+        (Data::I64(s), Buf::I64(d)) => gather_strided(s, 0, &st, out_shape, d),
+        (Data::I32(s), Buf::I32(d)) => gather_strided(s, 0, &st, out_shape, d),
+        (Data::Bool(s), Buf::Bool(d)) => gather_strided(s, 0, &st, out_shape, d),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(internal(cx, "Expand"))
     }
 }
 
