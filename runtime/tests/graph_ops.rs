@@ -671,6 +671,98 @@ fn expand_broadcasts_both_ways() {
 }
 
 #[test]
+fn where_broadcasts_condition_x_and_y() {
+    // cond [1, 4] (input), X [3, 1] (input), Y scalar (initializer): output [3, 4].
+    let cond = [true, false, false, true];
+    let x = vals(3, 12);
+    let g = graph(
+        "g",
+        &[node("Where", "w", &["C", "X", "Yc"], &["Y"], &[])],
+        &[tensor_floats("Yc", &[], &[-9.5])],
+        &[
+            value_info("C", BOOL, &dims(&[1, 4])),
+            value_info("X", FLOAT, &dims(&[3, 1])),
+        ],
+        &[value_info("Y", FLOAT, &dims(&[3, 4]))],
+    );
+    let m = Model::from_bytes(&model_bytes(&g), &[]).unwrap();
+    let mut s = m.session();
+    s.run(&[
+        Input {
+            name: "C",
+            shape: &[1, 4],
+            data: InputData::Bool(&cond),
+        },
+        Input {
+            name: "X",
+            shape: &[3, 1],
+            data: InputData::F32(&x),
+        },
+    ])
+    .unwrap();
+    let o = s.output(0).unwrap();
+    assert_eq!(o.shape, [3, 4]);
+    let mut want = vec![0f32; 12];
+    for i in 0..3 {
+        for j in 0..4 {
+            want[i * 4 + j] = if cond[j] { x[i] } else { -9.5 };
+        }
+    }
+    assert_eq!(o.data, want.as_slice());
+
+    // int64 values, all three full-shaped except X, which is [2].
+    let g = graph(
+        "g",
+        &[node("Where", "w", &["C", "X", "Yv"], &["Y"], &[])],
+        &[
+            bool_tensor("C", &[2, 2], &[true, false, false, true]),
+            tensor_int64s("Yv", &[2, 2], &[10, 11, 12, 13]),
+        ],
+        &[value_info("X", INT64, &dims(&[2]))],
+        &[value_info("Y", INT64, &dims(&[2, 2]))],
+    );
+    let m = Model::from_bytes(&model_bytes(&g), &[]).unwrap();
+    let mut s = m.session();
+    s.run(&[Input {
+        name: "X",
+        shape: &[2],
+        data: InputData::I64(&[1, 2]),
+    }])
+    .unwrap();
+    let o = s.output_typed(0).unwrap();
+    assert!(matches!(o.data, OutputData::I64(v) if v == [1, 11, 12, 2]));
+
+    // A non-bool condition and mismatched X/Y dtypes are typed errors.
+    let g = graph(
+        "g",
+        &[node("Where", "bad_w", &["X", "X", "X"], &["Y"], &[])],
+        &[],
+        &[value_info("X", FLOAT, &dims(&[2]))],
+        &[value_info("Y", FLOAT, &dims(&[2]))],
+    );
+    let err = load_err(&g);
+    assert!(
+        matches!(&err, Error::InvalidNode { node, reason, .. } if node == "bad_w" && reason.contains("bool")),
+        "{err:?}"
+    );
+    let g = graph(
+        "g",
+        &[node("Where", "bad_w", &["C", "X", "I"], &["Y"], &[])],
+        &[
+            bool_tensor("C", &[2], &[true, false]),
+            tensor_int64s("I", &[2], &[1, 2]),
+        ],
+        &[value_info("X", FLOAT, &dims(&[3]))],
+        &[value_info("Y", FLOAT, &dims(&[3]))],
+    );
+    let err = load_err(&g);
+    assert!(
+        matches!(&err, Error::InvalidNode { node, .. } if node == "bad_w"),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn dropout_training_mode_constant_false_is_inference() {
     let x = vals(6, 18);
     let dropout = |inits: Vec<Msg>, extra: Vec<Msg>, inputs: Vec<Msg>| {

@@ -139,6 +139,8 @@ pub(crate) enum Op {
     },
     /// Expand to a shape constant at plan time (bidirectional NumPy broadcast).
     Expand,
+    /// Where(condition, X, Y), all three broadcast like NumPy.
+    Where,
     /// If whose condition is constant at plan time; the chosen branch's nodes are planned in
     /// place of the node.
     If {
@@ -266,6 +268,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Tanh",
     "Transpose",
     "Unsqueeze",
+    "Where",
 ];
 
 /// The ops of [`SUPPORTED_OPS`] that the loader expands itself instead of calling [`parse_op`].
@@ -451,6 +454,7 @@ pub(crate) fn parse_op(node: &Node<'_>, label: &str, weights: &[u8]) -> Result<O
             }
         }
         "Expand" => Op::Expand,
+        "Where" => Op::Where,
         other => {
             return Err(Error::UnsupportedOp {
                 op: other.to_string(),
@@ -539,7 +543,6 @@ mod tests {
         // A sample of ONNX ops (from the backend node cases and CTR exports) the runtime lacks,
         // plus the loader-expanded ops, which parse_op itself never sees.
         let unlisted = [
-            "Where",
             "Tile",
             "LayerNormalization",
             "Max",

@@ -688,6 +688,23 @@ pub(crate) fn infer(
             }
             one(x.dtype, broadcast_shapes(x.shape, &t, cx)?)
         }
+        Op::Where => {
+            let c = need(ins, 0, cx)?;
+            let x = need(ins, 1, cx)?;
+            let y = need(ins, 2, cx)?;
+            if c.dtype != DType::Bool {
+                return Err(cx.err(format!("condition must be bool, got {}", c.dtype.name())));
+            }
+            if x.dtype != y.dtype {
+                return Err(cx.err(format!(
+                    "X and Y differ in dtype: {} and {}",
+                    x.dtype.name(),
+                    y.dtype.name()
+                )));
+            }
+            let xy = broadcast_shapes(x.shape, y.shape, cx)?;
+            one(x.dtype, broadcast_shapes(c.shape, &xy, cx)?)
+        }
         Op::If { .. } => Err(cx.err("internal: If is expanded by the planner".to_string())),
     }
 }
@@ -980,6 +997,7 @@ pub(crate) fn eval(
             }
         }
         Op::Expand => expand(need_view(ins, 0, cx)?, out, out_shape, cx),
+        Op::Where => where_(ins, out, out_shape, cx),
         Op::If { .. } => Err(cx.err("internal: If is expanded by the planner".to_string())),
     }
 }
@@ -1001,6 +1019,61 @@ fn expand(x: View<'_>, out: &mut Buf, out_shape: &[usize], cx: &NodeCtx<'_>) -> 
         Ok(())
     } else {
         Err(internal(cx, "Expand"))
+    }
+}
+
+/// Where: `out` gets Y broadcast, then X wherever the broadcast condition holds.
+fn where_(
+    ins: &[Option<View<'_>>],
+    out: &mut Buf,
+    out_shape: &[usize],
+    cx: &NodeCtx<'_>,
+) -> Result<()> {
+    let c = need_view(ins, 0, cx)?;
+    let x = need_view(ins, 1, cx)?;
+    let y = need_view(ins, 2, cx)?;
+    let Data::Bool(cond) = c.data else {
+        return Err(internal(cx, "Where"));
+    };
+    let r = out_shape.len();
+    if out.len() != numel(out_shape) || [c.shape, x.shape, y.shape].iter().any(|s| s.len() > r) {
+        return Err(internal(cx, "Where"));
+    }
+    let sy = signed(&broadcast_strides(y.shape, r));
+    let (sc, sx) = bstrides(c.shape, x.shape, out_shape);
+    fn pick<T: Copy>(
+        cond: &[bool],
+        x: &[T],
+        y: &[T],
+        d: &mut [T],
+        shape: &[usize],
+        strides: [&[isize; MAX_RANK]; 3],
+    ) -> bool {
+        if !gather_strided(y, 0, strides[2], shape, d) {
+            return false;
+        }
+        let mut ok = true;
+        for_each2(shape, strides[0], 0, strides[1], 0, |o, ic, ix| {
+            match (cond.get(ic as usize), x.get(ix as usize), d.get_mut(o)) {
+                (Some(&true), Some(&v), Some(slot)) => *slot = v,
+                (Some(_), Some(_), Some(_)) => {}
+                _ => ok = false,
+            }
+        });
+        ok
+    }
+    let st = [&sc, &sx, &sy];
+    let ok = match (x.data, y.data, out) {
+        (Data::F32(a), Data::F32(b), Buf::F32(d)) => pick(cond, a, b, d, out_shape, st),
+        (Data::I64(a), Data::I64(b), Buf::I64(d)) => pick(cond, a, b, d, out_shape, st),
+        (Data::I32(a), Data::I32(b), Buf::I32(d)) => pick(cond, a, b, d, out_shape, st),
+        (Data::Bool(a), Data::Bool(b), Buf::Bool(d)) => pick(cond, a, b, d, out_shape, st),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(internal(cx, "Where"))
     }
 }
 
