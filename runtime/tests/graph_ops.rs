@@ -763,6 +763,72 @@ fn where_broadcasts_condition_x_and_y() {
 }
 
 #[test]
+fn tile_repeats_each_dimension() {
+    let x = vals(6, 13);
+    let g = graph(
+        "g",
+        &[node("Tile", "t", &["X", "R"], &["Y"], &[])],
+        &[tensor_int64s("R", &[3], &[2, 1, 3])],
+        &[value_info("X", FLOAT, &dims(&[2, 1, 3]))],
+        &[value_info("Y", FLOAT, &dims(&[4, 1, 9]))],
+    );
+    let (shape, y) = run1(&model_bytes(&g), &[("X", &[2, 1, 3], &x)]);
+    assert_eq!(shape, [4, 1, 9]);
+    let mut want = Vec::new();
+    for i in 0..4 {
+        for j in 0..9 {
+            want.push(x[(i % 2) * 3 + j % 3]);
+        }
+    }
+    assert_eq!(y, want);
+
+    // int64 and a zero repeat (empty output).
+    for (reps, out_shape, want) in [
+        (
+            vec![1i64, 2],
+            vec![2usize, 4],
+            vec![1i64, 2, 1, 2, 3, 4, 3, 4],
+        ),
+        (vec![0, 2], vec![0, 4], vec![]),
+    ] {
+        let g = graph(
+            "g",
+            &[node("Tile", "t", &["X", "R"], &["Y"], &[])],
+            &[tensor_int64s("R", &[2], &reps)],
+            &[value_info("X", INT64, &dims(&[2, 2]))],
+            &[value_info("Y", INT64, &dims(&out_shape))],
+        );
+        let m = Model::from_bytes(&model_bytes(&g), &[]).unwrap();
+        let mut s = m.session();
+        s.run(&[Input {
+            name: "X",
+            shape: &[2, 2],
+            data: InputData::I64(&[1, 2, 3, 4]),
+        }])
+        .unwrap();
+        let o = s.output_typed(0).unwrap();
+        assert_eq!(o.shape, out_shape.as_slice());
+        assert!(matches!(o.data, OutputData::I64(v) if v == want.as_slice()));
+    }
+
+    // repeats of the wrong length or negative: typed errors naming the node.
+    for reps in [vec![2i64], vec![1, -1]] {
+        let g = graph(
+            "g",
+            &[node("Tile", "bad_t", &["X", "R"], &["Y"], &[])],
+            &[tensor_int64s("R", &[reps.len() as i64], &reps)],
+            &[value_info("X", FLOAT, &dims(&[2, 2]))],
+            &[value_info("Y", FLOAT, &dims(&[2, 2]))],
+        );
+        let err = load_err(&g);
+        assert!(
+            matches!(&err, Error::InvalidNode { node, reason, .. } if node == "bad_t" && reason.contains("repeat")),
+            "{err:?}"
+        );
+    }
+}
+
+#[test]
 fn dropout_training_mode_constant_false_is_inference() {
     let x = vals(6, 18);
     let dropout = |inits: Vec<Msg>, extra: Vec<Msg>, inputs: Vec<Msg>| {

@@ -141,6 +141,8 @@ pub(crate) enum Op {
     Expand,
     /// Where(condition, X, Y), all three broadcast like NumPy.
     Where,
+    /// Tile with `repeats` constant at plan time.
+    Tile,
     /// If whose condition is constant at plan time; the chosen branch's nodes are planned in
     /// place of the node.
     If {
@@ -266,6 +268,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Squeeze",
     "Sub",
     "Tanh",
+    "Tile",
     "Transpose",
     "Unsqueeze",
     "Where",
@@ -455,6 +458,7 @@ pub(crate) fn parse_op(node: &Node<'_>, label: &str, weights: &[u8]) -> Result<O
         }
         "Expand" => Op::Expand,
         "Where" => Op::Where,
+        "Tile" => Op::Tile,
         other => {
             return Err(Error::UnsupportedOp {
                 op: other.to_string(),
@@ -543,7 +547,6 @@ mod tests {
         // A sample of ONNX ops (from the backend node cases and CTR exports) the runtime lacks,
         // plus the loader-expanded ops, which parse_op itself never sees.
         let unlisted = [
-            "Tile",
             "LayerNormalization",
             "Max",
             "Min",

@@ -705,6 +705,26 @@ pub(crate) fn infer(
             let xy = broadcast_shapes(x.shape, y.shape, cx)?;
             one(x.dtype, broadcast_shapes(c.shape, &xy, cx)?)
         }
+        Op::Tile => {
+            let x = need(ins, 0, cx)?;
+            let reps = const_ints(need(ins, 1, cx)?, "the repeats input", cx)?;
+            if reps.len() != x.shape.len() {
+                return Err(cx.err(format!(
+                    "repeats {reps:?} must have one entry per input dimension ({:?})",
+                    x.shape
+                )));
+            }
+            let mut s = Vec::with_capacity(reps.len());
+            for (&d, &r) in x.shape.iter().zip(&reps) {
+                let r = usize::try_from(r)
+                    .map_err(|_| cx.err(format!("negative repeat in {reps:?}")))?;
+                s.push(
+                    d.checked_mul(r)
+                        .ok_or_else(|| cx.err("shape overflow".to_string()))?,
+                );
+            }
+            one(x.dtype, s)
+        }
         Op::If { .. } => Err(cx.err("internal: If is expanded by the planner".to_string())),
     }
 }
@@ -998,6 +1018,7 @@ pub(crate) fn eval(
         }
         Op::Expand => expand(need_view(ins, 0, cx)?, out, out_shape, cx),
         Op::Where => where_(ins, out, out_shape, cx),
+        Op::Tile => tile(need_view(ins, 0, cx)?, out, out_shape, cx),
         Op::If { .. } => Err(cx.err("internal: If is expanded by the planner".to_string())),
     }
 }
@@ -1074,6 +1095,52 @@ fn where_(
         Ok(())
     } else {
         Err(internal(cx, "Where"))
+    }
+}
+
+/// Tile: output index `i` along each dim reads input index `i % dim`.
+fn tile(x: View<'_>, out: &mut Buf, out_shape: &[usize], cx: &NodeCtx<'_>) -> Result<()> {
+    let r = x.shape.len();
+    if r != out_shape.len() || r > MAX_RANK || out.len() != numel(out_shape) {
+        return Err(internal(cx, "Tile"));
+    }
+    fn fill<T: Copy>(src: &[T], shape: &[usize], out_shape: &[usize], d: &mut [T]) -> bool {
+        if d.is_empty() {
+            return true;
+        }
+        if shape.contains(&0) {
+            return false;
+        }
+        let r = shape.len();
+        let st = strides_of(shape);
+        let mut idx = [0usize; MAX_RANK];
+        for slot in d.iter_mut() {
+            let at: usize = (0..r).map(|i| (idx[i] % shape[i]) * st[i]).sum();
+            match src.get(at) {
+                Some(&v) => *slot = v,
+                None => return false,
+            }
+            for i in (0..r).rev() {
+                idx[i] += 1;
+                if idx[i] < out_shape[i] {
+                    break;
+                }
+                idx[i] = 0;
+            }
+        }
+        true
+    }
+    let ok = match (x.data, out) {
+        (Data::F32(s), Buf::F32(d)) => fill(s, x.shape, out_shape, d),
+        (Data::I64(s), Buf::I64(d)) => fill(s, x.shape, out_shape, d),
+        (Data::I32(s), Buf::I32(d)) => fill(s, x.shape, out_shape, d),
+        (Data::Bool(s), Buf::Bool(d)) => fill(s, x.shape, out_shape, d),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(internal(cx, "Tile"))
     }
 }
 
