@@ -828,6 +828,126 @@ fn tile_repeats_each_dimension() {
     }
 }
 
+/// LayerNormalization reference: normalize over dims `axis..`, f64 throughout.
+fn layer_norm_ref(
+    x: &[f32],
+    shape: &[usize],
+    axis: usize,
+    eps: f32,
+    scale: (&[f32], &[usize]),
+    bias: Option<(&[f32], &[usize])>,
+) -> Vec<f32> {
+    let inner: usize = shape[axis..].iter().product();
+    let norm = &shape[axis..];
+    let mut out = vec![0f32; x.len()];
+    for row in 0..x.len() / inner {
+        let xs = &x[row * inner..(row + 1) * inner];
+        let mean = xs.iter().map(|&v| v as f64).sum::<f64>() / inner as f64;
+        let var = xs.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / inner as f64;
+        let inv = 1.0 / (var + eps as f64).sqrt();
+        for j in 0..inner {
+            let idx = unravel(j, norm);
+            let g = scale.0[bcast_at(&idx, scale.1)] as f64;
+            let b = bias.map_or(0.0, |(b, bs)| b[bcast_at(&idx, bs)] as f64);
+            out[row * inner + j] = ((xs[j] as f64 - mean) * inv * g + b) as f32;
+        }
+    }
+    out
+}
+
+#[test]
+fn layer_normalization_matches_reference() {
+    let shape = [2usize, 3, 4];
+    let x: Vec<f32> = vals(24, 14).iter().map(|v| v * 3.0 + 0.5).collect();
+    // axis 1, epsilon 1e-3, Scale [3, 4], B [4] (broadcast over the normalized shape).
+    let scale = vals(12, 15);
+    let bias = vals(4, 16);
+    let g = graph(
+        "g",
+        &[node(
+            "LayerNormalization",
+            "ln",
+            &["X", "S", "B"],
+            &["Y"],
+            &[attr_int("axis", 1), attr_float("epsilon", 1e-3)],
+        )],
+        &[
+            tensor_floats("S", &[3, 4], &scale),
+            tensor_floats("B", &[4], &bias),
+        ],
+        &[value_info("X", FLOAT, &dims(&shape))],
+        &[value_info("Y", FLOAT, &dims(&shape))],
+    );
+    let (s, y) = run1(&model_bytes(&g), &[("X", &shape, &x)]);
+    assert_eq!(s, shape);
+    let want = layer_norm_ref(&x, &shape, 1, 1e-3, (&scale, &[3, 4]), Some((&bias, &[4])));
+    assert_close(&y, &want, 1e-5);
+
+    // Defaults: axis -1, epsilon 1e-5, no B, an empty trailing output name for Mean.
+    let scale = vals(4, 17);
+    let g = graph(
+        "g",
+        &[node(
+            "LayerNormalization",
+            "ln",
+            &["X", "S"],
+            &["Y", ""],
+            &[],
+        )],
+        &[tensor_floats("S", &[4], &scale)],
+        &[value_info("X", FLOAT, &dims(&shape))],
+        &[value_info("Y", FLOAT, &dims(&shape))],
+    );
+    let (_, y) = run1(&model_bytes(&g), &[("X", &shape, &x)]);
+    let want = layer_norm_ref(&x, &shape, 2, 1e-5, (&scale, &[4]), None);
+    assert_close(&y, &want, 1e-5);
+
+    // Mean / InvStdDev outputs and other stash types are refused at load, naming them.
+    for (outs, attrs, what) in [
+        (vec!["Y", "M"], vec![], "'Mean'"),
+        (vec!["Y", "", "I"], vec![], "'InvStdDev'"),
+        (vec!["Y"], vec![attr_int("stash_type", 11)], "'stash_type'"),
+    ] {
+        let g = graph(
+            "g",
+            &[node(
+                "LayerNormalization",
+                "bad_ln",
+                &["X", "S"],
+                &outs,
+                &attrs,
+            )],
+            &[tensor_floats("S", &[4], &scale)],
+            &[value_info("X", FLOAT, &dims(&shape))],
+            &[value_info("Y", FLOAT, &dims(&shape))],
+        );
+        let err = load_err(&g);
+        assert!(
+            matches!(&err, Error::InvalidNode { node, reason, .. } if node == "bad_ln" && reason.contains(what)),
+            "{err:?}"
+        );
+    }
+    // A Scale that does not fit the normalized shape is a typed error, not a panic.
+    let g = graph(
+        "g",
+        &[node(
+            "LayerNormalization",
+            "bad_ln",
+            &["X", "S"],
+            &["Y"],
+            &[],
+        )],
+        &[tensor_floats("S", &[3], &[1.0; 3])],
+        &[value_info("X", FLOAT, &dims(&shape))],
+        &[value_info("Y", FLOAT, &dims(&shape))],
+    );
+    let err = load_err(&g);
+    assert!(
+        matches!(&err, Error::InvalidNode { node, reason, .. } if node == "bad_ln" && reason.contains("Scale")),
+        "{err:?}"
+    );
+}
+
 #[test]
 fn dropout_training_mode_constant_false_is_inference() {
     let x = vals(6, 18);

@@ -143,6 +143,11 @@ pub(crate) enum Op {
     Where,
     /// Tile with `repeats` constant at plan time.
     Tile,
+    /// LayerNormalization (opset 17), output Y only.
+    LayerNorm {
+        axis: i64,
+        epsilon: f32,
+    },
     /// If whose condition is constant at plan time; the chosen branch's nodes are planned in
     /// place of the node.
     If {
@@ -248,6 +253,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Greater",
     "Identity",
     "If",
+    "LayerNormalization",
     "Less",
     "Log",
     "MatMul",
@@ -459,6 +465,25 @@ pub(crate) fn parse_op(node: &Node<'_>, label: &str, weights: &[u8]) -> Result<O
         "Expand" => Op::Expand,
         "Where" => Op::Where,
         "Tile" => Op::Tile,
+        "LayerNormalization" => {
+            for (i, name) in [(1, "Mean"), (2, "InvStdDev")] {
+                if node.outputs.get(i).is_some_and(|o| !o.is_empty()) {
+                    return Err(a.err(format!(
+                        "the '{name}' output is not supported (only Y is computed)"
+                    )));
+                }
+            }
+            let stash = a.int("stash_type", 1)?;
+            if stash != 1 {
+                return Err(a.err(format!(
+                    "attribute 'stash_type' = {stash} is not supported (only 1, float)"
+                )));
+            }
+            Op::LayerNorm {
+                axis: a.int("axis", -1)?,
+                epsilon: a.float("epsilon", 1e-5)?,
+            }
+        }
         other => {
             return Err(Error::UnsupportedOp {
                 op: other.to_string(),
@@ -547,7 +572,6 @@ mod tests {
         // A sample of ONNX ops (from the backend node cases and CTR exports) the runtime lacks,
         // plus the loader-expanded ops, which parse_op itself never sees.
         let unlisted = [
-            "LayerNormalization",
             "Max",
             "Min",
             "Not",

@@ -725,6 +725,32 @@ pub(crate) fn infer(
             }
             one(x.dtype, s)
         }
+        Op::LayerNorm { axis, .. } => {
+            let x = need(ins, 0, cx)?;
+            if x.dtype != DType::F32 {
+                return Err(cx.err(format!("X must be float, got {}", x.dtype.name())));
+            }
+            let ax = norm_axis(*axis, x.shape.len(), cx)?;
+            let norm = &x.shape[ax..];
+            for (i, what) in [(1, "Scale"), (2, "B")] {
+                let Some(Some(p)) = ins.get(i) else {
+                    if i == 1 {
+                        return Err(cx.err("missing input Scale".to_string()));
+                    }
+                    continue;
+                };
+                let ok = p.dtype == DType::F32
+                    && p.shape.len() <= norm.len()
+                    && broadcast_shapes(p.shape, norm, cx).is_ok_and(|b| b == norm);
+                if !ok {
+                    return Err(cx.err(format!(
+                        "{what} {:?} does not broadcast to the normalized shape {norm:?}",
+                        p.shape
+                    )));
+                }
+            }
+            one(DType::F32, x.shape.to_vec())
+        }
         Op::If { .. } => Err(cx.err("internal: If is expanded by the planner".to_string())),
     }
 }
@@ -1019,6 +1045,7 @@ pub(crate) fn eval(
         Op::Expand => expand(need_view(ins, 0, cx)?, out, out_shape, cx),
         Op::Where => where_(ins, out, out_shape, cx),
         Op::Tile => tile(need_view(ins, 0, cx)?, out, out_shape, cx),
+        Op::LayerNorm { axis, epsilon } => layer_norm(*axis, *epsilon, ins, out, cx),
         Op::If { .. } => Err(cx.err("internal: If is expanded by the planner".to_string())),
     }
 }
@@ -1141,6 +1168,68 @@ fn tile(x: View<'_>, out: &mut Buf, out_shape: &[usize], cx: &NodeCtx<'_>) -> Re
         Ok(())
     } else {
         Err(internal(cx, "Tile"))
+    }
+}
+
+/// LayerNormalization over the dims from `axis` on; mean and variance accumulate in f64.
+fn layer_norm(
+    axis: i64,
+    eps: f32,
+    ins: &[Option<View<'_>>],
+    out: &mut Buf,
+    cx: &NodeCtx<'_>,
+) -> Result<()> {
+    let x = need_view(ins, 0, cx)?;
+    let scale = need_view(ins, 1, cx)?;
+    let bias = ins.get(2).copied().flatten();
+    let (Data::F32(s), Buf::F32(d)) = (x.data, out) else {
+        return Err(internal(cx, "LayerNormalization"));
+    };
+    let ax = norm_axis(axis, x.shape.len(), cx)?;
+    let norm = &x.shape[ax..];
+    let inner = numel(norm);
+    if s.len() != d.len() || inner == 0 {
+        return if s.len() == d.len() {
+            Ok(())
+        } else {
+            Err(internal(cx, "LayerNormalization"))
+        };
+    }
+    let ss = signed(&broadcast_strides(scale.shape, norm.len()));
+    let sb = match bias {
+        Some(b) => signed(&broadcast_strides(b.shape, norm.len())),
+        None => [0isize; MAX_RANK],
+    };
+    let mut ok = true;
+    for (src, dst) in s.chunks_exact(inner).zip(d.chunks_exact_mut(inner)) {
+        let mean = src.iter().map(|&v| v as f64).sum::<f64>() / inner as f64;
+        let var = src
+            .iter()
+            .map(|&v| {
+                let c = v as f64 - mean;
+                c * c
+            })
+            .sum::<f64>()
+            / inner as f64;
+        let inv = 1.0 / math::sqrt((var + eps as f64) as f32) as f64;
+        for_each2(norm, &ss, 0, &sb, 0, |o, is, ib| {
+            let g = float_at(scale.data, is);
+            let b = match bias {
+                Some(b) => float_at(b.data, ib),
+                None => Some(0.0),
+            };
+            match (g, b, src.get(o), dst.get_mut(o)) {
+                (Some(g), Some(b), Some(&v), Some(slot)) => {
+                    *slot = ((v as f64 - mean) * inv * g as f64 + b as f64) as f32
+                }
+                _ => ok = false,
+            }
+        });
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(internal(cx, "LayerNormalization"))
     }
 }
 
