@@ -1,5 +1,6 @@
 //! Command-line definitions (clap derive) and the dispatch to one module per subcommand.
 
+mod bench;
 mod compress;
 mod demo;
 mod eval;
@@ -34,6 +35,9 @@ enum Command {
     Compress(compress::CompressArgs),
     /// Compress the bundled MovieLens DeepFM example (AFM, 4x) and compare it with the original.
     Demo(demo::DemoArgs),
+    /// Benchmark a model: open time, memory, latency percentiles and throughput per batch size
+    /// (the on-device harness `ctr-edge-bench`, here with `--vs tract`).
+    Bench(bench::BenchArgs),
 }
 
 /// Run the parsed command.
@@ -44,6 +48,7 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Inspect(args) => inspect::execute(&args),
         Command::Compress(args) => compress::execute(&args),
         Command::Demo(args) => demo::execute(&args),
+        Command::Bench(args) => bench::execute(&args),
     }
 }
 

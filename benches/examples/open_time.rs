@@ -1,7 +1,7 @@
 //! `open-time`: how long opening a 256 MiB model takes, and how much resident memory it adds,
 //! in ctr-edge and in tract, side by side in one run.
 //!
-//! The binary writes a synthetic artifact (an embedding table of 2^20 x 64 f32 = 256 MiB, a
+//! The example writes a synthetic artifact (an embedding table of 2^20 x 64 f32 = 256 MiB, a
 //! 64 x 64 dense layer, a sigmoid) with the exporter, then re-executes itself once per
 //! measurement (`open-time child ENGINE MODEL`), so that every open starts in a fresh process
 //! with nothing cached in the heap: the child reads `VmRSS`/`RssAnon` from `/proc/self/status`,
@@ -12,7 +12,8 @@
 //! figures are warm-cache figures (the cost of a model the OS already holds, the common case
 //! of an app opening its model again).
 //!
-//! Usage: `open-time [--rows R] [--reps N] [--json]` (defaults: 1048576 rows, 10 reps).
+//! Usage: `cargo run --release -p ctr-edge-bench --example open_time -- [--rows R] [--reps N]
+//! [--json]` (defaults: 1048576 rows, 10 reps).
 
 use std::path::Path;
 use std::process::Command;
