@@ -37,11 +37,14 @@ fn tables() -> Vec<&'static Kernels> {
     t
 }
 
-/// Buffers of one chain of products: the input, per layer its weights (n x k, PyTorch
-/// `Linear` layout) and output.
+/// One product of a chain: its dims, its weights (n x k, PyTorch `Linear` layout) in f32 and
+/// f16, and its output.
+type Layer = (MatMulDims, Vec<f32>, Vec<f16>, Vec<f32>);
+
+/// Buffers of one chain of products: the input and the layers.
 struct Chain {
     input: Vec<f32>,
-    layers: Vec<(MatMulDims, Vec<f32>, Vec<f16>, Vec<f32>)>,
+    layers: Vec<Layer>,
 }
 
 impl Chain {

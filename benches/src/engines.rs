@@ -44,7 +44,7 @@ pub(crate) fn measure_ctr_edge(
         move |source| BenchError::Runtime {
             path: path.to_path_buf(),
             stage,
-            source,
+            source: Box::new(source),
         }
     };
     let rss_before_open_kib = resident_kib();

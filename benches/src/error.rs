@@ -26,8 +26,8 @@ pub enum BenchError {
         path: PathBuf,
         /// What was being done (`opening`, `running at batch 32`...).
         stage: String,
-        /// The runtime's error.
-        source: ctr_edge_runtime::Error,
+        /// The runtime's error (boxed: it is large, and errors are the rare path).
+        source: Box<ctr_edge_runtime::Error>,
     },
     /// tract failed to load, optimize or run the model.
     Tract {
