@@ -71,6 +71,9 @@ fn bytes(b: u64) -> String {
 /// Per fixture and setting, for the summary: (fixture, setting label, ratio, weights, AUC drop).
 type Outcome = (String, String, f64, &'static str, f64);
 
+/// Per fixture: its table rows and outcomes (filled in by the workers).
+type FixtureResult = Option<(String, Vec<Outcome>)>;
+
 /// The table rows of one fixture (original, then every setting) and its outcomes.
 fn fixture_rows(dir: &Path, work: &Path, ratios: &[f64]) -> (String, Vec<Outcome>) {
     let mut table = String::new();
@@ -189,7 +192,7 @@ fn main() {
 
     // Fixtures are independent: workers take them in turn; rows are printed in fixture order.
     let next = AtomicUsize::new(0);
-    let done: Mutex<Vec<Option<(String, Vec<Outcome>)>>> = Mutex::new(vec![None; fixtures.len()]);
+    let done: Mutex<Vec<FixtureResult>> = Mutex::new(vec![None; fixtures.len()]);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(fixtures.len().max(1));

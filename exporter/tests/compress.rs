@@ -30,12 +30,6 @@ use tract_onnx::pb::{AttributeProto, ModelProto, TensorProto};
 // ---------------------------------------------------------------------------------------------
 // Model building
 
-
-
-
-
-
-
 /// Deterministic values in [-1, 1).
 fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;

@@ -22,7 +22,6 @@ const O: usize = 9; // outputs
 const ROWS: usize = 20; // embedding rows
 const IDS: usize = 12; // gathered ids
 
-
 fn tensor(name: &str, dt: DataType, dims: &[i64]) -> TensorProto {
     TensorProto {
         name: name.into(),
@@ -31,9 +30,6 @@ fn tensor(name: &str, dt: DataType, dims: &[i64]) -> TensorProto {
         ..Default::default()
     }
 }
-
-
-
 
 /// The values the test model holds, kept apart to build the reference.
 struct Weights {
