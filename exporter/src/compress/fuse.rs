@@ -300,6 +300,12 @@ impl Ctx<'_> {
         self.g.initializer.iter().find(|t| t.name == name)
     }
 
+    /// Whether `name` is a 2-D f32 initializer (without decoding its values).
+    fn is_f32_matrix(&self, name: &str) -> bool {
+        self.initializer(name)
+            .is_some_and(|t| is_f32(t) && dims(t).is_some_and(|d| d.len() == 2))
+    }
+
     /// A 2-D (or 1-D) f32 initializer as f64 values with its dims.
     fn f32_init(&self, name: &str) -> Option<(Vec<usize>, Vec<f64>)> {
         let t = self.initializer(name)?;
@@ -428,9 +434,7 @@ impl Ctx<'_> {
                 }
                 ("Gemm" | "MatMul", 0)
                     if (r.op_type == "MatMul" || attr_int(r, "transA").unwrap_or(0) == 0)
-                        && self
-                            .f32_init(&r.input[1])
-                            .is_some_and(|(d, _)| d.len() == 2) =>
+                        && self.is_f32_matrix(&r.input[1]) =>
                 {
                     return Ok((ix, path));
                 }

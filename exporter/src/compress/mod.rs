@@ -755,6 +755,17 @@ fn apply_all(
     apply_factors(model, &pairs)
 }
 
+/// The output tensors of `sites`, in order, and for each the index of the site it belongs to.
+fn site_outputs<'a>(sites: impl IntoIterator<Item = &'a Site>) -> (Vec<String>, Vec<usize>) {
+    let mut names = Vec::new();
+    let mut owner = Vec::new();
+    for (i, site) in sites.into_iter().enumerate() {
+        names.extend(site.outputs.iter().cloned());
+        owner.extend(std::iter::repeat_n(i, site.outputs.len()));
+    }
+    (names, owner)
+}
+
 /// Runs `model` on `calib` and accumulates the statistics of each site's output rows.
 pub fn calibrate(
     model: &ModelProto,
@@ -764,16 +775,7 @@ pub fn calibrate(
     label: &str,
     progress: Progress<'_>,
 ) -> Result<Vec<AfmStats>> {
-    let outputs: Vec<String> = sites
-        .iter()
-        .flat_map(|s| s.outputs.iter().cloned())
-        .collect();
-    // Output index -> site index.
-    let owner: Vec<usize> = sites
-        .iter()
-        .enumerate()
-        .flat_map(|(i, s)| std::iter::repeat_n(i, s.outputs.len()))
-        .collect();
+    let (outputs, owner) = site_outputs(sites.iter().copied());
     let runner = TractRunner::new(model, calib, &outputs)?;
     let mut stats: Vec<AfmStats> = sites
         .iter()
@@ -850,15 +852,7 @@ fn measure_errors(
     batch_size: usize,
     progress: Progress<'_>,
 ) -> Result<MeasuredErrors> {
-    let mut names: Vec<String> = sites
-        .iter()
-        .flat_map(|s| s.outputs.iter().cloned())
-        .collect();
-    let owner: Vec<usize> = sites
-        .iter()
-        .enumerate()
-        .flat_map(|(i, s)| std::iter::repeat_n(i, s.outputs.len()))
-        .collect();
+    let (mut names, owner) = site_outputs(sites);
     let model_outputs: Vec<String> = graph::graph(original)?
         .output
         .iter()
