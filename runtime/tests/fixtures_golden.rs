@@ -2,6 +2,11 @@
 //! runtime's scores on the first rows of `test.npz` match onnxruntime's (`ref.npz`) within
 //! 1e-5. This file depends on nothing but the runtime (a small .npz reader is below), so it
 //! also runs on aarch64 under qemu, where the NEON kernels compute.
+//!
+//! The compressed artifacts (AFM and SVD at 4x, f16 weights) are written by the exporter's
+//! `compress_fixtures` test on the host; with `CTR_EDGE_GOLDEN_DIR` set (CI sets it for both
+//! steps) that test copies them there with onnxruntime's outputs, and
+//! `compressed_artifacts_match_onnxruntime` below runs them on this target.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -109,4 +114,82 @@ fn runtime_matches_onnxruntime_on_fixture_rows() {
         }
         println!("{name:<28} {variant:?}: matches onnxruntime");
     }
+}
+
+/// Scores `x` (rows of `row` values) in batches of at most 256 rows; returns output 0.
+fn score(model: &Model, x: &F32Array, name: &str) -> Vec<f32> {
+    let row = x.shape[1];
+    let mut session = model.session();
+    let mut scores = Vec::with_capacity(x.shape[0]);
+    for chunk in x.data.chunks(256 * row) {
+        let shape = [chunk.len() / row, row];
+        session
+            .run(&[Input {
+                name: "X",
+                shape: &shape,
+                data: InputData::F32(chunk),
+            }])
+            .unwrap_or_else(|e| panic!("{name} batch {}: {e}", shape[0]));
+        scores.extend_from_slice(&session.output(0).unwrap().data);
+    }
+    scores
+}
+
+#[test]
+fn compressed_artifacts_match_onnxruntime() {
+    let Some(golden) = std::env::var_os("CTR_EDGE_GOLDEN_DIR").map(PathBuf::from) else {
+        println!(
+            "CTR_EDGE_GOLDEN_DIR is not set: no compressed artifacts to check (the exporter's \
+             compress_fixtures test writes them there)"
+        );
+        return;
+    };
+    let manifest = golden.join("manifest.txt");
+    let listed = std::fs::read_to_string(&manifest).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run the exporter's compress_fixtures test with CTR_EDGE_GOLDEN_DIR and \
+             CTR_EDGE_PYTHON set first)",
+            manifest.display()
+        )
+    });
+    let variant = ctr_edge_runtime::kernels::best().variant;
+    let mut checked = 0;
+    let mut architectures = std::collections::BTreeSet::new();
+    for line in listed.lines().filter(|l| !l.is_empty()) {
+        let (folder, tolerance) = line.split_once('\t').expect("folder<TAB>tolerance");
+        let tolerance: f32 = tolerance.parse().expect("tolerance");
+        let dir = golden.join(folder);
+        let model = Model::open(dir.join("model.onnx")).unwrap_or_else(|e| panic!("{folder}: {e}"));
+        let x = read_npz_f32(&dir.join("inputs.npz"), "X");
+        let reference = read_npz_f32(&dir.join("ort_outputs.npz"), &model.outputs()[0].name);
+        let scores = score(&model, &x, folder);
+        assert_eq!(
+            scores.len(),
+            reference.data.len(),
+            "{folder}: output length"
+        );
+        let diff = scores
+            .iter()
+            .zip(&reference.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            diff <= tolerance,
+            "{folder} ({variant:?}): max |native - onnxruntime| {diff:e} > {tolerance:e}"
+        );
+        println!(
+            "{folder:<36} {variant:?}: max |diff| {diff:.2e} over {} rows",
+            scores.len()
+        );
+        checked += 1;
+        // `<data>_<arch>-<variant>`
+        let arch = folder.split('-').next().unwrap().split('_').nth(1).unwrap();
+        architectures.insert(arch.to_string());
+    }
+    // Every fixture architecture, each in three compressed forms.
+    assert!(
+        architectures.len() >= 10 && checked >= 3 * architectures.len(),
+        "only {checked} artifacts of {architectures:?} in {}",
+        manifest.display()
+    );
 }
