@@ -5,7 +5,7 @@
 //! onnxruntime's outputs (`ort_check.py`): within 1e-5 absolute for f32 weights and 2e-3 for
 //! f16, with the same AUC to 1e-4. The AFM artifact is also compared with tract.
 //!
-//! With `CTR_EDGE_GOLDEN_DIR` set, the artifacts, their first rows and onnxruntime's outputs on
+//! With `CTR_EDGE_GOLDEN_OUT` set, the artifacts, their first rows and onnxruntime's outputs on
 //! them are copied there (one folder per artifact, listed in `manifest.txt`), so that CI can
 //! run the runtime's `fixtures_golden` test on them under qemu (NEON kernels).
 
@@ -27,7 +27,7 @@ use ctr_edge_exporter::npz::{read_npz, write_npz, NpyArray};
 /// builds and adds nothing to the checks).
 const TEST_ROWS: usize = 3000;
 
-/// Rows copied to `CTR_EDGE_GOLDEN_DIR` for the run under qemu.
+/// Rows copied to `CTR_EDGE_GOLDEN_OUT` for the run under qemu.
 const GOLDEN_ROWS: usize = 256;
 
 fn fixtures() -> Vec<PathBuf> {
@@ -124,11 +124,11 @@ fn every_fixture_compressed_matches_onnxruntime() {
         "tests/fixtures/movielens_deepfm is missing"
     );
     let python = std::env::var_os("CTR_EDGE_PYTHON");
-    let golden = std::env::var_os("CTR_EDGE_GOLDEN_DIR").map(PathBuf::from);
+    let golden = std::env::var_os("CTR_EDGE_GOLDEN_OUT").map(PathBuf::from);
     if python.is_none() {
         assert!(
             golden.is_none(),
-            "CTR_EDGE_GOLDEN_DIR needs CTR_EDGE_PYTHON (onnxruntime writes the references)"
+            "CTR_EDGE_GOLDEN_OUT needs CTR_EDGE_PYTHON (onnxruntime writes the references)"
         );
         eprintln!("CTR_EDGE_PYTHON is not set: skipping the onnx.checker / onnxruntime checks");
     }

@@ -4,9 +4,9 @@
 //! also runs on aarch64 under qemu, where the NEON kernels compute.
 //!
 //! The compressed artifacts (AFM and SVD at 4x, f16 weights) are written by the exporter's
-//! `compress_fixtures` test on the host; with `CTR_EDGE_GOLDEN_DIR` set (CI sets it for both
-//! steps) that test copies them there with onnxruntime's outputs, and
-//! `compressed_artifacts_match_onnxruntime` below runs them on this target.
+//! `compress_fixtures` test on the host; with `CTR_EDGE_GOLDEN_OUT=DIR` that test copies them
+//! to DIR with onnxruntime's outputs, and with `CTR_EDGE_GOLDEN_DIR=DIR`
+//! `compressed_artifacts_match_onnxruntime` below runs them on this target (CI: under qemu).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -140,14 +140,14 @@ fn compressed_artifacts_match_onnxruntime() {
     let Some(golden) = std::env::var_os("CTR_EDGE_GOLDEN_DIR").map(PathBuf::from) else {
         println!(
             "CTR_EDGE_GOLDEN_DIR is not set: no compressed artifacts to check (the exporter's \
-             compress_fixtures test writes them there)"
+             compress_fixtures test writes them with CTR_EDGE_GOLDEN_OUT)"
         );
         return;
     };
     let manifest = golden.join("manifest.txt");
     let listed = std::fs::read_to_string(&manifest).unwrap_or_else(|e| {
         panic!(
-            "{}: {e} (run the exporter's compress_fixtures test with CTR_EDGE_GOLDEN_DIR and \
+            "{}: {e} (run the exporter's compress_fixtures test with CTR_EDGE_GOLDEN_OUT and \
              CTR_EDGE_PYTHON set first)",
             manifest.display()
         )
