@@ -123,12 +123,16 @@ pub fn fuse_projections(
     }
     wanted.sort();
     wanted.dedup();
-    let runner = TractRunner::new(model, calib, &wanted)?;
-    let rows = runner.rows().min(2);
+    // The same run gives the unfused outputs the fused graph is checked against.
+    let graph_outputs: Vec<String> = g.output.iter().map(|o| o.name.clone()).collect();
+    let selected: Vec<String> = wanted.iter().chain(&graph_outputs).cloned().collect();
+    let runner = TractRunner::new(model, calib, &selected)?;
+    let mut results = runner.run_rows(0, runner.rows().min(CHECK_ROWS))?;
+    let unfused_outputs = results.split_off(wanted.len());
     let shapes: HashMap<String, Vec<usize>> = wanted
         .iter()
         .cloned()
-        .zip(runner.run_rows(0, rows)?.into_iter().map(|(s, _)| s))
+        .zip(results.into_iter().map(|(s, _)| s))
         .collect();
 
     // Per target: the layout of its input, and which of its segments are fused chains.
@@ -249,7 +253,7 @@ pub fn fuse_projections(
     out_graph.initializer.extend(new_inits);
 
     // The fused graph must compute what the unfused one does.
-    let diff = max_output_diff(model, &out, calib)?;
+    let diff = max_output_diff(&unfused_outputs, &out, calib)?;
     report.checked_max_diff = Some(diff);
     if diff > CHECK_TOLERANCE {
         return Ok((
@@ -704,14 +708,18 @@ fn set_float_attr(n: &mut NodeProto, name: &str, value: f32) {
     });
 }
 
-/// Largest difference of the model outputs of `a` and `b` on the first calibration rows
-/// (absolute up to 1, relative beyond).
-fn max_output_diff(a: &ModelProto, b: &ModelProto, calib: &[NpyArray]) -> Result<f64> {
-    let ra = TractRunner::new(a, calib, &[])?;
-    let rb = TractRunner::new(b, calib, &[])?;
-    let rows = ra.rows().min(CHECK_ROWS);
-    let oa = ra.run_rows(0, rows)?;
-    let ob = rb.run_rows(0, rows)?;
+/// Largest difference between `unfused` (the model outputs of the unfused graph on the first
+/// calibration rows) and the outputs of `fused` on the same rows (absolute up to 1, relative
+/// beyond).
+fn max_output_diff(
+    unfused: &[(Vec<usize>, Vec<f32>)],
+    fused: &ModelProto,
+    calib: &[NpyArray],
+) -> Result<f64> {
+    let runner = TractRunner::new(fused, calib, &[])?;
+    let rows = runner.rows().min(CHECK_ROWS);
+    let oa = unfused;
+    let ob = runner.run_rows(0, rows)?;
     let mut diff = 0.0f64;
     for ((sa, va), (sb, vb)) in oa.iter().zip(&ob) {
         if sa != sb {
