@@ -1,10 +1,13 @@
 //! Scalar math that works with and without `std`.
 //!
 //! With the `std` feature (default) every function calls the `f32` method of `std` (libm
-//! accuracy, within an ulp or so). Without `std` (`*-none-*` targets) they are computed from
-//! `core` arithmetic and the `micromath` crate:
+//! accuracy, within an ulp or so). Without `std` but with the `libm` feature (hosted targets
+//! built without `std`, such as the C ABI's size-optimized library) they call the same C
+//! library functions (`expf`, `logf`, `sqrtf`, `tanhf`, `powf`, `floorf`) directly, so the results
+//! are those of `std`. Without either (`*-none-*` targets) they are computed from `core`
+//! arithmetic and the `micromath` crate:
 //!
-//! | function | without `std` | accuracy without `std` |
+//! | function | without `std` or `libm` | accuracy there |
 //! |---|---|---|
 //! | [`exp`] | Cephes polynomial (the one the SIMD kernels use) | ~2 ulp (1e-7 relative) |
 //! | [`tanh`] | Cephes polynomial below 0.625, through [`exp`] above | ~1e-7 absolute |
@@ -14,8 +17,22 @@
 //! | [`erf`] | Abramowitz–Stegun 7.1.26 (with and without `std`) | ~2e-7 absolute |
 //!
 //! `exp` and `sqrt` are refined beyond `micromath` because sigmoid scores and normalizations
-//! depend on them; `ln` and `powf` are rare in CTR graphs, and their no-`std` error (1e-3) is
-//! the price of a small binary.
+//! depend on them; `ln` and `powf` are rare in CTR graphs, and their error there (1e-3) is the
+//! price of a small binary.
+
+/// The platform C library's math functions (feature `libm` without `std`).
+#[cfg(all(feature = "libm", not(feature = "std")))]
+mod c {
+    #[cfg_attr(unix, link(name = "m"))]
+    extern "C" {
+        pub fn expf(x: f32) -> f32;
+        pub fn logf(x: f32) -> f32;
+        pub fn sqrtf(x: f32) -> f32;
+        pub fn tanhf(x: f32) -> f32;
+        pub fn powf(x: f32, y: f32) -> f32;
+        pub fn floorf(x: f32) -> f32;
+    }
+}
 
 /// `e^x`.
 #[inline]
@@ -24,7 +41,12 @@ pub fn exp(x: f32) -> f32 {
     {
         x.exp()
     }
-    #[cfg(not(feature = "std"))]
+    #[cfg(all(feature = "libm", not(feature = "std")))]
+    // SAFETY: a C library function of its arguments alone (no pointers, no state).
+    unsafe {
+        c::expf(x)
+    }
+    #[cfg(not(any(feature = "std", feature = "libm")))]
     {
         exp_cephes(x)
     }
@@ -37,7 +59,12 @@ pub fn ln(x: f32) -> f32 {
     {
         x.ln()
     }
-    #[cfg(not(feature = "std"))]
+    #[cfg(all(feature = "libm", not(feature = "std")))]
+    // SAFETY: a C library function of its arguments alone (no pointers, no state).
+    unsafe {
+        c::logf(x)
+    }
+    #[cfg(not(any(feature = "std", feature = "libm")))]
     {
         micromath::F32Ext::ln(x)
     }
@@ -50,7 +77,12 @@ pub fn sqrt(x: f32) -> f32 {
     {
         x.sqrt()
     }
-    #[cfg(not(feature = "std"))]
+    #[cfg(all(feature = "libm", not(feature = "std")))]
+    // SAFETY: a C library function of its arguments alone (no pointers, no state).
+    unsafe {
+        c::sqrtf(x)
+    }
+    #[cfg(not(any(feature = "std", feature = "libm")))]
     {
         sqrt_newton(x)
     }
@@ -63,7 +95,12 @@ pub fn tanh(x: f32) -> f32 {
     {
         x.tanh()
     }
-    #[cfg(not(feature = "std"))]
+    #[cfg(all(feature = "libm", not(feature = "std")))]
+    // SAFETY: a C library function of its arguments alone (no pointers, no state).
+    unsafe {
+        c::tanhf(x)
+    }
+    #[cfg(not(any(feature = "std", feature = "libm")))]
     {
         tanh_from_exp(x)
     }
@@ -76,7 +113,12 @@ pub fn powf(x: f32, y: f32) -> f32 {
     {
         x.powf(y)
     }
-    #[cfg(not(feature = "std"))]
+    #[cfg(all(feature = "libm", not(feature = "std")))]
+    // SAFETY: a C library function of its arguments alone (no pointers, no state).
+    unsafe {
+        c::powf(x, y)
+    }
+    #[cfg(not(any(feature = "std", feature = "libm")))]
     {
         micromath::F32Ext::powf(x, y)
     }
@@ -89,7 +131,12 @@ pub fn floor(x: f32) -> f32 {
     {
         x.floor()
     }
-    #[cfg(not(feature = "std"))]
+    #[cfg(all(feature = "libm", not(feature = "std")))]
+    // SAFETY: a C library function of its arguments alone (no pointers, no state).
+    unsafe {
+        c::floorf(x)
+    }
+    #[cfg(not(any(feature = "std", feature = "libm")))]
     {
         micromath::F32Ext::floor(x)
     }
@@ -206,7 +253,7 @@ pub fn tanh_from_exp(x: f32) -> f32 {
 }
 
 /// Square root without `std`: the `micromath` bit-trick estimate, refined by Newton steps.
-#[cfg_attr(feature = "std", allow(dead_code))]
+#[cfg_attr(any(feature = "std", feature = "libm"), allow(dead_code))]
 fn sqrt_newton(x: f32) -> f32 {
     if x.is_nan() || x < 0.0 {
         return f32::NAN;

@@ -1,6 +1,7 @@
 //! The immutable, shareable [`Model`]: the validated graph, constants viewing the weights
 //! buffer in place, and the kernel table.
 
+use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
@@ -36,9 +37,11 @@ impl IoInfo {
     }
 }
 
-/// The bytes of the weights file: borrowed from the caller or memory-mapped.
+/// The bytes of the weights file: borrowed from the caller, owned by the model (any owner of
+/// bytes, such as a file mapping of the C ABI) or memory-mapped.
 enum Backing<'w> {
     Borrowed(&'w [u8]),
+    Owned(Box<dyn AsRef<[u8]> + Send + Sync>),
     #[cfg(feature = "std")]
     Mapped(memmap2::Mmap),
 }
@@ -47,6 +50,7 @@ impl Backing<'_> {
     fn bytes(&self) -> &[u8] {
         match self {
             Backing::Borrowed(b) => b,
+            Backing::Owned(owner) => (**owner).as_ref(),
             #[cfg(feature = "std")]
             Backing::Mapped(m) => m,
         }
@@ -164,6 +168,20 @@ impl<'w> Model<'w> {
     /// A new session with its own scratch memory.
     pub fn session(&self) -> Session<'_, 'w> {
         Session::new(self)
+    }
+}
+
+impl Model<'static> {
+    /// Load from the ONNX bytes and an owner of the weights file's bytes, which the model keeps
+    /// (and drops with itself): weights are viewed in place in `weights.as_ref()`, as with
+    /// [`Model::from_bytes`], without a borrow to outlive. For weights mapped or allocated by
+    /// the caller without `std` (the C ABI maps files itself). `as_ref` must return the same
+    /// bytes on every call, as a `Vec`, a `Box<[u8]>` or a file mapping does.
+    pub fn from_owned(
+        onnx: &[u8],
+        weights: impl AsRef<[u8]> + Send + Sync + 'static,
+    ) -> Result<Model<'static>> {
+        Self::build(onnx, Backing::Owned(Box::new(weights)))
     }
 }
 

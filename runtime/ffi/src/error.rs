@@ -2,13 +2,20 @@
 //!
 //! [`ctr_edge_status`] values are part of the ABI: a value, once published, keeps its number
 //! and meaning forever. New codes get new numbers at the end; removed ones are never reused.
-//! The message of the last failed call on a thread is kept in a thread-local slot, read with
+//! The message of the last failed call on a thread is kept in a per-thread slot, read with
 //! [`ctr_edge_last_error`], and cleared when the next status-returning call starts (clearing
 //! frees, it never allocates, so a successful run stays allocation-free).
+//!
+//! The slot is a `pthread` key (created at the first failure) holding a `CString` pointer per
+//! thread, freed by the key's destructor when the thread exits: the same in the `std` and the
+//! `no_std` build, where `thread_local!` is not available.
 
-use core::ffi::{c_char, CStr};
-use std::cell::RefCell;
-use std::ffi::CString;
+use alloc::ffi::CString;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ffi::{c_char, c_void, CStr};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use ctr_edge_runtime::Error;
 
@@ -38,7 +45,8 @@ pub enum ctr_edge_status {
     /// The caller's buffer is too small; nothing was written to it.
     BufferTooSmall = 8,
     /// A panic inside the library was caught at the boundary (a bug: please report it).
-    /// Free the session that was in use; the model remains usable.
+    /// Free the session that was in use; the model remains usable. Only the build with std
+    /// returns it: the size-optimized build without std aborts the process on a bug instead.
     Panic = 9,
     /// A categorical id in the input data is outside its embedding table.
     IdOutOfRange = 10,
@@ -132,19 +140,60 @@ impl FfiError {
 /// Result of an entry point's body.
 pub type FfiResult<T = ()> = Result<T, FfiError>;
 
-thread_local! {
-    /// Message of the last failed call on this thread; `None` after a successful one.
-    static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
+/// The `pthread` key of the last-error slot, plus one; 0 until the first failure creates it.
+static KEY: AtomicUsize = AtomicUsize::new(0);
+
+/// The key's destructor: frees a thread's message when the thread exits.
+unsafe extern "C" fn free_message(message: *mut c_void) {
+    if !message.is_null() {
+        // SAFETY: every non-NULL value stored under the key is `CString::into_raw` (in
+        // `set_last_error`), and the C library calls the destructor once per thread.
+        drop(unsafe { CString::from_raw(message.cast()) });
+    }
+}
+
+/// The key if some failure created it already.
+fn existing_key() -> Option<libc::pthread_key_t> {
+    let k = KEY.load(Ordering::Acquire);
+    (k != 0).then(|| (k - 1) as libc::pthread_key_t)
+}
+
+/// The key, created on first use; `None` when the C library has no key left (then messages
+/// are dropped, and `ctr_edge_last_error` reads empty).
+fn key() -> Option<libc::pthread_key_t> {
+    if let Some(k) = existing_key() {
+        return Some(k);
+    }
+    let mut new: libc::pthread_key_t = 0;
+    // SAFETY: `new` is valid for a write; the destructor matches what the key holds.
+    if unsafe { libc::pthread_key_create(&mut new, Some(free_message)) } != 0 {
+        return None;
+    }
+    let stored = usize::try_from(new).ok()?.checked_add(1)?;
+    match KEY.compare_exchange(0, stored, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Some(new),
+        Err(existing) => {
+            // Another thread created one first: use that one. Ours holds no value yet.
+            // SAFETY: a key this call created and nobody else saw.
+            unsafe { libc::pthread_key_delete(new) };
+            Some((existing - 1) as libc::pthread_key_t)
+        }
+    }
 }
 
 /// Forgets the last message (frees it; never allocates).
 pub(crate) fn clear_last_error() {
-    // `try_with`: during thread teardown the slot may be gone; there is nothing to clear then.
-    let _ = LAST_ERROR.try_with(|slot| {
-        if let Ok(mut slot) = slot.try_borrow_mut() {
-            *slot = None;
-        }
-    });
+    let Some(k) = existing_key() else {
+        return;
+    };
+    // SAFETY: a live key (keys are never deleted once published).
+    let old = unsafe { libc::pthread_getspecific(k) };
+    if !old.is_null() {
+        // SAFETY: as above; storing NULL needs no memory (the thread has a value already).
+        unsafe { libc::pthread_setspecific(k, core::ptr::null()) };
+        // SAFETY: the value was `CString::into_raw`, no longer stored anywhere.
+        unsafe { free_message(old) };
+    }
 }
 
 /// Stores `message` as this thread's last error.
@@ -152,11 +201,22 @@ pub(crate) fn set_last_error(message: &str) {
     // An interior NUL would cut the C string short: drop such bytes.
     let bytes: Vec<u8> = message.bytes().filter(|&b| b != 0).collect();
     let text = CString::new(bytes).unwrap_or_default();
-    let _ = LAST_ERROR.try_with(|slot| {
-        if let Ok(mut slot) = slot.try_borrow_mut() {
-            *slot = Some(text);
+    let Some(k) = key() else {
+        return;
+    };
+    let new = text.into_raw();
+    // SAFETY: a live key.
+    let old = unsafe { libc::pthread_getspecific(k) };
+    // SAFETY: a live key; the value is freed by `free_message` (on replacement or thread exit).
+    if unsafe { libc::pthread_setspecific(k, new.cast_const().cast()) } == 0 {
+        if !old.is_null() {
+            // SAFETY: the previous `CString::into_raw` value, replaced above.
+            unsafe { free_message(old) };
         }
-    });
+    } else {
+        // SAFETY: `new` was not stored: take it back.
+        drop(unsafe { CString::from_raw(new) });
+    }
 }
 
 /// The message of the last failed `ctr_edge_` call on the calling thread, or an empty string
@@ -164,19 +224,16 @@ pub(crate) fn set_last_error(message: &str) {
 /// the next status-returning `ctr_edge_` call on this thread; copy the text to keep it.
 #[no_mangle]
 pub extern "C" fn ctr_edge_last_error() -> *const c_char {
-    let read = std::panic::catch_unwind(|| {
-        LAST_ERROR
-            .try_with(|slot| match slot.try_borrow() {
-                // The CString's heap buffer does not move until the slot is overwritten.
-                Ok(slot) => slot.as_ref().map(|s| s.as_ptr()),
-                Err(_) => None,
-            })
-            .ok()
-            .flatten()
-    });
-    match read {
-        Ok(Some(p)) => p,
-        _ => c"".as_ptr(),
+    let message = match existing_key() {
+        // SAFETY: a live key; its value is NULL or this thread's `CString`, which stays put
+        // until this thread's next status-returning call replaces or clears it.
+        Some(k) => unsafe { libc::pthread_getspecific(k) },
+        None => core::ptr::null_mut(),
+    };
+    if message.is_null() {
+        c"".as_ptr()
+    } else {
+        message.cast_const().cast()
     }
 }
 

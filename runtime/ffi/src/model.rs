@@ -1,20 +1,24 @@
-//! The model handle: opening (from a path, memory-mapped, or from caller-owned bytes),
-//! describing inputs and outputs, freeing.
+//! The model handle: opening (from a path, memory-mapped with the C library's `mmap`, or from
+//! caller-owned bytes), describing inputs and outputs, freeing.
 //!
 //! A `ctr_edge_model*` is `Arc::into_raw` of the handle: `ctr_edge_model_free` releases the
 //! caller's reference, each session holds another, and the model is dropped with the last one.
 //! Names and dimensions are converted to C form once at open, so the pointers that
 //! [`ctr_edge_model_input_info`] hands out stay valid as long as the model.
 
+use alloc::ffi::CString;
+use alloc::format;
+use alloc::string::ToString;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::ffi::{c_char, CStr};
-use std::ffi::CString;
-use std::sync::Arc;
 
 use ctr_edge_runtime::model::IoInfo;
-use ctr_edge_runtime::{DType, KernelVariant, Model};
+use ctr_edge_runtime::{DType, Error, KernelVariant, Model};
 
 use crate::error::{ctr_edge_status, FfiError, FfiResult};
 use crate::panic::{guard, guard_void};
+use crate::sys::{sibling, FileMap};
 
 /// Element types, numbered as ONNX `TensorProto.DataType` (stable, never renumbered).
 #[repr(u32)]
@@ -114,7 +118,7 @@ impl IoEntry {
 /// A loaded model (opaque). Immutable: share it between threads freely.
 pub struct ctr_edge_model {
     /// `'static` stands for "as long as this handle": either the weights are memory-mapped
-    /// (owned), or they are the caller's bytes, which the caller promised to keep alive and
+    /// (owned by the model), or they are the caller's bytes, which the caller promised to keep alive and
     /// unchanged until the model is released (see `ctr_edge_model_open_bytes`).
     pub(crate) model: Model<'static>,
     inputs: Vec<IoEntry>,
@@ -169,10 +173,10 @@ unsafe fn publish(
     Ok(())
 }
 
-/// Opens `onnx_path` (NUL-terminated; bytes on Unix, UTF-8 elsewhere) and memory-maps the
-/// weights file its external data names, relative to the model's folder (no copy of the
-/// weights). On success writes a new model to `*out` (free it with `ctr_edge_model_free`); on
-/// failure writes NULL there (when `out` is not NULL).
+/// Opens `onnx_path` (NUL-terminated bytes, as `open` takes them) and memory-maps the weights
+/// file its external data names, relative to the model's folder (no copy of the weights). On
+/// success writes a new model to `*out` (free it with `ctr_edge_model_free`); on failure writes
+/// NULL there (when `out` is not NULL).
 ///
 /// The weights file must not be modified or truncated while the model is alive (artifacts
 /// written by `ctr-edge compress` are replaced atomically, never rewritten in place).
@@ -196,21 +200,32 @@ pub unsafe extern "C" fn ctr_edge_model_open(
         }
         // SAFETY: non-NULL and NUL-terminated by contract.
         let path = unsafe { CStr::from_ptr(onnx_path) };
-        let path = path_of(path).ok_or_else(|| FfiError::invalid(F, "onnx_path is not UTF-8"))?;
         // SAFETY: `out` checked above.
-        unsafe { publish(out, Model::open(path), F) }
+        unsafe { publish(out, open_path(path), F) }
     })
 }
 
-#[cfg(unix)]
-fn path_of(path: &CStr) -> Option<std::path::PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
-    Some(std::ffi::OsStr::from_bytes(path.to_bytes()).into())
-}
-
-#[cfg(not(unix))]
-fn path_of(path: &CStr) -> Option<std::path::PathBuf> {
-    path.to_str().ok().map(Into::into)
+/// `Model::open` of the runtime's `std` build, on the C library: the ONNX file is mapped
+/// while it is decoded; the weights file stays mapped, owned by the model.
+fn open_path(path: &CStr) -> ctr_edge_runtime::Result<Model<'static>> {
+    let onnx = FileMap::open(path)?;
+    let location = {
+        let decoded = ctr_edge_runtime::onnx::decode_model(onnx.bytes())?;
+        ctr_edge_runtime::onnx::external_location(&decoded)?.map(|s| s.to_string())
+    };
+    let Some(location) = location else {
+        return Model::from_bytes(onnx.bytes(), &[]);
+    };
+    // The runtime checked `location` is a plain file name (no '/', no NUL).
+    let weights_path = sibling(path, &location).ok_or_else(|| Error::Weights {
+        reason: format!("external data location {location:?} is not a file name"),
+    })?;
+    let weights = FileMap::open(&weights_path)?;
+    if weights.bytes().is_empty() {
+        Model::from_bytes(onnx.bytes(), &[])
+    } else {
+        Model::from_owned(onnx.bytes(), weights)
+    }
 }
 
 /// Loads a model from caller-owned bytes: the ONNX file (`onnx`, `onnx_len` bytes; read during
@@ -420,4 +435,40 @@ pub unsafe extern "C" fn ctr_edge_model_kernel_variant(
         unsafe { out.write(name.as_ptr()) };
         Ok(())
     })
+}
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use crate::tiny_model;
+
+    #[test]
+    fn open_views_the_weights_in_the_file_mapping() {
+        let dir = tiny_model::temp_dir("model-unit");
+        let path = tiny_model::write(&dir);
+        let weights_path = dir.join(tiny_model::WEIGHTS_FILE);
+        let c_path = CString::new(path.to_str().unwrap()).unwrap();
+        let mut handle = core::ptr::null_mut();
+        // SAFETY: a valid C string and out pointer.
+        let status = unsafe { ctr_edge_model_open(c_path.as_ptr(), &mut handle) };
+        assert_eq!(status, ctr_edge_status::Ok);
+        // SAFETY: the live handle just opened.
+        let model = unsafe { &(*handle).model };
+        let w = model.initializer_f32("W").expect("W is an f32 initializer");
+        assert_eq!(w, &tiny_model::W[..]);
+        // Zero copy: W is read in place in the kernel's mapping of the weights file.
+        let (start, end) = (w.as_ptr() as usize, w.as_ptr_range().end as usize);
+        let ranges = tiny_model::mappings_of(&weights_path);
+        assert!(
+            ranges.iter().any(|&(a, b)| a <= start && end <= b),
+            "W at {start:#x} is in no mapping of {} ({ranges:x?})",
+            weights_path.display()
+        );
+        // SAFETY: freed once; the model was the only owner of the mapping.
+        unsafe { ctr_edge_model_free(handle) };
+        assert!(tiny_model::mappings_of(&weights_path).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,54 +1,76 @@
 //! The boundary guard every status-returning entry point runs its body in: it clears the
-//! last-error slot, catches any panic (so no unwind reaches C) and turns the body's result into
-//! a [`ctr_edge_status`] plus, on failure, a last-error message.
-
-use std::any::Any;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+//! last-error slot, keeps any panic from unwinding into C and turns the body's result into a
+//! [`ctr_edge_status`] plus, on failure, a last-error message.
+//!
+//! With the `std` feature a panic is caught (`catch_unwind`) and becomes
+//! [`ctr_edge_status::Panic`]. Without it the build is `panic = "abort"`: a panic aborts the
+//! process from the panic handler (module `rt`) and never reaches this guard.
 
 use crate::error::{clear_last_error, ctr_edge_status, set_last_error, FfiResult};
 
 /// Runs `body` for the entry point `function` and converts its outcome.
 pub(crate) fn guard(function: &str, body: impl FnOnce() -> FfiResult) -> ctr_edge_status {
     clear_last_error();
-    // AssertUnwindSafe: after a panic the only state a caller can reach again is the handle the
-    // body was working on; the status tells the caller to free a session that saw one, and a
-    // model is never mutated.
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => ctr_edge_status::Ok,
-        Ok(Err(e)) => {
+    match catch(function, body) {
+        Ok(()) => ctr_edge_status::Ok,
+        Err(e) => {
             set_last_error(&e.message);
             e.status
-        }
-        Err(payload) => {
-            set_last_error(&format!(
-                "{function}: internal panic: {}",
-                panic_message(payload.as_ref())
-            ));
-            ctr_edge_status::Panic
         }
     }
 }
 
-/// Runs a `*_free` body: a panic while dropping is swallowed (there is no status to report it
-/// through, and unwinding into C is undefined behaviour).
-pub(crate) fn guard_void(body: impl FnOnce()) {
-    let _ = catch_unwind(AssertUnwindSafe(body));
+/// `body`'s result, or a [`ctr_edge_status::Panic`] error when it panicked.
+#[cfg(feature = "std")]
+fn catch(function: &str, body: impl FnOnce() -> FfiResult) -> FfiResult {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    // AssertUnwindSafe: after a panic the only state a caller can reach again is the handle the
+    // body was working on; the status tells the caller to free a session that saw one, and a
+    // model is never mutated.
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
+        Err(crate::error::FfiError::new(
+            ctr_edge_status::Panic,
+            alloc::format!(
+                "{function}: internal panic: {}",
+                panic_message(payload.as_ref())
+            ),
+        ))
+    })
 }
 
-fn panic_message(payload: &(dyn Any + Send)) -> &str {
+/// `body`'s result (a panic aborts: `panic = "abort"` and the handler of module `rt`).
+#[cfg(not(feature = "std"))]
+fn catch(_function: &str, body: impl FnOnce() -> FfiResult) -> FfiResult {
+    body()
+}
+
+/// Runs a `*_free` body: a panic while dropping is swallowed (there is no status to report it
+/// through, and unwinding into C is undefined behaviour). Without `std` it aborts instead.
+pub(crate) fn guard_void(body: impl FnOnce()) {
+    #[cfg(feature = "std")]
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+    #[cfg(not(feature = "std"))]
+    body();
+}
+
+#[cfg(feature = "std")]
+fn panic_message(payload: &(dyn core::any::Any + Send)) -> &str {
     if let Some(s) = payload.downcast_ref::<&'static str>() {
         s
-    } else if let Some(s) = payload.downcast_ref::<String>() {
+    } else if let Some(s) = payload.downcast_ref::<alloc::string::String>() {
         s
     } else {
         "(no message)"
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "std"))]
 mod tests {
+    extern crate std;
+
     use super::*;
     use crate::error::{ctr_edge_last_error, FfiError};
+    use std::string::String;
 
     fn last_error() -> String {
         // SAFETY: never NULL, NUL-terminated.

@@ -5,8 +5,10 @@
 //! the model it was created from, and the model outlives it. Inputs are converted from C in a
 //! fixed-size array on the stack, so a run allocates nothing the runtime would not.
 
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::sync::Arc;
 use core::ffi::{c_char, c_void, CStr};
-use std::sync::Arc;
 
 use ctr_edge_runtime::session::InputData;
 use ctr_edge_runtime::{Input, Model, Session};

@@ -2,6 +2,8 @@
 //! and safe wrappers for reading C strings back.
 #![allow(dead_code)]
 
+pub mod tiny_model;
+
 use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,296 @@
+//! The C library calls of both builds: read-only file mappings (`open`, `fstat`, `mmap`) and
+//! OS error messages worded as std words them (`"No such file or directory (os error 2)"`).
+
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::String;
+use core::ffi::{c_char, c_int, c_void, CStr};
+
+/// The calling thread's `errno`.
+pub(crate) fn errno() -> c_int {
+    // SAFETY: the C library's per-thread errno location is always valid for reads.
+    unsafe {
+        #[cfg(target_os = "android")]
+        let location = libc::__errno();
+        #[cfg(target_vendor = "apple")]
+        let location = libc::__error();
+        #[cfg(not(any(target_os = "android", target_vendor = "apple")))]
+        let location = libc::__errno_location();
+        *location
+    }
+}
+
+/// `"<strerror text> (os error <code>)"`, as std's `io::Error` displays an OS error.
+pub(crate) fn os_error_message(code: c_int) -> String {
+    let mut buf = [0 as c_char; 128];
+    // SAFETY: `buf` is valid for `buf.len()` bytes; the POSIX `strerror_r` (the libc crate
+    // binds glibc's `__xpg_strerror_r`) NUL-terminates what it writes on success.
+    let ok = unsafe { libc::strerror_r(code, buf.as_mut_ptr(), buf.len()) } == 0;
+    let text = if ok {
+        // SAFETY: NUL-terminated within `buf` on success.
+        unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy()
+    } else {
+        "Unknown error".into()
+    };
+    format!("{text} (os error {code})")
+}
+
+/// A failed file operation: the path (lossy UTF-8) and the reason.
+#[derive(Debug)]
+pub(crate) struct IoError {
+    pub path: String,
+    pub reason: String,
+}
+
+impl IoError {
+    fn new(path: &CStr, reason: String) -> IoError {
+        IoError {
+            path: path.to_string_lossy().into_owned(),
+            reason,
+        }
+    }
+
+    fn os(path: &CStr, code: c_int) -> IoError {
+        IoError::new(path, os_error_message(code))
+    }
+}
+
+impl From<IoError> for ctr_edge_runtime::Error {
+    fn from(e: IoError) -> Self {
+        ctr_edge_runtime::Error::Io {
+            path: e.path,
+            reason: e.reason,
+        }
+    }
+}
+
+/// Closes a file descriptor when dropped.
+struct Fd(c_int);
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: an open descriptor this value owns. (A failed close of a read-only file
+        // loses nothing.)
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// The whole of a regular file, mapped read-only and private (`MAP_PRIVATE`): the bytes are
+/// the file's pages, not a copy. Unmapped when dropped. The file must not be truncated or
+/// rewritten in place while mapped (the exporter replaces artifacts atomically).
+#[derive(Debug)]
+pub(crate) struct FileMap {
+    /// Start of the mapping; dangling (never dereferenced) when `len` is 0.
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and owned by this value alone; reading it from several
+// threads is as safe as reading a `&[u8]`.
+unsafe impl Send for FileMap {}
+// SAFETY: as above: shared access is read-only.
+unsafe impl Sync for FileMap {}
+
+impl FileMap {
+    /// Maps the regular file at `path`. An empty file gives an empty map (nothing mapped).
+    pub(crate) fn open(path: &CStr) -> Result<FileMap, IoError> {
+        let fd = loop {
+            // SAFETY: `path` is NUL-terminated.
+            let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+            if fd >= 0 {
+                break Fd(fd);
+            }
+            let code = errno();
+            if code != libc::EINTR {
+                return Err(IoError::os(path, code));
+            }
+        };
+        // SAFETY: `stat` is plain old data; all zeroes is a valid value for `fstat` to
+        // overwrite.
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: an open descriptor and a valid `stat` to write.
+        if unsafe { libc::fstat(fd.0, &mut st) } != 0 {
+            return Err(IoError::os(path, errno()));
+        }
+        let kind = bits(st.st_mode) & bits(libc::S_IFMT);
+        if kind == bits(libc::S_IFDIR) {
+            // What `read` on a directory says (std's `fs::read` reported this).
+            return Err(IoError::os(path, libc::EISDIR));
+        }
+        if kind != bits(libc::S_IFREG) {
+            return Err(IoError::new(path, "not a regular file".to_owned()));
+        }
+        let len = usize::try_from(st.st_size)
+            .ok()
+            .filter(|&n| isize::try_from(n).is_ok())
+            .ok_or_else(|| {
+                IoError::new(path, format!("{} bytes are too many to map", st.st_size))
+            })?;
+        if len == 0 {
+            return Ok(FileMap {
+                ptr: core::ptr::NonNull::dangling().as_ptr(),
+                len: 0,
+            });
+        }
+        // SAFETY: a fresh read-only private mapping of an open descriptor; the kernel picks
+        // the address.
+        let ptr = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                fd.0,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(IoError::os(path, errno()));
+        }
+        Ok(FileMap {
+            ptr: ptr.cast_const().cast(),
+            len,
+        })
+    }
+
+    /// The file's bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` readable bytes at `ptr` while the mapping lives (dangling and 0 bytes
+        // for an empty file); the file is not rewritten by contract.
+        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl AsRef<[u8]> for FileMap {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
+impl Drop for FileMap {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: the mapping made in `open`, unmapped once; nothing borrows it any more
+            // (borrows of `bytes` end with `&self`).
+            unsafe { libc::munmap(self.ptr.cast_mut().cast::<c_void>(), self.len) };
+        }
+    }
+}
+
+/// `st_mode` and the `S_IF*` constants as `u32` (their widths differ between targets: 16 bits
+/// on 32-bit Android).
+fn bits(mode: impl Into<u32>) -> u32 {
+    mode.into()
+}
+
+/// `path`'s folder joined with `name` (a plain file name): `dir/model.onnx` and
+/// `model.weights` give `dir/model.weights`; a path without `/` gives `name` (relative to the
+/// working directory, as `Path::parent` then `join` does).
+pub(crate) fn sibling(path: &CStr, name: &str) -> Option<alloc::ffi::CString> {
+    let bytes = path.to_bytes();
+    let dir = bytes
+        .iter()
+        .rposition(|&b| b == b'/')
+        .map_or(&[][..], |i| &bytes[..=i]);
+    let mut joined = alloc::vec::Vec::with_capacity(dir.len() + name.len() + 1);
+    joined.extend_from_slice(dir);
+    joined.extend_from_slice(name.as_bytes());
+    alloc::ffi::CString::new(joined).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    use crate::tiny_model::mappings_of;
+    use crate::tiny_model::temp_dir;
+    use alloc::string::ToString;
+    use alloc::vec::Vec;
+    use std::io::Write;
+
+    /// A file of `bytes` in a fresh folder under the system temporary folder.
+    fn temp_file(tag: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let path = temp_dir(&format!("sys-{tag}")).join("data.bin");
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
+        path
+    }
+
+    fn c_path(p: &std::path::Path) -> alloc::ffi::CString {
+        alloc::ffi::CString::new(p.to_str().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn maps_the_file_in_place_and_unmaps_on_drop() {
+        let content: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let path = temp_file("map", &content);
+        let map = FileMap::open(&c_path(&path)).unwrap();
+        assert_eq!(map.bytes(), &content[..]);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let start = map.bytes().as_ptr() as usize;
+            let ranges = mappings_of(&path);
+            assert!(
+                ranges
+                    .iter()
+                    .any(|&(a, b)| a <= start && start + content.len() <= b),
+                "{start:#x} is in no mapping of {} ({ranges:x?})",
+                path.display()
+            );
+            drop(map);
+            assert!(mappings_of(&path).is_empty(), "still mapped after drop");
+        }
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn empty_file_maps_to_no_bytes() {
+        let path = temp_file("empty", &[]);
+        let map = FileMap::open(&c_path(&path)).unwrap();
+        assert!(map.bytes().is_empty());
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn errors_read_as_std_words_them() {
+        // The reference: std's own message for the same failure.
+        let missing = std::path::Path::new("/nonexistent/ctr-edge/data.bin");
+        let e = FileMap::open(&c_path(missing)).unwrap_err();
+        assert_eq!(e.path, "/nonexistent/ctr-edge/data.bin");
+        assert_eq!(
+            e.reason,
+            std::fs::File::open(missing).unwrap_err().to_string()
+        );
+
+        let dir = std::env::temp_dir();
+        let e = FileMap::open(&c_path(&dir)).unwrap_err();
+        assert_eq!(e.reason, std::fs::read(&dir).unwrap_err().to_string());
+
+        assert_eq!(
+            os_error_message(libc::EACCES),
+            std::io::Error::from_raw_os_error(libc::EACCES).to_string()
+        );
+    }
+
+    #[test]
+    fn sibling_joins_like_path_parent_join() {
+        for (path, expected) in [
+            ("dir/model.onnx", "dir/model.weights"),
+            ("/a/b/model.onnx", "/a/b/model.weights"),
+            ("/model.onnx", "/model.weights"),
+            ("model.onnx", "model.weights"),
+        ] {
+            let reference = std::path::Path::new(path)
+                .parent()
+                .unwrap()
+                .join("model.weights");
+            assert_eq!(reference.to_str().unwrap(), expected);
+            let got = sibling(&c_path(std::path::Path::new(path)), "model.weights").unwrap();
+            assert_eq!(got.to_str().unwrap(), expected);
+        }
+    }
+}
