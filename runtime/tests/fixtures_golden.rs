@@ -130,7 +130,7 @@ fn score(model: &Model, x: &F32Array, name: &str) -> Vec<f32> {
                 data: InputData::F32(chunk),
             }])
             .unwrap_or_else(|e| panic!("{name} batch {}: {e}", shape[0]));
-        scores.extend_from_slice(&session.output(0).unwrap().data);
+        scores.extend_from_slice(session.output(0).unwrap().data);
     }
     scores
 }
