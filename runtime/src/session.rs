@@ -1,13 +1,18 @@
 //! Per-thread scoring state: plans for the batch sizes seen so far and their preallocated
 //! buffers. After the first call with a given set of input shapes, [`Session::run`] does not
 //! allocate.
+//!
+//! Plans apply the plan-time fusions of the graph engine (bias and activation into matrix
+//! products, factorized pairs and gather + projection in row tiles) unless
+//! [`Session::set_fusion`] turns them off; [`Session::plan_stats`] tells what a plan runs.
 
 use alloc::format;
 use alloc::vec::Vec;
 
 use crate::error::{Error, Result};
+use crate::graph::fuse::{self, PlanStats, MAX_SCRATCH};
 use crate::graph::ops::NodeCtx;
-use crate::graph::plan::{alloc_bufs, plan, view_of, Plan};
+use crate::graph::plan::{alloc_bufs, plan_with, view_of, Plan};
 use crate::graph::value::{Buf, Data, View};
 use crate::graph::MAX_NODE_INPUTS;
 use crate::model::Model;
@@ -107,16 +112,43 @@ pub struct Session<'m, 'w> {
     model: &'m Model<'w>,
     plans: Vec<Prepared>,
     current: Option<usize>,
+    fusion: bool,
 }
 
 impl<'m, 'w> Session<'m, 'w> {
-    /// A session on `model`.
+    /// A session on `model`, fusions on.
     pub fn new(model: &'m Model<'w>) -> Self {
         Session {
             model,
             plans: Vec::new(),
             current: None,
+            fusion: true,
         }
+    }
+
+    /// Turns the plan-time fusions on (the default) or off for the plans this session builds
+    /// from now on; plans already built are dropped when the setting changes (so is the last
+    /// run's output). Fusions change the order of a few floating-point operations at most
+    /// (results agree with the unfused plan to float rounding); turning them off is for
+    /// comparisons and measurements.
+    pub fn set_fusion(&mut self, on: bool) {
+        if on != self.fusion {
+            self.fusion = on;
+            self.plans.clear();
+            self.current = None;
+        }
+    }
+
+    /// Whether this session's plans apply the plan-time fusions.
+    pub fn fusion(&self) -> bool {
+        self.fusion
+    }
+
+    /// What the plan of the last successful run executes: its steps, fused steps by kind and
+    /// buffer memory. `None` before a successful run.
+    pub fn plan_stats(&self) -> Option<PlanStats> {
+        let p = self.plans.get(self.current?)?;
+        Some(fuse::stats(&self.model.graph, &p.plan, self.fusion))
     }
 
     /// The model this session runs.
@@ -186,7 +218,13 @@ impl<'m, 'w> Session<'m, 'w> {
                     check_input(info, given)?;
                     shapes.push(given.shape.to_vec());
                 }
-                let plan = plan(&model.graph, model.weights(), model.kernels, &shapes)?;
+                let plan = plan_with(
+                    &model.graph,
+                    model.weights(),
+                    model.kernels,
+                    &shapes,
+                    self.fusion,
+                )?;
                 let bufs = alloc_bufs(&plan);
                 if self.plans.len() >= PLAN_CACHE {
                     self.plans.remove(0);
@@ -346,6 +384,16 @@ fn execute(model: &Model<'_>, p: &mut Prepared) -> Result<()> {
                 .get_mut(step.output)
                 .ok_or_else(|| internal("output buffer"))?,
         );
+        // A fused step's tile scratch is moved out too (empty buffers do not allocate).
+        let mut scratch: [Buf; MAX_SCRATCH] = Default::default();
+        let scratch_ids = step.fused.as_ref().map_or(&[][..], |f| &f.scratch[..]);
+        for (s, &b) in scratch.iter_mut().zip(scratch_ids) {
+            *s = core::mem::take(
+                p.bufs
+                    .get_mut(b)
+                    .ok_or_else(|| internal("scratch buffer"))?,
+            );
+        }
         let result = (|| {
             let mut views: [Option<View<'_>>; MAX_NODE_INPUTS] = [None; MAX_NODE_INPUTS];
             for (slot, operand) in views.iter_mut().zip(&step.inputs) {
@@ -354,16 +402,22 @@ fn execute(model: &Model<'_>, p: &mut Prepared) -> Result<()> {
                 }
             }
             let n = step.inputs.len().min(MAX_NODE_INPUTS);
-            crate::graph::ops::eval(
-                &node.op,
-                model.kernels,
-                &views[..n],
-                &mut out,
-                &step.out_shape,
-                &cx,
-            )
+            match &step.fused {
+                Some(f) => fuse::run(f, model.kernels, &views[..n], &mut scratch, &mut out, &cx),
+                None => crate::graph::ops::eval(
+                    &node.op,
+                    model.kernels,
+                    &views[..n],
+                    &mut out,
+                    &step.out_shape,
+                    &cx,
+                ),
+            }
         })();
         p.bufs[step.output] = out;
+        for (s, &b) in scratch.iter_mut().zip(scratch_ids) {
+            p.bufs[b] = core::mem::take(s);
+        }
         result?;
     }
     Ok(())

@@ -7,8 +7,12 @@
 //! - [`plan`] resolves every shape for one set of input shapes (one batch size), folds the
 //!   shape subgraphs PyTorch emits (`Shape -> Gather -> Unsqueeze -> Concat -> Reshape`) and every
 //!   other node whose inputs are constant, and preallocates one buffer per remaining value.
+//! - [`fuse`] rewrites the plan's steps into fused ones (bias + activation into the matrix
+//!   product, factorized pairs and gather + projection computed in row tiles).
 //! - [`ops`] holds the op semantics, [`strided`] the allocation-free index iteration.
 
+pub(crate) mod fuse;
+pub use fuse::{FusedStepInfo, FusionKind, PlanStats};
 pub(crate) mod op;
 pub use op::SUPPORTED_OPS;
 pub(crate) mod ops;

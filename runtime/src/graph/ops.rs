@@ -1259,29 +1259,8 @@ fn gather(axis: i64, data: View<'_>, idx: View<'_>, out: &mut Buf, cx: &NodeCtx<
     let rows = data.shape[ax];
     let inner = numel(&data.shape[ax + 1..]);
     let nidx = idx.data.len();
-    let per_row = if idx.shape.is_empty() || idx.shape[0] == 0 {
-        nidx.max(1)
-    } else {
-        nidx / idx.shape[0]
-    };
-    let index_at = |j: usize| -> Result<usize> {
-        let v = match idx.data {
-            Data::I64(s) => s[j],
-            Data::I32(s) => s[j] as i64,
-            _ => return Err(internal(cx, "Gather indices")),
-        };
-        let r = rows as i64;
-        let i = if v < 0 { v + r } else { v };
-        if i < 0 || i >= r {
-            return Err(Error::IndexOutOfRange {
-                input: cx.source.to_string(),
-                row: j / per_row.max(1),
-                index: v,
-                table_rows: rows,
-            });
-        }
-        Ok(i as usize)
-    };
+    let per_row = ids_per_row(idx.shape, nidx);
+    let index_at = |j: usize| gather_index(idx.data, j, rows, per_row, cx);
     macro_rules! run {
         ($src:expr, $dst:expr, $conv:expr) => {{
             let (src, dst) = ($src, $dst);
@@ -1309,6 +1288,45 @@ fn gather(axis: i64, data: View<'_>, idx: View<'_>, out: &mut Buf, cx: &NodeCtx<
         _ => return Err(internal(cx, "Gather")),
     }
     Ok(())
+}
+
+/// Indices per batch row of a Gather's `indices` (shape `idx_shape`, `nidx` values), for the
+/// row named in out-of-range errors.
+pub(crate) fn ids_per_row(idx_shape: &[usize], nidx: usize) -> usize {
+    if idx_shape.is_empty() || idx_shape[0] == 0 {
+        nidx.max(1)
+    } else {
+        nidx / idx_shape[0]
+    }
+}
+
+/// Index `j` of a Gather's `indices` as a row of a table of `rows` rows (negative indices count
+/// from the end); out of range: [`Error::IndexOutOfRange`] naming the model input the indices
+/// come from and the batch row (`j / per_row`).
+pub(crate) fn gather_index(
+    idx: Data<'_>,
+    j: usize,
+    rows: usize,
+    per_row: usize,
+    cx: &NodeCtx<'_>,
+) -> Result<usize> {
+    let v = match idx {
+        Data::I64(s) => s.get(j).copied(),
+        Data::I32(s) => s.get(j).map(|&v| i64::from(v)),
+        _ => None,
+    }
+    .ok_or_else(|| internal(cx, "Gather indices"))?;
+    let r = rows as i64;
+    let i = if v < 0 { v + r } else { v };
+    if i < 0 || i >= r {
+        return Err(Error::IndexOutOfRange {
+            input: cx.source.to_string(),
+            row: j / per_row.max(1),
+            index: v,
+            table_rows: rows,
+        });
+    }
+    Ok(i as usize)
 }
 
 /// One matrix product through the kernel table, f32 or f16 weights.

@@ -2,10 +2,12 @@
 //! re-shapings, materialize f16 weights only where an op cannot read them directly, and
 //! preallocate one buffer per computed value.
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::ToString;
 use alloc::vec::Vec;
 
+use super::fuse::Fused;
 use super::op::Op;
 use super::ops::{self, logical, Meta, NodeCtx};
 use super::strided::MAX_RANK;
@@ -33,13 +35,16 @@ pub(crate) struct Operand {
     pub shape: Vec<usize>,
 }
 
-/// One node to run.
+/// One node to run, or a fused run of nodes.
 #[derive(Debug, Clone)]
 pub(crate) struct Step {
+    /// The node (of a fused step: its first node, which names it in errors).
     pub node: usize,
     pub inputs: Vec<Option<Operand>>,
     pub output: usize,
     pub out_shape: Vec<usize>,
+    /// What a fused step runs in place of the node's op.
+    pub fused: Option<Box<Fused>>,
 }
 
 /// The plan for one set of input shapes.
@@ -147,8 +152,34 @@ fn is_alias(op: &Op) -> bool {
     )
 }
 
-/// Plans `g` for the given input shapes (one per model input, in order).
+/// Plans `g` for the given input shapes (one per model input, in order), fusions on.
 pub(crate) fn plan(
+    g: &LoadedGraph,
+    weights: &[u8],
+    k: &Kernels,
+    input_shapes: &[Vec<usize>],
+) -> Result<Plan> {
+    plan_with(g, weights, k, input_shapes, true)
+}
+
+/// Plans `g` for the given input shapes, then applies the plan-time fusions of
+/// [`super::fuse`] when `fusion` is on.
+pub(crate) fn plan_with(
+    g: &LoadedGraph,
+    weights: &[u8],
+    k: &Kernels,
+    input_shapes: &[Vec<usize>],
+    fusion: bool,
+) -> Result<Plan> {
+    let mut p = plan_unfused(g, weights, k, input_shapes)?;
+    if fusion {
+        super::fuse::fuse(g, weights, &mut p)?;
+    }
+    Ok(p)
+}
+
+/// Plans `g` node by node: one step per node that is not folded or aliased.
+fn plan_unfused(
     g: &LoadedGraph,
     weights: &[u8],
     k: &Kernels,
@@ -413,6 +444,7 @@ pub(crate) fn plan(
             inputs: operands,
             output: b,
             out_shape: out_shape.clone(),
+            fused: None,
         });
         vals[out_id] = Some(Val {
             slot: Slot::Buf(b),

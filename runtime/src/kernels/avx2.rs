@@ -27,7 +27,10 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use half::f16;
 
 use super::op::{ADD, DIV, EXP, MUL, RELU, SIGMOID, SUB, TANH};
-use super::{copy_few, BLayout, KernelVariant, Kernels, MatMulDims, Operands};
+use super::{
+    copy_few, epilogue_fits, matmul_fits, Activation, BLayout, Ep, Epilogue, KernelVariant,
+    Kernels, MatMulDims, Operands,
+};
 use crate::math::{EXP_C1, EXP_C2, EXP_HI, EXP_LO, EXP_P, TANH_Q, TANH_SMALL};
 
 /// The AVX2 table. Private: only [`table`] hands it out, after detection.
@@ -35,6 +38,8 @@ static TABLE: Kernels = Kernels {
     variant: KernelVariant::Avx2Fma,
     matmul_f32: matmul::<f32>,
     matmul_f16: matmul::<f16>,
+    matmul_ep_f32: matmul_ep::<f32>,
+    matmul_ep_f16: matmul_ep::<f16>,
     add: binary::<ADD>,
     sub: binary::<SUB>,
     mul: binary::<MUL>,
@@ -162,19 +167,75 @@ fn matmul<W: Weight>(
     c: &mut [f32],
     accumulate: bool,
 ) {
-    let Some((ops, layout)) = Operands::prepare(dims, a, b, layout, c, accumulate) else {
+    let Some((ops, layout)) = Operands::prepare(dims, a, b, layout, c, accumulate, Ep::OFF) else {
         return;
     };
-    let m = ops.m;
     // SAFETY: this function is reachable only through `TABLE`, which `table()` hands out after
     // detecting AVX2, FMA and F16C; `Operands::prepare` checked the slices, so `ops` describes
     // valid memory for `layout`.
+    unsafe { dispatch(ops, layout) }
+}
+
+/// `C = epilogue(A * B)`: the product of [`matmul`] whose stores apply the epilogue (after the
+/// last panel along `k`), so C is written once.
+fn matmul_ep<W: Weight>(
+    dims: MatMulDims,
+    a: &[f32],
+    b: &[W],
+    layout: BLayout,
+    c: &mut [f32],
+    ep: Epilogue<'_>,
+) {
+    if !epilogue_fits(&ep, dims.n) {
+        return;
+    }
+    let MatMulDims { m, k, n } = dims;
+    if k == 0 && m > 0 && n > 0 && matmul_fits(dims, a.len(), b.len(), c.len()) {
+        // An empty sum: C is the epilogue of zeros.
+        // SAFETY: reachable only through `TABLE` (features detected); C holds m x n elements
+        // and the bias (checked above) n.
+        unsafe { epilogue_of_zeros(c.as_mut_ptr(), m, n, Ep::new(&ep)) };
+        return;
+    }
+    let Some((ops, layout)) = Operands::prepare(dims, a, b, layout, c, false, Ep::new(&ep)) else {
+        return;
+    };
+    // SAFETY: as in `matmul`; the bias covers the n columns of C (checked above).
+    unsafe { dispatch(ops, layout) }
+}
+
+/// Runs the product `ops` describes with the kernel for its shape.
+///
+/// # Safety
+/// `ops` as documented on [`Operands`] (B as `layout` says; a bias, when on, covering the `n`
+/// columns), `m, k, n >= 1`; AVX2, FMA and F16C available.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dispatch<W: Weight>(ops: Operands<W>, layout: BLayout) {
+    // SAFETY: as this function's contract.
     unsafe {
         match layout {
             // GEMV-like: each weight serves at most 3 rows, read it in place.
-            BLayout::KxN if m <= DIRECT_MAX_M => kxn_direct(ops),
-            BLayout::NxK if m <= DIRECT_MAX_M || ops.n < 8 => nxk(ops),
+            BLayout::KxN if ops.m <= DIRECT_MAX_M => kxn_direct(ops),
+            BLayout::NxK if ops.m <= DIRECT_MAX_M || ops.n < 8 => nxk(ops),
             _ => packed(ops, layout),
+        }
+    }
+}
+
+/// `C = epilogue(0)` for an empty inner dimension, through the same stores as the products.
+///
+/// # Safety
+/// `c..c + m*n` writable, the bias of `ep` (if any) covering `n` columns; AVX2 and FMA
+/// available.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn epilogue_of_zeros(c: *mut f32, m: usize, n: usize, ep: Ep) {
+    for i in 0..m {
+        let mut j = 0;
+        while j < n {
+            let cols = 8.min(n - j);
+            // SAFETY: columns j..j+cols <= n of row i < m of C.
+            unsafe { store_row(c.add(i * n + j), _mm256_setzero_ps(), cols, false, ep.at(j)) };
+            j += cols;
         }
     }
 }
@@ -231,6 +292,12 @@ unsafe fn packed<W: Weight>(ops: Operands<W>, layout: BLayout) {
                 c: unsafe { ops.c.add(j) },
                 ldc: ops.ldc,
                 accumulate: ops.accumulate || k0 > 0,
+                // SAFETY: column j < n of C.
+                ep: if k0 + kc == k {
+                    unsafe { ops.ep.at(j) }
+                } else {
+                    Ep::OFF
+                },
             };
             // SAFETY: `panel` is a block of `ops` (rows 0..m, columns j..j+width, k0..k0+kc)
             // with B the packed copy of its part of B (kc rows of stride 16).
@@ -422,7 +489,15 @@ unsafe fn kxn_tile<const MR: usize, const NV: usize>(ops: Operands<f32>, i: usiz
         for (v, &sum) in acc_r.iter().enumerate() {
             let cols = 8.min(n - 8 * v);
             // SAFETY: columns 8v..8v+cols <= n of row i + r < m of C (masked when cols < 8).
-            unsafe { store_row(c.add(r * ldc + 8 * v), sum, cols, ops.accumulate) };
+            unsafe {
+                store_row(
+                    c.add(r * ldc + 8 * v),
+                    sum,
+                    cols,
+                    ops.accumulate,
+                    ops.ep.at(8 * v),
+                )
+            };
         }
     }
 }
@@ -508,36 +583,94 @@ unsafe fn kxn_direct_tile<W: Weight, const MR: usize, const NV: usize>(
         for (v, &sum) in acc_r.iter().enumerate() {
             let cols = if v + 1 == NV { last } else { 8 };
             // SAFETY: columns j + 8v .. j + 8v + cols <= n of row r < m of C.
-            unsafe { store_row(ops.c.add(r * ldc + j + 8 * v), sum, cols, ops.accumulate) };
+            unsafe {
+                store_row(
+                    ops.c.add(r * ldc + j + 8 * v),
+                    sum,
+                    cols,
+                    ops.accumulate,
+                    ops.ep.at(j + 8 * v),
+                )
+            };
         }
     }
 }
 
-/// Stores (or adds) the first `cols <= 8` lanes of `v` at `dst`.
+/// Stores (or adds) the first `cols <= 8` lanes of `v` at `dst`, through the epilogue `ep`
+/// (whose bias, when on, starts at `dst`'s column).
 ///
 /// # Safety
-/// `dst..dst+cols` readable and writable; AVX available.
+/// `dst..dst+cols` readable and writable, `cols` bias values readable when `ep` has a bias;
+/// AVX2 and FMA available.
 #[inline(always)]
-unsafe fn store_row(dst: *mut f32, v: __m256, cols: usize, accumulate: bool) {
+unsafe fn store_row(dst: *mut f32, v: __m256, cols: usize, accumulate: bool, ep: Ep) {
     // SAFETY: full accesses when 8 lanes are valid, masked ones (no access to disabled lanes)
-    // otherwise.
+    // otherwise; the bias as the caller guarantees.
     unsafe {
         if cols == 8 {
-            let out = if accumulate {
+            let mut out = if accumulate {
                 _mm256_add_ps(v, _mm256_loadu_ps(dst))
             } else {
                 v
             };
+            if ep.on {
+                out = finish(out, ep, cols);
+            }
             _mm256_storeu_ps(dst, out);
         } else {
             let mask = tail_mask(cols);
-            let out = if accumulate {
+            let mut out = if accumulate {
                 _mm256_add_ps(v, _mm256_maskload_ps(dst, mask))
             } else {
                 v
             };
+            if ep.on {
+                out = finish(out, ep, cols);
+            }
             _mm256_maskstore_ps(dst, mask, out);
         }
+    }
+}
+
+/// The epilogue on the first `cols <= 8` lanes of `v` (the others are garbage): times alpha,
+/// plus the bias, then the activation, each rounded as the separate kernels round it.
+///
+/// # Safety
+/// `cols` bias values readable when `ep` has a bias; AVX2 and FMA available.
+#[inline(always)]
+unsafe fn finish(v: __m256, ep: Ep, cols: usize) -> __m256 {
+    let mut v = v;
+    // SAFETY: AVX available (caller); `cols` bias values readable, the other lanes masked off.
+    unsafe {
+        if ep.alpha != 1.0 {
+            v = _mm256_mul_ps(v, _mm256_set1_ps(ep.alpha));
+        }
+        if !ep.bias.is_null() {
+            let b = if cols == 8 {
+                _mm256_loadu_ps(ep.bias)
+            } else {
+                _mm256_maskload_ps(ep.bias, tail_mask(cols))
+            };
+            v = _mm256_add_ps(v, b);
+        }
+        match ep.act {
+            Activation::Identity => v,
+            Activation::Relu => unary_op::<RELU>(v),
+            Activation::Sigmoid | Activation::Tanh => activate(v, ep.act),
+        }
+    }
+}
+
+/// Sigmoid or tanh of 8 lanes, out of line: the epilogue is inlined into every tile shape, the
+/// polynomials need not be.
+#[inline(never)]
+#[target_feature(enable = "avx2,fma")]
+fn activate(v: __m256, act: Activation) -> __m256 {
+    match act {
+        Activation::Sigmoid => sigmoid_ps(v),
+        Activation::Tanh => tanh_ps(v),
+        Activation::Relu => unary_op::<RELU>(v),
+        Activation::Identity => v,
     }
 }
 
@@ -667,29 +800,34 @@ unsafe fn nxk_tile<W: Weight, const MR: usize, const NC: usize>(
         }
     }
     for (r, acc_r) in acc.iter().enumerate() {
-        // SAFETY: NC elements of row i + r of C from column j.
-        unsafe { store_dots(acc_r, c.add(r * ldc), ops.accumulate) };
+        // SAFETY: NC elements of row i + r of C from column j (and of the bias).
+        unsafe { store_dots(acc_r, c.add(r * ldc), ops.accumulate, ops.ep.at(j)) };
     }
 }
 
 /// Stores (or adds) the lane sums of `acc[0..NC]` into `c[0..NC]`, four at a time with
-/// `hadd`.
+/// `hadd`, through the epilogue `ep` (bias starting at `c`'s column).
 ///
 /// # Safety
-/// `c..c+NC` writable; AVX available.
+/// `c..c+NC` writable, `NC` bias values readable when `ep` has a bias; AVX2 and FMA
+/// available.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn store_dots<const NC: usize>(acc: &[__m256; NC], c: *mut f32, accumulate: bool) {
+unsafe fn store_dots<const NC: usize>(acc: &[__m256; NC], c: *mut f32, accumulate: bool, ep: Ep) {
     let mut col = 0;
     while col + 4 <= NC {
         let t0 = _mm256_hadd_ps(acc[col], acc[col + 1]);
         let t1 = _mm256_hadd_ps(acc[col + 2], acc[col + 3]);
         let t2 = _mm256_hadd_ps(t0, t1);
         let mut s = _mm_add_ps(_mm256_castps256_ps128(t2), _mm256_extractf128_ps::<1>(t2));
-        // SAFETY: elements col..col+4 <= NC of c.
+        // SAFETY: elements col..col+4 <= NC of c and of the bias.
         unsafe {
             if accumulate {
                 s = _mm_add_ps(s, _mm_loadu_ps(c.add(col)));
+            }
+            if ep.on {
+                let wide = _mm256_set_m128(_mm_setzero_ps(), s);
+                s = _mm256_castps256_ps128(finish(wide, ep.at(col), 4));
             }
             _mm_storeu_ps(c.add(col), s);
         }
@@ -697,10 +835,14 @@ unsafe fn store_dots<const NC: usize>(acc: &[__m256; NC], c: *mut f32, accumulat
     }
     while col < NC {
         let s = hsum(acc[col]);
-        // SAFETY: element col < NC of c.
+        // SAFETY: element col < NC of c and of the bias.
         unsafe {
             let dst = c.add(col);
-            *dst = if accumulate { *dst + s } else { s };
+            let mut v = if accumulate { *dst + s } else { s };
+            if ep.on {
+                v = _mm256_cvtss_f32(finish(_mm256_set1_ps(v), ep.at(col), 1));
+            }
+            *dst = v;
         }
         col += 1;
     }

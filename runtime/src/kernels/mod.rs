@@ -13,7 +13,10 @@
 //!   chosen at compile time (NEON is part of every aarch64 target that enables it); both share
 //!   one blocking scheme (packed 6 x 16 panels for 4+ rows of A, B read in place for GEMV-like
 //!   products; see `avx2.rs`) and one Cephes `exp` (see [`crate::math`]);
-//! - [`best()`] returns the fastest table of this CPU, [`for_variant`] a given one if supported.
+//! - [`best()`] returns the fastest table of this CPU, [`for_variant`] a given one if supported;
+//! - the `matmul_ep_*` entries (plan-time fusions) are the same products whose stores apply an
+//!   [`Epilogue`] (alpha, bias per column, activation) to each tile of C in registers, after the
+//!   last panel along `k`, so C is written once.
 //!
 //! Short slices: matrix products check `a.len() >= m*k`, `b.len() >= k*n`, `c.len() >= m*n`
 //! (with overflow-checked products) up front and return without writing anything when a slice
@@ -82,6 +85,49 @@ pub type MatMulF32 =
 /// Same with f16 weights, converted in registers, accumulated in f32.
 pub type MatMulF16 =
     fn(dims: MatMulDims, a: &[f32], b: &[f16], layout: BLayout, c: &mut [f32], accumulate: bool);
+/// Activation applied by the epilogue of a fused matrix product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Activation {
+    /// None: the value as computed.
+    Identity,
+    /// `max(x, 0)` (NaN stays NaN), as the table's `relu`.
+    Relu,
+    /// `1 / (1 + exp(-x))`, as the table's `sigmoid`.
+    Sigmoid,
+    /// `tanh(x)`, as the table's `tanh`.
+    Tanh,
+}
+
+/// What a fused matrix product does to each element of C before storing it:
+/// `C[i][j] = act(alpha * (A B)[i][j] + bias[j])` (the multiplication by `alpha` skipped when it
+/// is 1, the addition when there is no bias), in that order of rounding, so that the result is
+/// the one of the unfused product followed by `Mul`, `Add` and the activation kernel.
+#[derive(Debug, Clone, Copy)]
+pub struct Epilogue<'a> {
+    /// Scale of the product (Gemm's `alpha`; 1 otherwise).
+    pub alpha: f32,
+    /// One value per column of C, or none. Shorter than `n`: the kernel writes nothing.
+    pub bias: Option<&'a [f32]>,
+    /// Applied last.
+    pub act: Activation,
+}
+
+impl Epilogue<'_> {
+    /// The epilogue that changes nothing.
+    pub const NONE: Epilogue<'static> = Epilogue {
+        alpha: 1.0,
+        bias: None,
+        act: Activation::Identity,
+    };
+}
+
+/// `C = epilogue(A * B)`, A row-major `m x k`, C row-major `m x n`, B as `layout` says, f32
+/// weights: the epilogue is applied to each tile of C while it is in registers.
+pub type MatMulEpF32 =
+    fn(dims: MatMulDims, a: &[f32], b: &[f32], layout: BLayout, c: &mut [f32], ep: Epilogue<'_>);
+/// Same with f16 weights.
+pub type MatMulEpF16 =
+    fn(dims: MatMulDims, a: &[f32], b: &[f16], layout: BLayout, c: &mut [f32], ep: Epilogue<'_>);
 /// `out[i] = a[i] op b[i]` over `out.len()` elements.
 pub type BinaryF32 = fn(a: &[f32], b: &[f32], out: &mut [f32]);
 /// `out[i] = a[i] op s`.
@@ -100,6 +146,10 @@ pub struct Kernels {
     pub matmul_f32: MatMulF32,
     /// f16-weight matrix product.
     pub matmul_f16: MatMulF16,
+    /// f32-weight matrix product with a bias and activation epilogue (plan-time fusions).
+    pub matmul_ep_f32: MatMulEpF32,
+    /// f16-weight matrix product with a bias and activation epilogue.
+    pub matmul_ep_f16: MatMulEpF16,
     /// Elementwise add.
     pub add: BinaryF32,
     /// Elementwise subtract.
@@ -205,6 +255,72 @@ struct Operands<W> {
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
+    /// Applied when a tile of C is stored for the last time (after the last panel along `k`).
+    ep: Ep,
+}
+
+/// The epilogue as the SIMD kernels carry it: `bias` points at the bias of column 0 of the
+/// operands' C (null when none), so blocks of C offset it like C.
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
+#[derive(Clone, Copy)]
+struct Ep {
+    /// Whether stores apply the epilogue at all (false for plain products and for the panels
+    /// along `k` before the last).
+    on: bool,
+    alpha: f32,
+    bias: *const f32,
+    act: Activation,
+}
+
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
+impl Ep {
+    /// Stores write the product unchanged.
+    const OFF: Ep = Ep {
+        on: false,
+        alpha: 1.0,
+        bias: core::ptr::null(),
+        act: Activation::Identity,
+    };
+
+    /// The epilogue of a checked product: `bias`, when given, has at least `n` elements.
+    fn new(ep: &Epilogue<'_>) -> Ep {
+        Ep {
+            on: true,
+            alpha: ep.alpha,
+            bias: ep.bias.map_or(core::ptr::null(), |b| b.as_ptr()),
+            act: ep.act,
+        }
+    }
+
+    /// The same epilogue for a block of C starting `j` columns further.
+    ///
+    /// # Safety
+    /// Column `j` is inside C (so inside the bias, which covers C's columns).
+    #[inline(always)]
+    unsafe fn at(self, j: usize) -> Ep {
+        Ep {
+            // SAFETY: as the caller guarantees; a null bias stays null.
+            bias: if self.bias.is_null() {
+                self.bias
+            } else {
+                unsafe { self.bias.add(j) }
+            },
+            ..self
+        }
+    }
+}
+
+/// Whether the bias of an epilogue covers the `n` columns of C (kernels write nothing when
+/// not).
+#[inline]
+pub(crate) fn epilogue_fits(ep: &Epilogue<'_>, n: usize) -> bool {
+    ep.bias.is_none_or(|b| b.len() >= n)
 }
 
 #[cfg(any(
@@ -225,6 +341,7 @@ impl<W> Operands<W> {
         layout: BLayout,
         c: &mut [f32],
         accumulate: bool,
+        ep: Ep,
     ) -> Option<(Operands<W>, BLayout)> {
         let MatMulDims { m, k, n } = dims;
         if !matmul_fits(dims, a.len(), b.len(), c.len()) || m == 0 || n == 0 {
@@ -253,6 +370,7 @@ impl<W> Operands<W> {
             c,
             ldc: n,
             accumulate,
+            ep,
         };
         Some((ops, layout))
     }

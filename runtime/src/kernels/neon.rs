@@ -21,7 +21,10 @@ use core::arch::aarch64::*;
 use half::f16;
 
 use super::op::{ADD, DIV, EXP, MUL, RELU, SIGMOID, SUB, TANH};
-use super::{copy_few, BLayout, KernelVariant, Kernels, MatMulDims, Operands};
+use super::{
+    copy_few, epilogue_fits, matmul_fits, Activation, BLayout, Ep, Epilogue, KernelVariant,
+    Kernels, MatMulDims, Operands,
+};
 use crate::math::{EXP_C1, EXP_C2, EXP_HI, EXP_LO, EXP_P, TANH_Q, TANH_SMALL};
 
 /// The NEON table.
@@ -29,6 +32,8 @@ static TABLE: Kernels = Kernels {
     variant: KernelVariant::Neon,
     matmul_f32: matmul::<f32>,
     matmul_f16: matmul::<f16>,
+    matmul_ep_f32: matmul_ep::<f32>,
+    matmul_ep_f16: matmul_ep::<f16>,
     add: binary::<ADD>,
     sub: binary::<SUB>,
     mul: binary::<MUL>,
@@ -142,18 +147,73 @@ fn matmul<W: Weight>(
     c: &mut [f32],
     accumulate: bool,
 ) {
-    let Some((ops, layout)) = Operands::prepare(dims, a, b, layout, c, accumulate) else {
+    let Some((ops, layout)) = Operands::prepare(dims, a, b, layout, c, accumulate, Ep::OFF) else {
         return;
     };
-    let m = ops.m;
     // SAFETY: NEON is enabled for the whole target (cfg on this module); `Operands::prepare`
     // checked the slices, so `ops` describes valid memory for `layout`.
+    unsafe { dispatch(ops, layout) }
+}
+
+/// `C = epilogue(A * B)`: the product of [`matmul`] whose stores apply the epilogue (after the
+/// last panel along `k`), so C is written once.
+fn matmul_ep<W: Weight>(
+    dims: MatMulDims,
+    a: &[f32],
+    b: &[W],
+    layout: BLayout,
+    c: &mut [f32],
+    ep: Epilogue<'_>,
+) {
+    if !epilogue_fits(&ep, dims.n) {
+        return;
+    }
+    let MatMulDims { m, k, n } = dims;
+    if k == 0 && m > 0 && n > 0 && matmul_fits(dims, a.len(), b.len(), c.len()) {
+        // An empty sum: C is the epilogue of zeros.
+        // SAFETY: NEON is enabled for the whole target; C holds m x n elements and the bias
+        // (checked above) n.
+        unsafe { epilogue_of_zeros(c.as_mut_ptr(), m, n, Ep::new(&ep)) };
+        return;
+    }
+    let Some((ops, layout)) = Operands::prepare(dims, a, b, layout, c, false, Ep::new(&ep)) else {
+        return;
+    };
+    // SAFETY: as in `matmul`; the bias covers the n columns of C (checked above).
+    unsafe { dispatch(ops, layout) }
+}
+
+/// Runs the product `ops` describes with the kernel for its shape.
+///
+/// # Safety
+/// `ops` as documented on [`Operands`] (B as `layout` says; a bias, when on, covering the `n`
+/// columns), `m, k, n >= 1`.
+#[target_feature(enable = "neon")]
+unsafe fn dispatch<W: Weight>(ops: Operands<W>, layout: BLayout) {
+    // SAFETY: as this function's contract.
     unsafe {
         match layout {
             // GEMV-like: each weight serves at most 3 rows, read it in place.
-            BLayout::KxN if m <= DIRECT_MAX_M => kxn_direct(ops),
-            BLayout::NxK if m <= DIRECT_MAX_M || ops.n < 8 => nxk(ops),
+            BLayout::KxN if ops.m <= DIRECT_MAX_M => kxn_direct(ops),
+            BLayout::NxK if ops.m <= DIRECT_MAX_M || ops.n < 8 => nxk(ops),
             _ => packed(ops, layout),
+        }
+    }
+}
+
+/// `C = epilogue(0)` for an empty inner dimension, through the same stores as the products.
+///
+/// # Safety
+/// `c..c + m*n` writable, the bias of `ep` (if any) covering `n` columns.
+#[target_feature(enable = "neon")]
+unsafe fn epilogue_of_zeros(c: *mut f32, m: usize, n: usize, ep: Ep) {
+    for i in 0..m {
+        let mut j = 0;
+        while j < n {
+            let cols = 4.min(n - j);
+            // SAFETY: columns j..j+cols <= n of row i < m of C.
+            unsafe { store_row(c.add(i * n + j), vdupq_n_f32(0.0), cols, false, ep.at(j)) };
+            j += cols;
         }
     }
 }
@@ -208,6 +268,12 @@ unsafe fn packed<W: Weight>(ops: Operands<W>, layout: BLayout) {
                 c: unsafe { ops.c.add(j) },
                 ldc: ops.ldc,
                 accumulate: ops.accumulate || k0 > 0,
+                // SAFETY: column j < n of C.
+                ep: if k0 + kc == k {
+                    unsafe { ops.ep.at(j) }
+                } else {
+                    Ep::OFF
+                },
             };
             // SAFETY: `panel` is a block of `ops` (rows 0..m, columns j..j+width, k0..k0+kc)
             // with B the packed copy of its part of B (kc rows of stride 16).
@@ -382,35 +448,94 @@ unsafe fn panel_tile<const MR: usize, const NV: usize>(ops: Operands<f32>, i: us
         for (v, &sum) in acc_r.iter().enumerate() {
             let cols = 4.min(n - 4 * v);
             // SAFETY: columns 4v..4v+cols <= n of row i + r < m of C.
-            unsafe { store_row(c.add(r * ldc + 4 * v), sum, cols, ops.accumulate) };
+            unsafe {
+                store_row(
+                    c.add(r * ldc + 4 * v),
+                    sum,
+                    cols,
+                    ops.accumulate,
+                    ops.ep.at(4 * v),
+                )
+            };
         }
     }
 }
 
-/// Stores (or adds) the first `cols <= 4` lanes of `v` at `dst`.
+/// Stores (or adds) the first `cols <= 4` lanes of `v` at `dst`, through the epilogue `ep`
+/// (whose bias, when on, starts at `dst`'s column).
 ///
 /// # Safety
-/// `dst..dst+cols` readable and writable.
+/// `dst..dst+cols` readable and writable, `cols` bias values readable when `ep` has a bias.
 #[inline]
 #[target_feature(enable = "neon")]
-unsafe fn store_row(dst: *mut f32, v: float32x4_t, cols: usize, accumulate: bool) {
-    // SAFETY: full accesses when 4 lanes are valid, accesses of `cols` elements otherwise.
+unsafe fn store_row(dst: *mut f32, v: float32x4_t, cols: usize, accumulate: bool, ep: Ep) {
+    // SAFETY: full accesses when 4 lanes are valid, accesses of `cols` elements otherwise; the
+    // bias as the caller guarantees.
     unsafe {
         if cols == 4 {
-            let out = if accumulate {
+            let mut out = if accumulate {
                 vaddq_f32(v, vld1q_f32(dst))
             } else {
                 v
             };
+            if ep.on {
+                out = finish(out, ep, cols);
+            }
             vst1q_f32(dst, out);
         } else {
-            let out = if accumulate {
+            let mut out = if accumulate {
                 vaddq_f32(v, load_part_f32(dst, cols))
             } else {
                 v
             };
+            if ep.on {
+                out = finish(out, ep, cols);
+            }
             store_part_f32(dst, out, cols);
         }
+    }
+}
+
+/// The epilogue on the first `cols <= 4` lanes of `v` (the others are garbage): times alpha,
+/// plus the bias, then the activation, each rounded as the separate kernels round it.
+///
+/// # Safety
+/// `cols` bias values readable when `ep` has a bias.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn finish(v: float32x4_t, ep: Ep, cols: usize) -> float32x4_t {
+    let mut v = v;
+    if ep.alpha != 1.0 {
+        v = vmulq_n_f32(v, ep.alpha);
+    }
+    if !ep.bias.is_null() {
+        // SAFETY: `cols` bias values readable (caller).
+        let b = unsafe {
+            if cols == 4 {
+                vld1q_f32(ep.bias)
+            } else {
+                load_part_f32(ep.bias, cols)
+            }
+        };
+        v = vaddq_f32(v, b);
+    }
+    match ep.act {
+        Activation::Identity => v,
+        Activation::Relu => unary_op::<RELU>(v),
+        Activation::Sigmoid | Activation::Tanh => activate(v, ep.act),
+    }
+}
+
+/// Sigmoid or tanh of 4 lanes, out of line: the epilogue is inlined into every tile shape, the
+/// polynomials need not be.
+#[inline(never)]
+#[target_feature(enable = "neon")]
+fn activate(v: float32x4_t, act: Activation) -> float32x4_t {
+    match act {
+        Activation::Sigmoid => sigmoid_ps(v),
+        Activation::Tanh => tanh_ps(v),
+        Activation::Relu => unary_op::<RELU>(v),
+        Activation::Identity => v,
     }
 }
 
@@ -494,7 +619,15 @@ unsafe fn kxn_direct_tile<W: Weight, const MR: usize, const NV: usize>(
         for (v, &sum) in acc_r.iter().enumerate() {
             let cols = if v + 1 == NV { last } else { 4 };
             // SAFETY: columns j + 4v .. j + 4v + cols <= n of row r < m of C.
-            unsafe { store_row(ops.c.add(r * ldc + j + 4 * v), sum, cols, ops.accumulate) };
+            unsafe {
+                store_row(
+                    ops.c.add(r * ldc + j + 4 * v),
+                    sum,
+                    cols,
+                    ops.accumulate,
+                    ops.ep.at(j + 4 * v),
+                )
+            };
         }
     }
 }
@@ -626,28 +759,36 @@ unsafe fn nxk_tile<W: Weight, const MR: usize, const NC: usize>(
         }
     }
     for (r, acc_r) in acc.iter().enumerate() {
-        // SAFETY: NC elements of row i + r of C from column j.
-        unsafe { store_dots(acc_r, c.add(r * ldc), ops.accumulate) };
+        // SAFETY: NC elements of row i + r of C from column j (and of the bias).
+        unsafe { store_dots(acc_r, c.add(r * ldc), ops.accumulate, ops.ep.at(j)) };
     }
 }
 
 /// Stores (or adds) the lane sums of `acc[0..NC]` into `c[0..NC]`, four at a time with
-/// pairwise adds.
+/// pairwise adds, through the epilogue `ep` (bias starting at `c`'s column).
 ///
 /// # Safety
-/// `c..c+NC` writable.
+/// `c..c+NC` writable, `NC` bias values readable when `ep` has a bias.
 #[inline]
 #[target_feature(enable = "neon")]
-unsafe fn store_dots<const NC: usize>(acc: &[float32x4_t; NC], c: *mut f32, accumulate: bool) {
+unsafe fn store_dots<const NC: usize>(
+    acc: &[float32x4_t; NC],
+    c: *mut f32,
+    accumulate: bool,
+    ep: Ep,
+) {
     let mut col = 0;
     while col + 4 <= NC {
         let t0 = vpaddq_f32(acc[col], acc[col + 1]);
         let t1 = vpaddq_f32(acc[col + 2], acc[col + 3]);
         let mut s = vpaddq_f32(t0, t1);
-        // SAFETY: elements col..col+4 <= NC of c.
+        // SAFETY: elements col..col+4 <= NC of c and of the bias.
         unsafe {
             if accumulate {
                 s = vaddq_f32(s, vld1q_f32(c.add(col)));
+            }
+            if ep.on {
+                s = finish(s, ep.at(col), 4);
             }
             vst1q_f32(c.add(col), s);
         }
@@ -655,10 +796,14 @@ unsafe fn store_dots<const NC: usize>(acc: &[float32x4_t; NC], c: *mut f32, accu
     }
     while col < NC {
         let s = vaddvq_f32(acc[col]);
-        // SAFETY: element col < NC of c.
+        // SAFETY: element col < NC of c and of the bias.
         unsafe {
             let dst = c.add(col);
-            *dst = if accumulate { *dst + s } else { s };
+            let mut v = if accumulate { *dst + s } else { s };
+            if ep.on {
+                v = vgetq_lane_f32::<0>(finish(vdupq_n_f32(v), ep.at(col), 1));
+            }
+            *dst = v;
         }
         col += 1;
     }

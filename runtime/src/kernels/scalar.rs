@@ -5,7 +5,9 @@
 
 use half::f16;
 
-use super::{matmul_fits, BLayout, KernelVariant, Kernels, MatMulDims};
+use super::{
+    epilogue_fits, matmul_fits, Activation, BLayout, Epilogue, KernelVariant, Kernels, MatMulDims,
+};
 use crate::math;
 
 /// The scalar table.
@@ -13,6 +15,8 @@ pub(super) static TABLE: Kernels = Kernels {
     variant: KernelVariant::Scalar,
     matmul_f32,
     matmul_f16,
+    matmul_ep_f32,
+    matmul_ep_f16,
     add: |a, b, out| binary(a, b, out, |x, y| x + y),
     sub: |a, b, out| binary(a, b, out, |x, y| x - y),
     mul: |a, b, out| binary(a, b, out, |x, y| x * y),
@@ -27,15 +31,39 @@ pub(super) static TABLE: Kernels = Kernels {
 };
 
 fn matmul_f32(dims: MatMulDims, a: &[f32], b: &[f32], layout: BLayout, c: &mut [f32], acc: bool) {
-    matmul(dims, a, b, layout, c, acc, |w| w);
+    matmul(dims, a, b, layout, c, acc, None, |w| w);
 }
 
 fn matmul_f16(dims: MatMulDims, a: &[f32], b: &[f16], layout: BLayout, c: &mut [f32], acc: bool) {
-    matmul(dims, a, b, layout, c, acc, f16::to_f32);
+    matmul(dims, a, b, layout, c, acc, None, f16::to_f32);
 }
 
-/// `C = A * B` (or `C += A * B`), weights converted to f32 one by one by `to_f32`.
+fn matmul_ep_f32(
+    dims: MatMulDims,
+    a: &[f32],
+    b: &[f32],
+    layout: BLayout,
+    c: &mut [f32],
+    ep: Epilogue<'_>,
+) {
+    matmul(dims, a, b, layout, c, false, Some(ep), |w| w);
+}
+
+fn matmul_ep_f16(
+    dims: MatMulDims,
+    a: &[f32],
+    b: &[f16],
+    layout: BLayout,
+    c: &mut [f32],
+    ep: Epilogue<'_>,
+) {
+    matmul(dims, a, b, layout, c, false, Some(ep), f16::to_f32);
+}
+
+/// `C = A * B` (or `C += A * B`), weights converted to f32 one by one by `to_f32`, then the
+/// epilogue (if any) on each row of C right after the row is computed.
 /// Returns without writing when a slice is shorter than `dims` require.
+#[allow(clippy::too_many_arguments)]
 fn matmul<W: Copy>(
     dims: MatMulDims,
     a: &[f32],
@@ -43,9 +71,12 @@ fn matmul<W: Copy>(
     layout: BLayout,
     c: &mut [f32],
     accumulate: bool,
+    ep: Option<Epilogue<'_>>,
     to_f32: impl Fn(W) -> f32,
 ) {
-    if !matmul_fits(dims, a.len(), b.len(), c.len()) {
+    if !matmul_fits(dims, a.len(), b.len(), c.len())
+        || !ep.as_ref().is_none_or(|e| epilogue_fits(e, dims.n))
+    {
         return;
     }
     let MatMulDims { m, k, n } = dims;
@@ -79,6 +110,30 @@ fn matmul<W: Copy>(
                 }
             }
         }
+        if let Some(ep) = &ep {
+            epilogue(c_row, ep);
+        }
+    }
+}
+
+/// `row[j] = act(alpha * row[j] + bias[j])`, rounded step by step like the separate `Mul`,
+/// `Add` and activation kernels (the bias covers the row: checked by the caller).
+fn epilogue(row: &mut [f32], ep: &Epilogue<'_>) {
+    let act = |x: f32| match ep.act {
+        Activation::Identity => x,
+        Activation::Relu => relu(x),
+        Activation::Sigmoid => sigmoid(x),
+        Activation::Tanh => math::tanh(x),
+    };
+    for (j, v) in row.iter_mut().enumerate() {
+        let mut x = *v;
+        if ep.alpha != 1.0 {
+            x *= ep.alpha;
+        }
+        if let Some(b) = ep.bias {
+            x += b[j];
+        }
+        *v = act(x);
     }
 }
 

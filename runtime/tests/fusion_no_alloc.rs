@@ -1,0 +1,191 @@
+//! Fused plans keep the allocation promise: after the first run at a batch size, runs of a
+//! model with every kind of fused step (gather + projection, a factorized pair, dense layers
+//! with epilogues; their tile scratch preallocated at plan time) do not allocate. A counting
+//! global allocator counts the allocations of the test's own thread only.
+
+mod onnx_support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ctr_edge_runtime::graph::FusionKind;
+use ctr_edge_runtime::session::InputData;
+use ctr_edge_runtime::{Input, Model, Session};
+use onnx_support::*;
+
+struct CountingAlloc;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note_allocation() {
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; counting has no effect on
+// the memory returned.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+fn allocations_in(f: impl FnOnce()) -> usize {
+    ALLOCATIONS.store(0, Ordering::SeqCst);
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    ALLOCATIONS.load(Ordering::SeqCst)
+}
+
+const FLOAT: i32 = 1;
+const INT64: i32 = 7;
+const FIELDS: usize = 3;
+const TABLE_ROWS: usize = 40;
+const K: usize = 4;
+const D: usize = 8;
+
+fn vals(n: usize, seed: u64) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i as u64 + 1) * (seed * 2654435761 + 1)) % 2001) as f32 / 1000.0 - 1.0)
+        .collect()
+}
+
+/// ids [N, 3] -> Gather(E [40, 4]) -> MatMul(P [4, 8]) -> Add(mu) -> Reshape [N, 24]
+/// -> MatMul(A [24, 3]) -> MatMul(B [3, 16]) -> Add(c) -> Relu -> Gemm(W [1, 16], transB) + Sigmoid.
+fn model() -> Vec<u8> {
+    let g = graph(
+        "g",
+        &[
+            node("Gather", "gather", &["E", "ids"], &["g"], &[]),
+            node("MatMul", "proj", &["g", "P"], &["p"], &[]),
+            node("Add", "mu", &["p", "mu"], &["e"], &[]),
+            node("Reshape", "flat", &["e", "shape"], &["x"], &[]),
+            node("MatMul", "first", &["x", "A"], &["h"], &[]),
+            node("MatMul", "second", &["h", "B"], &["z"], &[]),
+            node("Add", "bias", &["z", "c"], &["zb"], &[]),
+            node("Relu", "relu", &["zb"], &["r"], &[]),
+            node(
+                "Gemm",
+                "head",
+                &["r", "W"],
+                &["logit"],
+                &[attr_int("transB", 1)],
+            ),
+            node("Sigmoid", "prob", &["logit"], &["Y"], &[]),
+        ],
+        &[
+            tensor_floats(
+                "E",
+                &[TABLE_ROWS as i64, K as i64],
+                &vals(TABLE_ROWS * K, 1),
+            ),
+            tensor_floats("P", &[K as i64, D as i64], &vals(K * D, 2)),
+            tensor_floats("mu", &[D as i64], &vals(D, 3)),
+            tensor_int64s("shape", &[2], &[-1, (FIELDS * D) as i64]),
+            tensor_floats("A", &[(FIELDS * D) as i64, 3], &vals(FIELDS * D * 3, 4)),
+            tensor_floats("B", &[3, 16], &vals(48, 5)),
+            tensor_floats("c", &[16], &vals(16, 6)),
+            tensor_floats("W", &[1, 16], &vals(16, 7)),
+        ],
+        &[value_info("ids", INT64, &[D::P("N"), D::V(FIELDS as i64)])],
+        &[value_info("Y", FLOAT, &[D::P("N"), D::V(1)])],
+    );
+    model_bytes(&g)
+}
+
+fn score(session: &mut Session<'_, '_>, ids: &[i64]) -> f32 {
+    session
+        .run(&[Input {
+            name: "ids",
+            shape: &[ids.len() / FIELDS, FIELDS],
+            data: InputData::I64(ids),
+        }])
+        .expect("run");
+    session.output(0).expect("output").data.iter().sum()
+}
+
+// One test in this binary: the counter is global.
+#[test]
+fn fused_runs_after_the_first_at_a_batch_size_do_not_allocate() {
+    let bytes = model();
+    let m = Model::from_bytes(&bytes, &[]).expect("loads");
+    let ids: Vec<i64> = (0..300 * FIELDS)
+        .map(|i| (i * 7 % TABLE_ROWS) as i64)
+        .collect();
+    // 300 rows: several tiles of the gather and the pair.
+    let (big, small) = (&ids[..], &ids[..FIELDS]);
+    let mut s = m.session();
+    let first = allocations_in(|| {
+        score(&mut s, big);
+    });
+    assert!(first > 0, "the first run plans and allocates");
+    let stats = s.plan_stats().expect("stats");
+    for kind in [
+        FusionKind::GatherProjection,
+        FusionKind::FactorizedPair,
+        FusionKind::DenseEpilogue,
+    ] {
+        assert_eq!(stats.count(kind), 1, "{kind:?} in {stats:?}");
+    }
+    assert!(stats.fused.iter().all(|f| f.tile_rows < 300 * FIELDS));
+    for i in 2..=3 {
+        let n = allocations_in(|| {
+            score(&mut s, big);
+        });
+        assert_eq!(n, 0, "run {i} at batch 300 allocated {n} times");
+    }
+    let n = allocations_in(|| {
+        score(&mut s, small);
+    });
+    assert!(n > 0, "the first run at batch 1 plans");
+    for (what, ids) in [("300", big), ("1", small), ("300", big)] {
+        let n = allocations_in(|| {
+            score(&mut s, ids);
+        });
+        assert_eq!(n, 0, "back to batch {what} allocated {n} times");
+    }
+    // An out-of-range id fails the run (its error message allocates); the next run at that
+    // batch size still does not.
+    let mut bad = big.to_vec();
+    bad[500] = TABLE_ROWS as i64;
+    assert!(s
+        .run(&[Input {
+            name: "ids",
+            shape: &[300, FIELDS],
+            data: InputData::I64(&bad),
+        }])
+        .is_err());
+    let n = allocations_in(|| {
+        score(&mut s, big);
+    });
+    assert_eq!(n, 0, "after an error, batch 300 allocated {n} times");
+}
