@@ -13,12 +13,14 @@ use crate::inputs::synthesize;
 use crate::memory::resident_kib;
 use crate::options::Options;
 use crate::report::{BatchFigures, Engine, EngineRun, Role};
-use crate::timing::{median_ms, time_runs};
+use crate::timing::{median_ms, time_runs, time_runs_interleaved};
 
-/// What measuring the ctr-edge runtime on one file gives: the figures, and the model's input
-/// specs (the reference engines are fed the same inputs).
+/// What measuring the ctr-edge runtime on one file gives: the figures, those of the same model
+/// with its plan-time fusions off (`--no-fusion`), and the model's input specs (the reference
+/// engines are fed the same inputs).
 pub(crate) struct CtrEdgeRun {
     pub run: EngineRun,
+    pub unfused: Option<EngineRun>,
     pub specs: Vec<IoInfo>,
 }
 
@@ -33,7 +35,9 @@ pub(crate) fn check_exists(path: &Path) -> Result<(), BenchError> {
     }
 }
 
-/// Measures the ctr-edge runtime on `path`.
+/// Measures the ctr-edge runtime on `path`. With `--no-fusion`, a second session on the same
+/// model plans without fusions, and the timed runs of the two sessions alternate (one call of
+/// each per round), so that the machine's slow and fast phases hit both alike.
 pub(crate) fn measure_ctr_edge(
     role: Role,
     path: &Path,
@@ -60,35 +64,59 @@ pub(crate) fn measure_ctr_edge(
     }
 
     let mut session = model.session();
+    let mut unfused = model.session();
+    unfused.set_fusion(false);
     let mut rss_after_first_run_kib = None;
+    let mut rss_after_first_unfused_kib = None;
     let mut batches = Vec::with_capacity(opts.batches.len());
+    let mut unfused_batches = Vec::with_capacity(opts.batches.len());
     for (ix, &batch) in opts.batches.iter().enumerate() {
         let values = synthesize(model.inputs(), batch)?;
         let inputs: Vec<Input<'_>> = values.iter().map(|v| v.as_input()).collect();
-        let mut run = || {
-            session
-                .run(&inputs)
-                .map_err(fail(format!("running at batch {batch}")))
-        };
+        let stage = format!("running at batch {batch}");
+        let mut run = || session.run(&inputs).map_err(fail(stage.clone()));
         if ix == 0 {
             run()?;
             rss_after_first_run_kib = resident_kib();
         }
-        let latency = time_runs(opts.warmup, opts.iters, &mut run)?;
-        batches.push(BatchFigures::new(batch, latency));
+        if !opts.no_fusion {
+            let latency = time_runs(opts.warmup, opts.iters, &mut run)?;
+            batches.push(BatchFigures::new(batch, latency));
+            continue;
+        }
+        let stage = format!("running without fusions at batch {batch}");
+        let mut run_unfused = || unfused.run(&inputs).map_err(fail(stage.clone()));
+        if ix == 0 {
+            run_unfused()?;
+            rss_after_first_unfused_kib = resident_kib();
+        }
+        let latencies =
+            time_runs_interleaved(opts.warmup, opts.iters, &mut [&mut run, &mut run_unfused])?;
+        batches.push(BatchFigures::new(batch, latencies[0]));
+        unfused_batches.push(BatchFigures::new(batch, latencies[1]));
     }
+    let run = EngineRun {
+        role,
+        engine: Engine::CtrEdge,
+        path: path.to_path_buf(),
+        kernel_variant: model.kernel_variant().name().to_owned(),
+        open_ms: median_ms(&mut opens),
+        rss_before_open_kib,
+        rss_after_open_kib,
+        rss_after_first_run_kib,
+        batches,
+    };
+    let unfused = opts.no_fusion.then(|| EngineRun {
+        engine: Engine::CtrEdgeNoFusion,
+        // After the fused session's first run: the growth is the unfused plan's buffers.
+        rss_after_open_kib: rss_after_first_run_kib,
+        rss_after_first_run_kib: rss_after_first_unfused_kib,
+        batches: unfused_batches,
+        ..run.clone()
+    });
     Ok(CtrEdgeRun {
-        run: EngineRun {
-            role,
-            engine: Engine::CtrEdge,
-            path: path.to_path_buf(),
-            kernel_variant: model.kernel_variant().name().to_owned(),
-            open_ms: median_ms(&mut opens),
-            rss_before_open_kib,
-            rss_after_open_kib,
-            rss_after_first_run_kib,
-            batches,
-        },
+        run,
+        unfused,
         specs: model.inputs().to_vec(),
     })
 }

@@ -7,8 +7,9 @@
 //! both call [`run`] and print [`Report::to_table`] or [`Report::to_json`]. The default build
 //! depends on the runtime alone, so it cross-compiles for aarch64 and Android cheaply.
 //!
-//! Order of the measurements, one process: the model with ctr-edge, the model with tract, the
-//! original with ctr-edge, the original with tract. Each engine run drops its model before the
+//! Order of the measurements, one process: the model with ctr-edge (with `--no-fusion`, its
+//! fused and unfused plans alternating), the model with tract, the original with ctr-edge,
+//! the original with tract. Each engine run drops its model before the
 //! next starts; resident memory is the process's (before/after figures give the growth).
 #![forbid(unsafe_code)]
 
@@ -44,6 +45,7 @@ pub fn run(opts: &Options) -> Result<Report, BenchError> {
     for (role, path) in models {
         let measured = engines::measure_ctr_edge(role, path, opts)?;
         runs.push(measured.run);
+        runs.extend(measured.unfused);
         #[cfg(feature = "tract")]
         if opts.vs == Some(Reference::Tract) {
             runs.push(engines::measure_tract(role, path, &measured.specs, opts)?);

@@ -16,7 +16,7 @@ pub const DEFAULT_OPEN_REPS: usize = 5;
 /// Usage text of the `ctr-edge-bench` binary.
 pub const USAGE: &str = "\
 usage: ctr-edge-bench MODEL.onnx [--original ORIG.onnx] [--batch 1,32,256,1024] [--iters N]
-                      [--warmup N] [--open-reps N] [--json] [--vs tract]
+                      [--warmup N] [--open-reps N] [--json] [--vs tract] [--no-fusion]
 
 Opens MODEL.onnx with the ctr-edge runtime and reports its open time (median of --open-reps
 opens), resident memory after open and after the first run, and per batch size the latency
@@ -31,6 +31,9 @@ batch size): floats in [0, 1), integers 0.
   --open-reps N         opens whose median is the open time (default 5)
   --json                print JSON instead of the table
   --vs tract            also measure tract-onnx on the same files (builds with feature tract)
+  --no-fusion           also measure each ctr-edge file with the runtime's plan-time fusions
+                        off, its runs alternating with the fused ones (ratios no fusion /
+                        fusion)
   -h, --help            this text";
 
 /// Engines to compare with (`--vs`).
@@ -59,6 +62,8 @@ pub struct Options {
     pub json: bool,
     /// Engine to compare with, if any.
     pub vs: Option<Reference>,
+    /// Also measure the ctr-edge runtime with its plan-time fusions off (`--no-fusion`).
+    pub no_fusion: bool,
 }
 
 impl Options {
@@ -73,6 +78,7 @@ impl Options {
             open_reps: DEFAULT_OPEN_REPS,
             json: false,
             vs: None,
+            no_fusion: false,
         }
     }
 
@@ -134,6 +140,7 @@ where
             "--warmup" => opts.warmup = parse_count("--warmup", &value("N")?)?,
             "--open-reps" => opts.open_reps = parse_count("--open-reps", &value("N")?)?,
             "--json" => opts.json = true,
+            "--no-fusion" => opts.no_fusion = true,
             "--vs" => {
                 opts.vs = Some(match value("tract")?.as_str() {
                     "tract" => Reference::Tract,
@@ -200,6 +207,7 @@ mod tests {
             "--json",
             "--vs",
             "tract",
+            "--no-fusion",
         ])
         .unwrap();
         let Command::Run(o) = cmd else {
@@ -210,6 +218,7 @@ mod tests {
         assert_eq!(o.batches, vec![1, 8]);
         assert_eq!((o.iters, o.warmup, o.json), (3, 0, true));
         assert_eq!(o.vs, Some(Reference::Tract));
+        assert!(o.no_fusion);
     }
 
     #[test]

@@ -30,6 +30,8 @@ impl Role {
 pub enum Engine {
     /// The ctr-edge runtime.
     CtrEdge,
+    /// The ctr-edge runtime with its plan-time fusions off (`--no-fusion`).
+    CtrEdgeNoFusion,
     /// tract-onnx (`--vs tract`).
     Tract,
 }
@@ -39,6 +41,7 @@ impl Engine {
     pub fn name(self) -> &'static str {
         match self {
             Engine::CtrEdge => "ctr-edge",
+            Engine::CtrEdgeNoFusion => "ctr-edge-nofuse",
             Engine::Tract => "tract",
         }
     }
@@ -160,6 +163,13 @@ impl Report {
                 self.run(Role::Model, engine),
             );
         }
+        for role in [Role::Model, Role::Original] {
+            push(
+                format!("no fusion / fusion ({})", role.name()),
+                self.run(role, Engine::CtrEdgeNoFusion),
+                self.run(role, Engine::CtrEdge),
+            );
+        }
         out
     }
 
@@ -175,7 +185,7 @@ impl Report {
         for run in &self.runs {
             let _ = writeln!(
                 s,
-                "{:<8} {:<8} {}",
+                "{:<15} {:<8} {}",
                 run.engine.name(),
                 run.role.name(),
                 run.path.display()
@@ -184,13 +194,13 @@ impl Report {
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "{:<8} {:<8} {:>10} {:>18} {:>18} {:>18}",
+            "{:<15} {:<8} {:>10} {:>18} {:>18} {:>18}",
             "engine", "model", "open ms", "RSS before MiB", "RSS open MiB", "RSS 1st run MiB"
         );
         for run in &self.runs {
             let _ = writeln!(
                 s,
-                "{:<8} {:<8} {:>10.3} {:>18} {:>18} {:>18}",
+                "{:<15} {:<8} {:>10.3} {:>18} {:>18} {:>18}",
                 run.engine.name(),
                 run.role.name(),
                 run.open_ms,
@@ -202,14 +212,14 @@ impl Report {
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "{:<8} {:<8} {:>6} {:>12} {:>12} {:>12} {:>14}  kernels",
+            "{:<15} {:<8} {:>6} {:>12} {:>12} {:>12} {:>14}  kernels",
             "engine", "model", "batch", "p50 us", "p90 us", "p99 us", "candidates/s"
         );
         for run in &self.runs {
             for b in &run.batches {
                 let _ = writeln!(
                     s,
-                    "{:<8} {:<8} {:>6} {:>12.1} {:>12.1} {:>12.1} {:>14.0}  {}",
+                    "{:<15} {:<8} {:>6} {:>12.1} {:>12.1} {:>12.1} {:>14.0}  {}",
                     run.engine.name(),
                     run.role.name(),
                     b.batch,
@@ -224,13 +234,13 @@ impl Report {
         let ratios = self.ratios();
         if let Some(first) = ratios.first() {
             let _ = writeln!(s);
-            let mut header = format!("{:<28} {:>8}", "ratio", "open");
+            let mut header = format!("{:<32} {:>8}", "ratio", "open");
             for (batch, _) in &first.p50 {
                 let _ = write!(header, " {:>10}", format!("p50 b{batch}"));
             }
             let _ = writeln!(s, "{header}");
             for r in &ratios {
-                let _ = write!(s, "{:<28} {:>8.2}", r.label, r.open);
+                let _ = write!(s, "{:<32} {:>8.2}", r.label, r.open);
                 for (_, x) in &r.p50 {
                     let _ = write!(s, " {x:>10.2}");
                 }

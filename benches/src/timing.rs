@@ -60,6 +60,33 @@ pub fn time_runs(
     Ok(Latency::of(&mut samples))
 }
 
+/// A measured call, for [`time_runs_interleaved`].
+pub type Run<'a> = &'a mut dyn FnMut() -> Result<(), BenchError>;
+
+/// `warmup` untimed rounds, then `iters` timed rounds, each round calling every one of `runs`
+/// once in order: a slow phase of the machine (another process, a frequency change) then hits
+/// all of them alike, which back-to-back series do not guarantee. One latency per run.
+pub fn time_runs_interleaved(
+    warmup: usize,
+    iters: usize,
+    runs: &mut [Run<'_>],
+) -> Result<Vec<Latency>, BenchError> {
+    for _ in 0..warmup {
+        for run in runs.iter_mut() {
+            run()?;
+        }
+    }
+    let mut samples = vec![Vec::with_capacity(iters); runs.len()];
+    for _ in 0..iters {
+        for (run, samples) in runs.iter_mut().zip(&mut samples) {
+            let start = Instant::now();
+            run()?;
+            samples.push(start.elapsed());
+        }
+    }
+    Ok(samples.iter_mut().map(|s| Latency::of(s)).collect())
+}
+
 /// Median of `samples`, in milliseconds.
 pub fn median_ms(samples: &mut [Duration]) -> f64 {
     samples.sort_unstable();

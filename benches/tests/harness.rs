@@ -184,3 +184,40 @@ fn vs_tract_gives_ratios() {
     assert_eq!(ratio["label"], "tract / ctr-edge (model)");
     assert_eq!(ratio["p50"].as_array().unwrap().len(), 2);
 }
+
+/// `--no-fusion` measures the model a second time with the runtime's fusions off, right after
+/// the fused run, and gives the no-fusion / fusion ratio per batch size.
+#[test]
+fn no_fusion_adds_an_unfused_run_and_its_ratio() {
+    let model = fixture();
+    let out = bench(&[
+        model.to_str().unwrap(),
+        "--no-fusion",
+        "--batch",
+        "1,16",
+        "--iters",
+        "3",
+        "--warmup",
+        "1",
+        "--open-reps",
+        "1",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let engines: Vec<&str> = report["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["engine"].as_str().unwrap())
+        .collect();
+    assert_eq!(engines, ["ctr-edge", "ctr-edge-nofuse"]);
+    let ratios = report["ratios"].as_array().unwrap();
+    assert_eq!(ratios.len(), 1, "{ratios:?}");
+    assert_eq!(ratios[0]["label"], "no fusion / fusion (model)");
+    assert_eq!(ratios[0]["p50"].as_array().unwrap().len(), 2);
+}

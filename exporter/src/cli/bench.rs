@@ -61,6 +61,7 @@ pub fn execute(args: &BenchArgs) -> Result<()> {
         open_reps: args.open_reps,
         json: args.json,
         vs: args.vs.map(|VsArg::Tract| Reference::Tract),
+        no_fusion: false,
     };
     let report = ctr_edge_bench::run(&opts)?;
     if opts.json {
