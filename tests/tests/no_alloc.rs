@@ -2,10 +2,10 @@
 //! allocate. A counting global allocator counts the allocations of the test's own thread only,
 //! so the test harness's threads cannot disturb the count.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[path = "../../runtime/tests/support/alloc_counter.rs"]
+mod alloc_counter;
 
+use alloc_counter::allocations_in;
 use ctr_edge_exporter::artifact::{write_artifact, MODEL_FILE};
 use ctr_edge_exporter::npz::ArrayData;
 use ctr_edge_runtime::session::InputData;
@@ -15,60 +15,6 @@ use ctr_edge_tests::onnx_build::{model, node, tensor_f32, value_info, values, Te
 use prost::Message;
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::ModelProto;
-
-struct CountingAlloc;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note_allocation() {
-    // `try_with`: thread-local storage may be gone while a thread is being torn down.
-    if COUNTING.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; counting has no effect on
-// the memory returned.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-/// Number of allocations `f` makes on this thread.
-fn allocations_in(f: impl FnOnce()) -> usize {
-    ALLOCATIONS.store(0, Ordering::SeqCst);
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.load(Ordering::SeqCst)
-}
 
 /// Runs one batch of `X` (`cols` columns) and reads the output; panics on error.
 fn score(session: &mut ctr_edge_runtime::Session<'_, '_>, x: &[f32], cols: usize) -> f32 {
