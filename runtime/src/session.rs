@@ -206,18 +206,12 @@ impl<'m, 'w> Session<'m, 'w> {
         let pi = match found {
             Some(pi) => pi,
             None => {
-                let mut shapes = Vec::with_capacity(infos.len());
-                for info in infos {
-                    let given = inputs.iter().find(|i| i.name == info.name).ok_or_else(|| {
-                        Error::InputMismatch {
-                            input: info.name.clone(),
-                            expected: info.describe(),
-                            got: "nothing (input missing)".into(),
-                        }
-                    })?;
-                    check_input(info, given)?;
-                    shapes.push(given.shape.to_vec());
-                }
+                // Every input was found and checked above.
+                let shapes: Vec<Vec<usize>> = infos
+                    .iter()
+                    .filter_map(|info| inputs.iter().find(|i| i.name == info.name))
+                    .map(|given| given.shape.to_vec())
+                    .collect();
                 let plan = plan_with(
                     &model.graph,
                     model.weights(),
