@@ -16,28 +16,8 @@ use ctr_edge_runtime::session::InputData;
 use ctr_edge_runtime::{Error, Input, KernelVariant, Model};
 use onnx_support::*;
 
-const FLOAT: i32 = 1;
-const INT32: i32 = 6;
-const INT64: i32 = 7;
-const FLOAT16: i32 = 10;
-
 /// Batch sizes every synthetic model runs at.
 const BATCHES: [usize; 4] = [1, 7, 33, 1000];
-
-/// Deterministic pseudo-random values in [-1, 1).
-fn vals(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// The kernel family this CPU should run: the fused kernels under test are the SIMD ones
 /// wherever the CPU has them (a silent fallback to scalar fails here).

@@ -13,18 +13,10 @@ use ctr_edge_runtime::session::InputData;
 use ctr_edge_runtime::{Input, Model, Session};
 use onnx_support::*;
 
-const FLOAT: i32 = 1;
-const INT64: i32 = 7;
 const FIELDS: usize = 3;
 const TABLE_ROWS: usize = 40;
 const K: usize = 4;
 const D: usize = 8;
-
-fn vals(n: usize, seed: u64) -> Vec<f32> {
-    (0..n)
-        .map(|i| (((i as u64 + 1) * (seed * 2654435761 + 1)) % 2001) as f32 / 1000.0 - 1.0)
-        .collect()
-}
 
 /// ids [N, 3] -> Gather(E [40, 4]) -> MatMul(P [4, 8]) -> Add(mu) -> Reshape [N, 24]
 /// -> MatMul(A [24, 3]) -> MatMul(B [3, 16]) -> Add(c) -> Relu -> Gemm(W [1, 16], transB) + Sigmoid.

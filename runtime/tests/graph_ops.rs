@@ -7,25 +7,6 @@ use ctr_edge_runtime::session::{InputData, OutputData};
 use ctr_edge_runtime::{Error, Input, Model};
 use onnx_support::*;
 
-const FLOAT: i32 = 1;
-const INT64: i32 = 7;
-const FLOAT16: i32 = 10;
-
-/// Deterministic pseudo-random values in [-1, 1).
-fn vals(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
 fn run1(model: &[u8], inputs: &[(&str, &[usize], &[f32])]) -> (Vec<usize>, Vec<f32>) {
     let m = Model::from_bytes(model, &[]).expect("model loads");
     let mut s = m.session();
@@ -554,8 +535,6 @@ fn unsupported_op_and_cycles_fail_at_load() {
     let err = Model::from_bytes(&model_bytes(&g), &[]).unwrap_err();
     assert!(err.to_string().contains("bad_mm"), "{err}");
 }
-
-const BOOL: i32 = 9;
 
 /// Row-major strides of `shape`.
 fn strides(shape: &[usize]) -> Vec<usize> {

@@ -561,3 +561,18 @@ pub fn dump(m: &OnnxModel<'_>, weights: &[u8]) -> String {
     dump_graph(&mut out, "", &m.graph, weights);
     out
 }
+
+/// Deterministic pseudo-random values in [-1, 1).
+pub fn vals(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
