@@ -149,14 +149,13 @@ fn vs_tract_without_the_feature_is_an_error() {
     assert!(stderr.contains("lacks the `tract` feature"), "{stderr}");
 }
 
-#[cfg(feature = "tract")]
-#[test]
-fn vs_tract_gives_ratios() {
+/// Runs the harness on the fixture with `extra` arguments, batches 1 and 16, a few iterations
+/// and JSON output; returns the report and the engines of its runs, in order.
+fn quick_json_run(extra: &[&str]) -> (Value, Vec<String>) {
     let model = fixture();
-    let out = bench(&[
-        model.to_str().unwrap(),
-        "--vs",
-        "tract",
+    let mut args = vec![model.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[
         "--batch",
         "1,16",
         "--iters",
@@ -167,18 +166,26 @@ fn vs_tract_gives_ratios() {
         "1",
         "--json",
     ]);
+    let out = bench(&args);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let engines: Vec<&str> = report["runs"]
+    let report: Value = serde_json::from_slice(&out.stdout).expect("the output is JSON");
+    let engines = report["runs"]
         .as_array()
-        .unwrap()
+        .expect("runs")
         .iter()
-        .map(|r| r["engine"].as_str().unwrap())
+        .map(|r| r["engine"].as_str().expect("engine").to_owned())
         .collect();
+    (report, engines)
+}
+
+#[cfg(feature = "tract")]
+#[test]
+fn vs_tract_gives_ratios() {
+    let (report, engines) = quick_json_run(&["--vs", "tract"]);
     assert_eq!(engines, ["ctr-edge", "tract"]);
     let ratio = &report["ratios"][0];
     assert_eq!(ratio["label"], "tract / ctr-edge (model)");
@@ -189,32 +196,7 @@ fn vs_tract_gives_ratios() {
 /// the fused run, and gives the no-fusion / fusion ratio per batch size.
 #[test]
 fn no_fusion_adds_an_unfused_run_and_its_ratio() {
-    let model = fixture();
-    let out = bench(&[
-        model.to_str().unwrap(),
-        "--no-fusion",
-        "--batch",
-        "1,16",
-        "--iters",
-        "3",
-        "--warmup",
-        "1",
-        "--open-reps",
-        "1",
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let engines: Vec<&str> = report["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["engine"].as_str().unwrap())
-        .collect();
+    let (report, engines) = quick_json_run(&["--no-fusion"]);
     assert_eq!(engines, ["ctr-edge", "ctr-edge-nofuse"]);
     let ratios = report["ratios"].as_array().unwrap();
     assert_eq!(ratios.len(), 1, "{ratios:?}");
