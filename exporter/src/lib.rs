@@ -4,7 +4,8 @@
 //! - [`metrics`]: AUC and LogLoss, defined exactly as scikit-learn computes them;
 //! - [`backend`]: running an ONNX model on data with the native runtime or with tract;
 //! - [`compress`]: low-rank compression (AFM and SVD) of the model's embedding tables and dense
-//!   layers, written as an [`artifact`].
+//!   layers, written as an [`artifact`];
+//! - [`health`]: whether a trained model is far from degenerate (spectra, denormals).
 //!
 //! Errors are one typed enum, [`Error`]; only the binary uses `anyhow`.
 #![forbid(unsafe_code)]
@@ -14,6 +15,7 @@ pub mod artifact;
 pub mod backend;
 pub mod compress;
 mod error;
+pub mod health;
 pub mod metrics;
 pub mod npz;
 pub mod onnx_build;

@@ -8,6 +8,10 @@
 //!   machine epsilon, 2.2e-16 for f64, which differs only for predictions within 1e-15 of 0 or
 //!   1).
 //!
+//! - [`paired_bootstrap`]: 95% percentile intervals of the AUC and LogLoss differences of two
+//!   models scored on the same rows (the rows resampled with replacement, both models on each
+//!   resample).
+//!
 //! Labels are 0 or 1 (positive = 1); anything else, a NaN or a length mismatch is an error.
 
 use crate::error::{Error, Result};
@@ -132,6 +136,143 @@ pub fn logloss(probs: &[f64], labels: &[f64]) -> Result<f64> {
     Ok(total / probs.len() as f64)
 }
 
+/// A difference of one metric, `b - a`, with its paired-bootstrap 95% interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Delta {
+    /// The difference on the rows as given.
+    pub value: f64,
+    /// 2.5th percentile over the resamples.
+    pub low: f64,
+    /// 97.5th percentile over the resamples.
+    pub high: f64,
+}
+
+/// AUC and LogLoss differences of model `b` against model `a` on the same rows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairedDeltas {
+    /// AUC(b) - AUC(a).
+    pub auc: Delta,
+    /// LogLoss(b) - LogLoss(a).
+    pub logloss: Delta,
+}
+
+/// Weighted AUC over rows visited in ascending score order (`order`), row `i` counted
+/// `weights[i]` times; ties count one half, as in [`auc`]. None when a class has no weight.
+fn weighted_auc(scores: &[f64], labels: &[f64], order: &[usize], weights: &[u32]) -> Option<f64> {
+    let (mut num, mut negatives_below, mut pos_total) = (0.0f64, 0.0f64, 0.0f64);
+    let mut start = 0;
+    while start < order.len() {
+        let score = scores[order[start]];
+        let (mut pos_g, mut neg_g) = (0.0, 0.0);
+        let mut end = start;
+        while end < order.len() && scores[order[end]] == score {
+            let w = f64::from(weights[order[end]]);
+            if labels[order[end]] == 1.0 {
+                pos_g += w;
+            } else {
+                neg_g += w;
+            }
+            end += 1;
+        }
+        num += pos_g * (negatives_below + 0.5 * neg_g);
+        negatives_below += neg_g;
+        pos_total += pos_g;
+        start = end;
+    }
+    (pos_total > 0.0 && negatives_below > 0.0).then(|| num / (pos_total * negatives_below))
+}
+
+/// Paired bootstrap of `b` against `a` (probabilities of two models on the same rows):
+/// `resamples` draws of the rows with replacement (a fixed-seed generator, so the intervals
+/// are reproducible), both metrics of both models on each draw, and the 2.5th and 97.5th
+/// percentiles of the differences. Draws where a class is missing are skipped.
+///
+/// Errors as [`auc`] and [`logloss`] do on either model, or when `resamples` is 0.
+pub fn paired_bootstrap(
+    a: &[f64],
+    b: &[f64],
+    labels: &[f64],
+    resamples: usize,
+    seed: u64,
+) -> Result<PairedDeltas> {
+    let value_auc = auc(b, labels)? - auc(a, labels)?;
+    let value_ll = logloss(b, labels)? - logloss(a, labels)?;
+    if resamples == 0 {
+        return Err(metric_error("bootstrap", "0 resamples".into()));
+    }
+    let n = labels.len();
+    let sorted = |s: &[f64]| {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_unstable_by(|&x, &y| s[x].total_cmp(&s[y]));
+        order
+    };
+    let (order_a, order_b) = (sorted(a), sorted(b));
+    let row_loss = |p: f64, y: f64| {
+        let p = p.clamp(LOGLOSS_EPS, 1.0 - LOGLOSS_EPS);
+        if y == 1.0 {
+            -p.ln()
+        } else {
+            -(1.0 - p).ln()
+        }
+    };
+    let loss_diff: Vec<f64> = (0..n)
+        .map(|i| row_loss(b[i], labels[i]) - row_loss(a[i], labels[i]))
+        .collect();
+    // splitmix64: small, seedable, good enough for resampling indices.
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut weights = vec![0u32; n];
+    let (mut d_auc, mut d_ll) = (Vec::with_capacity(resamples), Vec::with_capacity(resamples));
+    for _ in 0..resamples {
+        weights.iter_mut().for_each(|w| *w = 0);
+        for _ in 0..n {
+            // Multiply-shift maps 64 random bits onto 0..n without modulo bias worth noting.
+            let i = ((u128::from(next()) * n as u128) >> 64) as usize;
+            weights[i] += 1;
+        }
+        let ll: f64 = weights
+            .iter()
+            .zip(&loss_diff)
+            .map(|(&w, &d)| f64::from(w) * d)
+            .sum::<f64>()
+            / n as f64;
+        d_ll.push(ll);
+        if let (Some(x), Some(y)) = (
+            weighted_auc(a, labels, &order_a, &weights),
+            weighted_auc(b, labels, &order_b, &weights),
+        ) {
+            d_auc.push(y - x);
+        }
+    }
+    let interval = |v: &mut Vec<f64>, value: f64| {
+        v.sort_unstable_by(f64::total_cmp);
+        let at = |q: f64| v[((q * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)];
+        if v.is_empty() {
+            Delta {
+                value,
+                low: f64::NAN,
+                high: f64::NAN,
+            }
+        } else {
+            Delta {
+                value,
+                low: at(0.025),
+                high: at(0.975),
+            }
+        }
+    };
+    Ok(PairedDeltas {
+        auc: interval(&mut d_auc, value_auc),
+        logloss: interval(&mut d_ll, value_ll),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,5 +391,66 @@ mod tests {
         assert!(logloss(&[-0.1], &[1.]).is_err());
         assert!(logloss(&[0.5], &[0.5]).is_err());
         assert!(logloss(&[], &[]).is_err());
+    }
+
+    #[test]
+    fn weighted_auc_equals_auc_of_the_replicated_rows() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for n in [2usize, 5, 40, 300] {
+            let scores: Vec<f64> = (0..n).map(|_| (next() % 11) as f64 / 11.0).collect();
+            let mut labels: Vec<f64> = (0..n).map(|_| (next() % 2) as f64).collect();
+            labels[0] = 0.0;
+            labels[n - 1] = 1.0;
+            let weights: Vec<u32> = (0..n).map(|_| (next() % 4) as u32).collect();
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_unstable_by(|&x, &y| scores[x].total_cmp(&scores[y]));
+            let (mut s2, mut l2) = (Vec::new(), Vec::new());
+            for i in 0..n {
+                for _ in 0..weights[i] {
+                    s2.push(scores[i]);
+                    l2.push(labels[i]);
+                }
+            }
+            let got = weighted_auc(&scores, &labels, &order, &weights);
+            match auc(&s2, &l2) {
+                Ok(want) => assert!((got.unwrap() - want).abs() < 1e-12, "n={n}"),
+                Err(_) => assert!(got.is_none(), "n={n}: one class left"),
+            }
+        }
+    }
+
+    #[test]
+    fn paired_bootstrap_intervals() {
+        // Identical models: every difference is exactly zero.
+        let labels: Vec<f64> = (0..500).map(|i| f64::from(u8::from(i % 3 == 0))).collect();
+        let a: Vec<f64> = (0..500)
+            .map(|i| (0.3 + 0.4 * labels[i] + 0.2 * ((i * 7919) % 101) as f64 / 101.0) * 0.9)
+            .collect();
+        let same = paired_bootstrap(&a, &a, &labels, 200, 1).unwrap();
+        assert_eq!((same.auc.low, same.auc.high), (0.0, 0.0));
+        assert_eq!((same.logloss.low, same.logloss.high), (0.0, 0.0));
+        // A model that is worse on every row: the whole interval lies below zero (AUC) and
+        // above zero (LogLoss), and contains the observed difference.
+        let b: Vec<f64> = a
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| if i % 5 == 0 { 1.0 - p } else { p })
+            .collect();
+        let d = paired_bootstrap(&a, &b, &labels, 500, 7).unwrap();
+        assert!(d.auc.value < 0.0 && d.auc.high < 0.0, "{d:?}");
+        assert!(
+            d.auc.low <= d.auc.value && d.auc.value <= d.auc.high,
+            "{d:?}"
+        );
+        assert!(d.logloss.value > 0.0 && d.logloss.low > 0.0, "{d:?}");
+        // The same seed gives the same interval.
+        assert_eq!(d, paired_bootstrap(&a, &b, &labels, 500, 7).unwrap());
+        assert!(paired_bootstrap(&a, &b, &labels, 0, 7).is_err());
     }
 }

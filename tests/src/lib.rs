@@ -35,6 +35,11 @@ impl Fixture {
         split_label(read_npz(&self.dir.join("test.npz")).expect("test.npz reads"))
     }
 
+    /// The model inputs of `valid.npz` (the validation split) and the labels.
+    pub fn valid_data(&self) -> (Vec<NpyArray>, Vec<f64>) {
+        split_label(read_npz(&self.dir.join("valid.npz")).expect("valid.npz reads"))
+    }
+
     /// The arrays of `ref.npz` (onnxruntime's outputs on `test.npz`).
     pub fn reference(&self) -> Vec<NpyArray> {
         read_npz(&self.dir.join("ref.npz")).expect("ref.npz reads")
@@ -107,6 +112,8 @@ pub const EXPECTED_FIXTURES: &[&str] = &[
     "avazu_deepfm",
     "criteo_dcnv2",
     "criteo_deepfm",
+    "kdd_dcnv2",
+    "kdd_deepfm",
     "movielens_afn",
     "movielens_autoint",
     "movielens_dcn",
@@ -118,4 +125,5 @@ pub const EXPECTED_FIXTURES: &[&str] = &[
     "movielens_nfm",
     "movielens_wdl",
     "movielens_xdeepfm",
+    "talkingdata_deepfm",
 ];

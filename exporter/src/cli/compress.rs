@@ -44,8 +44,10 @@ pub struct CompressArgs {
     /// Calibrate each level of sites on the model whose upstream sites are already compressed.
     #[arg(long)]
     sequential: bool,
-    /// Labelled test data (.npz with a `label` array): AUC and LogLoss before and after.
-    #[arg(long = "eval", value_name = "TEST.npz")]
+    /// Labelled validation data (.npz with a `label` array): AUC and LogLoss before and after,
+    /// and the AUC gate. Use a validation split, not the test split: the gate is a selection
+    /// step, and the test split is for one final reading (`ctr-edge eval`).
+    #[arg(long = "eval", value_name = "VALID.npz")]
     eval: Option<PathBuf>,
     /// Refuse to write when the AUC drops by more than this (with --eval).
     #[arg(long, value_name = "D", default_value_t = DEFAULT_MAX_AUC_DROP, requires = "eval")]

@@ -1,6 +1,7 @@
 //! `ctr-edge demo`: the bundled MovieLens DeepFM example end to end. Compresses it with AFM at
-//! a 4x parameter reduction (f32 and f16 weights), evaluates original and compressed models
-//! with tract and with the native runtime, and prints one summary table.
+//! a 4x parameter reduction (f32 and f16 weights), reads the AUC gate on the validation split,
+//! evaluates original and compressed models on the test split with tract and with the native
+//! runtime, and prints one summary table.
 
 use std::path::{Path, PathBuf};
 
@@ -23,7 +24,7 @@ const RATIO: f64 = 4.0;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Folder of the example (model.onnx, calib.npz, test.npz).
+    /// Folder of the example (model.onnx, calib.npz, valid.npz, test.npz).
     #[arg(long, value_name = "DIR")]
     fixture: Option<PathBuf>,
     /// Where the compressed models go (default: a `ctr-edge-demo` folder in the system's
@@ -77,11 +78,12 @@ pub fn execute(args: &DemoArgs) -> Result<()> {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE));
     let fixture = fixture.canonicalize().unwrap_or(fixture);
     let model = fixture.join("model.onnx");
-    for file in ["model.onnx", "calib.npz", "test.npz"] {
+    for file in ["model.onnx", "calib.npz", "valid.npz", "test.npz"] {
         if !fixture.join(file).is_file() {
             bail!(
                 "the demo needs {} (the bundled example; run from a full checkout of the \
-                 repository, or give --fixture DIR with model.onnx, calib.npz and test.npz)",
+                 repository, or give --fixture DIR with model.onnx, calib.npz, valid.npz and \
+                 test.npz)",
                 fixture.join(file).display()
             );
         }
@@ -91,6 +93,7 @@ pub fn execute(args: &DemoArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("ctr-edge-demo"));
     let calib = npz::read_npz(&fixture.join("calib.npz")).context("reading calib.npz")?;
+    let valid = npz::read_npz(&fixture.join("valid.npz")).context("reading valid.npz")?;
     let test = npz::read_npz(&fixture.join("test.npz")).context("reading test.npz")?;
     let (inputs, labels) = split_labels(&test)?;
     let calib_rows = calib.iter().find_map(NpyArray::rows).unwrap_or(0);
@@ -121,19 +124,36 @@ pub fn execute(args: &DemoArgs) -> Result<()> {
             method: Method::Afm,
             ranks: Some(RankPolicy::Ratio(RATIO)),
             weights,
+            // The gate's verdict is printed below; the demo shows the result either way.
+            force: true,
             ..CompressOptions::default()
         };
         let mut bar = StageProgress::new();
         let report = compress_to_dir(
             &model,
             Some(&calib),
-            Some(&test),
+            Some(&valid),
             &dir,
             &options,
             &mut |stage, done, total| bar.update(stage, done, total),
         );
         bar.finish();
         let report = report.with_context(|| format!("compressing into {}", dir.display()))?;
+        if let Some(e) = &report.eval {
+            println!(
+                "AFM ratio {RATIO}, {}: AUC gate on the validation split: {:.6} -> {:.6}, {} \
+                 (largest drop allowed {})",
+                weights.name(),
+                e.auc_before,
+                e.auc_after,
+                if e.passed {
+                    "passed"
+                } else {
+                    "REFUSED (written anyway: demo)"
+                },
+                e.max_auc_drop
+            );
+        }
         rows.push(evaluate_row(
             format!("AFM ratio {RATIO}, {}", weights.name()),
             &dir.join("model.onnx"),

@@ -948,6 +948,22 @@ pub fn evaluate(
     label: &str,
     progress: Progress<'_>,
 ) -> Result<(f64, f64)> {
+    let scores = predict(model, inputs, labels.len(), batch_size, label, progress)?;
+    let auc = metrics::auc(&scores, labels)?;
+    let logloss = metrics::logloss(&scores, labels)?;
+    Ok((auc, logloss))
+}
+
+/// `model`'s first output on `inputs` with tract, one score per row; `rows` is the number of
+/// rows expected (the labels').
+pub fn predict(
+    model: &ModelProto,
+    inputs: &[NpyArray],
+    rows: usize,
+    batch_size: usize,
+    label: &str,
+    progress: Progress<'_>,
+) -> Result<Vec<f64>> {
     let first_output = graph::graph(model)?
         .output
         .first()
@@ -956,16 +972,15 @@ pub fn evaluate(
             reason: "the model has no outputs".into(),
         })?;
     let runner = TractRunner::new(model, inputs, std::slice::from_ref(&first_output))?;
-    if runner.rows() != labels.len() {
+    if runner.rows() != rows {
         return Err(Error::InvalidArgument {
             reason: format!(
-                "the evaluation data has {} rows and {} labels",
+                "the evaluation data has {} rows and {rows} labels",
                 runner.rows(),
-                labels.len()
             ),
         });
     }
-    let mut scores = Vec::with_capacity(labels.len());
+    let mut scores = Vec::with_capacity(rows);
     runner.for_each_batch(
         batch_size,
         &mut |d, t| progress(label, d, t),
@@ -980,9 +995,7 @@ pub fn evaluate(
             Ok(())
         },
     )?;
-    let auc = metrics::auc(&scores, labels)?;
-    let logloss = metrics::logloss(&scores, labels)?;
-    Ok((auc, logloss))
+    Ok(scores)
 }
 
 /// Number of values in all initializers.
