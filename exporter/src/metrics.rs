@@ -19,6 +19,9 @@ use crate::error::{Error, Result};
 /// Probability clipping bound of [`logloss`].
 pub const LOGLOSS_EPS: f64 = 1e-15;
 
+/// How far outside [0, 1] a probability may lie and still be taken as one (then clipped).
+pub const LOGLOSS_PROB_SLACK: f64 = 1e-6;
+
 fn metric_error(metric: &'static str, reason: String) -> Error {
     Error::Metric { metric, reason }
 }
@@ -108,11 +111,19 @@ pub fn auc(scores: &[f64], labels: &[f64]) -> Result<f64> {
 /// Mean binary log loss of probabilities `probs` for `labels` (0/1), natural log, with
 /// probabilities clipped to `[LOGLOSS_EPS, 1 - LOGLOSS_EPS]`.
 ///
-/// Errors when the lengths differ, there are no rows, a probability is NaN or outside
-/// `[0, 1]` (e.g. the model returns logits), or a label is not 0/1.
+/// Errors when the lengths differ, there are no rows, a probability is NaN or more than
+/// [`LOGLOSS_PROB_SLACK`] outside `[0, 1]` (e.g. the model returns logits), or a label is not
+/// 0/1.
 pub fn logloss(probs: &[f64], labels: &[f64]) -> Result<f64> {
     check_inputs("LogLoss", probs, labels)?;
-    if let Some(i) = probs.iter().position(|p| !(0.0..=1.0).contains(p)) {
+    // Sigmoids computed with a rational approximation (tract's) can land a few ulps outside
+    // [0, 1]; such values are clipped like any other. Anything further out is not a
+    // probability.
+    let slack = LOGLOSS_PROB_SLACK;
+    if let Some(i) = probs
+        .iter()
+        .position(|p| !(-slack..=1.0 + slack).contains(p))
+    {
         return Err(metric_error(
             "LogLoss",
             format!(
@@ -389,6 +400,12 @@ mod tests {
             .to_string()
             .contains("outside [0, 1]"));
         assert!(logloss(&[-0.1], &[1.]).is_err());
+        assert!(logloss(&[-2e-6], &[1.]).is_err());
+        // A sigmoid approximation's -6e-8 is a probability of 0, clipped.
+        assert_eq!(
+            logloss(&[-5.96e-8], &[0.]).unwrap(),
+            logloss(&[0.0], &[0.]).unwrap()
+        );
         assert!(logloss(&[0.5], &[0.5]).is_err());
         assert!(logloss(&[], &[]).is_err());
     }
