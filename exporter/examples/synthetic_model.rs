@@ -10,7 +10,7 @@
 //! The model has the shape of a DeepCTR export: one float input `X [N, F]` holding ids, each
 //! column `Gather`ed out, cast to int64 and looked up in its field's table; the lookups are
 //! concatenated and fed to an MLP (256-128-1, ReLU, sigmoid). Field 0's table has 10^6 rows
-//! (`--rows`), the other fields' 10^4, all of width 16, so the tables hold ~97% of the
+//! (`--rows`), the other fields' 10^4, all of width 16, so the tables hold over 99% of the
 //! parameters. Weights are random (Xavier-uniform scale, fixed seed): speed and memory do not
 //! depend on training, and AUC is meaningless here. `data.npz` holds `--samples` rows of ids
 //! drawn from a Zipf distribution (exponent `--zipf`, default 1.05) over each table, as real

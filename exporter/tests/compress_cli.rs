@@ -21,6 +21,37 @@ fn fixture(file: &str) -> PathBuf {
         .join(file)
 }
 
+/// The fixture's `meta.json` (written by make_fixtures.py: the architecture and PyTorch's
+/// metrics, independent of ctr-edge).
+fn meta() -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(fixture("meta.json")).unwrap()).unwrap()
+}
+
+/// The DNN's hidden sizes, from meta.json.
+fn dnn_units() -> Vec<usize> {
+    meta()["architecture"]["hyper_parameters"]["dnn_hidden_units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect()
+}
+
+/// Name of the DNN's last layer (`[last hidden] -> 1`), from `inspect --json`.
+fn output_layer() -> String {
+    let o = ctr_edge(&["inspect", s(&fixture("model.onnx")), "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    json["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "dense" && s["outputs"] == 1)
+        .expect("a dense site with one output")["name"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compress-cli");
     fs::create_dir_all(&dir).unwrap();
@@ -72,32 +103,43 @@ fn inspect_lists_the_sites() {
     let o = ctr_edge(&["inspect", s(&fixture("model.onnx"))]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
+    let dnn = dnn_units();
+    let fields = meta()["data"]["features"].as_array().unwrap().len();
+    let second = format!("{}->{}", dnn[0], dnn[1]);
     for w in [
         "X FLOAT [batch, 8]",
         "embedding_dict.item_id.weight",
         "1682x16",
         "dnn.linears.1.weight",
-        "400->400",
+        second.as_str(),
     ] {
         assert!(text.contains(w), "'{w}' not in:\n{text}");
     }
     let o = ctr_edge(&["inspect", s(&fixture("model.onnx")), "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let sites = json["sites"].as_array().unwrap();
-    assert_eq!(sites.len(), 20);
+    // Per field an embedding and a linear-part table, every DNN layer, the output layer.
+    assert_eq!(sites.len(), 2 * fields + dnn.len() + 1);
     let dense = sites
         .iter()
         .find(|s| s["name"] == "dnn.linears.0.weight")
         .unwrap();
+    let inputs = 16 * fields;
     assert_eq!(dense["kind"], "dense");
-    assert_eq!(dense["inputs"], 128);
-    assert_eq!(dense["outputs"], 400);
-    assert_eq!(dense["break_even_rank"], 97);
+    assert_eq!(dense["inputs"], inputs);
+    assert_eq!(dense["outputs"], dnn[0]);
+    // k (m + n) >= m n from rank ceil(m n / (m + n)) on.
+    assert_eq!(
+        dense["break_even_rank"],
+        (inputs * dnn[0]).div_ceil(inputs + dnn[0])
+    );
 }
 
 #[test]
 fn compress_writes_the_artifact_and_report() {
     let out = scratch("ok");
+    let last = output_layer();
+    let last_rank = format!("{last}=1");
     let o = ctr_edge(&[
         "compress",
         s(&fixture("model.onnx")),
@@ -110,7 +152,7 @@ fn compress_writes_the_artifact_and_report() {
         "--rank",
         "dnn.linears.1.weight=20",
         "--rank",
-        "onnx::MatMul_202=1",
+        &last_rank,
         "--json",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -126,11 +168,8 @@ fn compress_writes_the_artifact_and_report() {
     };
     assert_eq!(site("dnn.linears.1.weight")["rank"], 20);
     // k (m + n) >= m n: kept, and the report says why.
-    assert!(site("onnx::MatMul_202")["rank"].is_null());
-    assert!(site("onnx::MatMul_202")["note"]
-        .as_str()
-        .unwrap()
-        .contains(">="));
+    assert!(site(&last)["rank"].is_null());
+    assert!(site(&last)["note"].as_str().unwrap().contains(">="));
     for f in ["model.onnx", "model.weights", "report.json"] {
         assert!(out.join(f).is_file(), "{f}");
     }
@@ -145,10 +184,10 @@ fn compress_writes_the_artifact_and_report() {
 #[test]
 fn the_auc_gate_refuses_and_force_overrides() {
     let out = scratch("gate");
-    let (model, calib, test) = (
+    let (model, calib, valid) = (
         fixture("model.onnx"),
         fixture("calib.npz"),
-        fixture("test.npz"),
+        fixture("valid.npz"),
     );
     let args = [
         "compress",
@@ -160,16 +199,26 @@ fn the_auc_gate_refuses_and_force_overrides() {
         "--energy",
         "0.05",
         "--eval",
-        s(&test),
+        s(&valid),
         "--max-auc-drop",
         "0.0005",
     ];
     let o = ctr_edge(&args);
     let err = stderr(&o);
     assert!(!o.status.success());
+    // The original's AUC on the validation split, as tract computes it, is PyTorch's
+    // (meta.json) to float rounding.
+    let original: f64 = err
+        .split("the original's ")
+        .nth(1)
+        .and_then(|t| t.split(|c: char| c != '.' && !c.is_ascii_digit()).next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no original AUC in: {err}"));
+    let torch = meta()["metrics"]["valid_torch"]["auc"].as_f64().unwrap();
+    assert!(err.contains("AUC is 0."), "{err}");
     assert!(
-        err.contains("AUC is 0.") && err.contains("the original's 0.7667"),
-        "{err}"
+        (original - torch).abs() < 1e-5,
+        "{original} vs PyTorch {torch}: {err}"
     );
     assert!(err.contains("nothing written"), "{err}");
     assert!(!out.exists());
