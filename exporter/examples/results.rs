@@ -8,7 +8,7 @@
 //! cargo run --release -p ctr-edge-exporter --example results > exporter/RESULTS.md
 //! ```
 //! (`exporter/scripts/results.sh` does exactly this.) Arguments: fixture folder names to
-//! restrict the run; `--ratios 3,5,10,20` to change the reductions.
+//! restrict the run; `--ratios 3,4,5,10,20` (the default) to change the reductions.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -294,7 +294,7 @@ fn fixture_rows(dir: &Path, work: &Path, ratios: &[f64]) -> FixtureResult {
 }
 
 fn main() {
-    let mut ratios = vec![3.0, 5.0, 10.0, 20.0];
+    let mut ratios = vec![3.0, 4.0, 5.0, 10.0, 20.0];
     let mut only: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
