@@ -25,30 +25,14 @@ use std::path::PathBuf;
 use ctr_edge_exporter::artifact::write_artifact;
 use ctr_edge_exporter::npz::{write_npz, ArrayData, NpyArray};
 use ctr_edge_exporter::onnx_build::{attr_int, model, node, tensor_f32, tensor_i64, value_info};
+use ctr_edge_exporter::rng::SplitMix64;
 use tract_onnx::pb::tensor_proto::DataType;
 
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn uniform(&mut self, n: usize, bound: f32) -> Vec<f32> {
-        (0..n)
-            .map(|_| ((2.0 * self.unit() - 1.0) as f32) * bound)
-            .collect()
-    }
+/// `n` values uniform in `[-bound, bound)`.
+fn uniform(rng: &mut SplitMix64, n: usize, bound: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| ((2.0 * rng.unit() - 1.0) as f32) * bound)
+        .collect()
 }
 
 /// Zipf(s) over 0..n by inverting the cumulative weights (binary search in a table).
@@ -66,7 +50,7 @@ impl Zipf {
         Zipf(cdf)
     }
 
-    fn draw(&self, rng: &mut Rng) -> usize {
+    fn draw(&self, rng: &mut SplitMix64) -> usize {
         let u = rng.unit();
         self.0.partition_point(|&c| c < u).min(self.0.len() - 1)
     }
@@ -98,7 +82,7 @@ fn main() {
         fields >= 1 && rows >= 1 && dim >= 1,
         "sizes must be positive"
     );
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64::new(seed);
     let table_rows: Vec<usize> = (0..fields)
         .map(|f| if f == 0 { rows } else { rows.min(10_000) })
         .collect();
@@ -127,7 +111,11 @@ fn main() {
             vec![attr_int("to", DataType::Int64 as i64)],
         ));
         let bound = (6.0 / (n + dim) as f32).sqrt().max(0.01);
-        inits.push(tensor_f32(&table, &[n, dim], &rng.uniform(n * dim, bound)));
+        inits.push(tensor_f32(
+            &table,
+            &[n, dim],
+            &uniform(&mut rng, n * dim, bound),
+        ));
         nodes.push(node("Gather", &[&table, &ids], &[&emb], vec![]));
         lookups.push(emb);
     }
@@ -138,8 +126,8 @@ fn main() {
         let (i, o) = (widths[l], widths[l + 1]);
         let bound = (6.0 / (i + o) as f32).sqrt();
         let (w, b) = (format!("w{l}"), format!("b{l}"));
-        inits.push(tensor_f32(&w, &[i, o], &rng.uniform(i * o, bound)));
-        inits.push(tensor_f32(&b, &[o], &rng.uniform(o, 0.05)));
+        inits.push(tensor_f32(&w, &[i, o], &uniform(&mut rng, i * o, bound)));
+        inits.push(tensor_f32(&b, &[o], &uniform(&mut rng, o, 0.05)));
         let y = format!("y{l}");
         nodes.push(node("Gemm", &[&format!("h{l}"), &w, &b], &[&y], vec![]));
         let next = if l == 2 {

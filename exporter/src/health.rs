@@ -12,6 +12,7 @@ use faer::Mat;
 use tract_onnx::pb::ModelProto;
 
 use crate::compress::count_params;
+use crate::compress::factorize::rank_for_energy;
 use crate::compress::graph::{dims, f32_values, graph, is_f32};
 use crate::compress::sites::{find_sites, SiteKind};
 use crate::error::{Error, Result};
@@ -32,10 +33,8 @@ pub struct SiteHealth {
     pub table: bool,
     /// `min(m, n)`: the largest possible rank.
     pub width: usize,
-    /// The smallest rank keeping [`ENERGY`] of the energy (0 for an all-zero weight).
+    /// The smallest rank keeping [`ENERGY`] of the energy (1 for an all-zero weight).
     pub rank90: usize,
-    /// Parameters of the weight.
-    pub params: usize,
 }
 
 impl SiteHealth {
@@ -84,23 +83,6 @@ impl ModelHealth {
     }
 }
 
-/// The smallest `k` whose first `k` squared singular values reach `energy` of their total
-/// (`singular_values` non-increasing); 0 when they are all zero.
-pub fn rank_for_energy(singular_values: &[f64], energy: f64) -> usize {
-    let total: f64 = singular_values.iter().map(|s| s * s).sum();
-    if total <= 0.0 {
-        return 0;
-    }
-    let mut kept = 0.0;
-    for (i, s) in singular_values.iter().enumerate() {
-        kept += s * s;
-        if kept >= energy * total * (1.0 - 1e-12) {
-            return i + 1;
-        }
-    }
-    singular_values.len()
-}
-
 /// Singular values (non-increasing) of the `rows x cols` row-major matrix `values`, with the
 /// mean row subtracted first when `center`.
 pub fn singular_values(values: &[f32], rows: usize, cols: usize, center: bool) -> Result<Vec<f64>> {
@@ -146,13 +128,15 @@ pub fn model_health(model: &ModelProto) -> Result<ModelHealth> {
         if width < 2 {
             continue;
         }
-        let s = singular_values(&f32_values(t)?, rows, cols, table)?;
+        let energies: Vec<f64> = singular_values(&f32_values(t)?, rows, cols, table)?
+            .iter()
+            .map(|s| s * s)
+            .collect();
         sites.push(SiteHealth {
             name: site.name.clone(),
             table,
             width,
-            rank90: rank_for_energy(&s, ENERGY),
-            params: rows * cols,
+            rank90: rank_for_energy(&energies, ENERGY),
         });
     }
     let (mut f32_weights, mut denormals) = (0, 0);
@@ -175,19 +159,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rank_for_energy_counts_squared_values() {
+    fn rank_for_energy_counts_energies() {
         // Energies 9, 4, 1, 1 (total 15): 90% = 13.5 needs 9 + 4 + 1.
-        assert_eq!(rank_for_energy(&[3.0, 2.0, 1.0, 1.0], 0.9), 3);
+        assert_eq!(rank_for_energy(&[9.0, 4.0, 1.0, 1.0], 0.9), 3);
         assert_eq!(rank_for_energy(&[1.0, 0.0, 0.0], 0.9), 1);
-        assert_eq!(rank_for_energy(&[0.0, 0.0], 0.9), 0);
         // Equal values: 90% of 10 equal energies is exactly 9 of them.
         assert_eq!(rank_for_energy(&[1.0; 10], 0.9), 9);
     }
 
     #[test]
     fn singular_values_of_a_known_matrix() {
-        // Rows are multiples of two orthogonal directions with weights 3 and 4 (plus a mean
-        // row that centering removes): singular values 5 * ... computed directly below.
+        // Rows are multiples of two orthogonal directions with weights 3 and 4, plus a mean
+        // row that centering removes.
         let (rows, cols) = (6, 4);
         let e1 = [1.0f32, 0.0, 0.0, 0.0];
         let e2 = [0.0f32, 1.0, 0.0, 0.0];
@@ -211,7 +194,8 @@ mod tests {
         assert!((s[0] - 32f64.sqrt()).abs() < 1e-9, "{s:?}");
         assert!((s[1] - 18f64.sqrt()).abs() < 1e-9, "{s:?}");
         assert!(s[2].abs() < 1e-9 && s[3].abs() < 1e-9, "{s:?}");
-        assert_eq!(rank_for_energy(&s, 0.9), 2);
+        let energies: Vec<f64> = s.iter().map(|x| x * x).collect();
+        assert_eq!(rank_for_energy(&energies, 0.9), 2);
         // Uncentered, the offset adds energy of its own.
         let raw = singular_values(&v, rows, cols, false).unwrap();
         assert!(raw[0] > s[0]);

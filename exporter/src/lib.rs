@@ -19,5 +19,6 @@ pub mod health;
 pub mod metrics;
 pub mod npz;
 pub mod onnx_build;
+pub mod rng;
 
 pub use error::{Error, Result};

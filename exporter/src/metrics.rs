@@ -15,6 +15,7 @@
 //! Labels are 0 or 1 (positive = 1); anything else, a NaN or a length mismatch is an error.
 
 use crate::error::{Error, Result};
+use crate::rng::SplitMix64;
 
 /// Probability clipping bound of [`logloss`].
 pub const LOGLOSS_EPS: f64 = 1e-15;
@@ -79,33 +80,61 @@ pub fn auc(scores: &[f64], labels: &[f64]) -> Result<f64> {
             ),
         ));
     }
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    // No NaN remains, so total_cmp orders like `<`, with -0.0 right before 0.0: equal
-    // scores stay adjacent and the `==` grouping below sees them as one tie group.
-    order.sort_unstable_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    let order = ascending(scores);
+    let (twice_u, _, _) = mann_whitney(scores, labels, &order, |_| 1);
+    let pairs = positives as f64 * negatives as f64;
+    Ok(twice_u as f64 / 2.0 / pairs)
+}
 
-    // 2 * U = sum over tie groups of pos_g * (2 * negatives_below + neg_g).
-    let mut twice_u: u128 = 0;
-    let mut negatives_below: u128 = 0;
+/// Row indices in ascending score order. No NaN may remain, so total_cmp orders like `<`,
+/// with -0.0 right before 0.0: equal scores stay adjacent and [`mann_whitney`]'s `==`
+/// grouping sees them as one tie group.
+fn ascending(scores: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_unstable_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    order
+}
+
+/// Twice the Mann-Whitney statistic with row `i` counted `weight(i)` times, exactly:
+/// `2 U = sum over tie groups of pos_g * (2 * negatives_below + neg_g)`; also the weighted
+/// numbers of positives and negatives. `order` is [`ascending`]`(scores)`.
+fn mann_whitney(
+    scores: &[f64],
+    labels: &[f64],
+    order: &[usize],
+    weight: impl Fn(usize) -> u64,
+) -> (u128, u128, u128) {
+    let (mut twice_u, mut negatives_below, mut positives) = (0u128, 0u128, 0u128);
     let mut start = 0;
     while start < order.len() {
         let score = scores[order[start]];
         let mut end = start;
         let (mut pos_g, mut neg_g) = (0u128, 0u128);
         while end < order.len() && scores[order[end]] == score {
+            let w = u128::from(weight(order[end]));
             if labels[order[end]] == 1.0 {
-                pos_g += 1;
+                pos_g += w;
             } else {
-                neg_g += 1;
+                neg_g += w;
             }
             end += 1;
         }
         twice_u += pos_g * (2 * negatives_below + neg_g);
         negatives_below += neg_g;
+        positives += pos_g;
         start = end;
     }
-    let pairs = positives as f64 * negatives as f64;
-    Ok(twice_u as f64 / 2.0 / pairs)
+    (twice_u, positives, negatives_below)
+}
+
+/// The log loss of one row: probability clipped to `[LOGLOSS_EPS, 1 - LOGLOSS_EPS]`.
+fn row_logloss(p: f64, y: f64) -> f64 {
+    let p = p.clamp(LOGLOSS_EPS, 1.0 - LOGLOSS_EPS);
+    if y == 1.0 {
+        -p.ln()
+    } else {
+        -(1.0 - p).ln()
+    }
 }
 
 /// Mean binary log loss of probabilities `probs` for `labels` (0/1), natural log, with
@@ -135,14 +164,7 @@ pub fn logloss(probs: &[f64], labels: &[f64]) -> Result<f64> {
     let total: f64 = probs
         .iter()
         .zip(labels)
-        .map(|(&p, &y)| {
-            let p = p.clamp(LOGLOSS_EPS, 1.0 - LOGLOSS_EPS);
-            if y == 1.0 {
-                -p.ln()
-            } else {
-                -(1.0 - p).ln()
-            }
-        })
+        .map(|(&p, &y)| row_logloss(p, y))
         .sum();
     Ok(total / probs.len() as f64)
 }
@@ -167,30 +189,11 @@ pub struct PairedDeltas {
     pub logloss: Delta,
 }
 
-/// Weighted AUC over rows visited in ascending score order (`order`), row `i` counted
-/// `weights[i]` times; ties count one half, as in [`auc`]. None when a class has no weight.
+/// Weighted AUC (row `i` counted `weights[i]` times, ties one half, as in [`auc`]); None when
+/// a class has no weight.
 fn weighted_auc(scores: &[f64], labels: &[f64], order: &[usize], weights: &[u32]) -> Option<f64> {
-    let (mut num, mut negatives_below, mut pos_total) = (0.0f64, 0.0f64, 0.0f64);
-    let mut start = 0;
-    while start < order.len() {
-        let score = scores[order[start]];
-        let (mut pos_g, mut neg_g) = (0.0, 0.0);
-        let mut end = start;
-        while end < order.len() && scores[order[end]] == score {
-            let w = f64::from(weights[order[end]]);
-            if labels[order[end]] == 1.0 {
-                pos_g += w;
-            } else {
-                neg_g += w;
-            }
-            end += 1;
-        }
-        num += pos_g * (negatives_below + 0.5 * neg_g);
-        negatives_below += neg_g;
-        pos_total += pos_g;
-        start = end;
-    }
-    (pos_total > 0.0 && negatives_below > 0.0).then(|| num / (pos_total * negatives_below))
+    let (twice_u, pos, neg) = mann_whitney(scores, labels, order, |i| u64::from(weights[i]));
+    (pos > 0 && neg > 0).then(|| twice_u as f64 / 2.0 / (pos as f64 * neg as f64))
 }
 
 /// Paired bootstrap of `b` against `a` (probabilities of two models on the same rows):
@@ -212,40 +215,17 @@ pub fn paired_bootstrap(
         return Err(metric_error("bootstrap", "0 resamples".into()));
     }
     let n = labels.len();
-    let sorted = |s: &[f64]| {
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_unstable_by(|&x, &y| s[x].total_cmp(&s[y]));
-        order
-    };
-    let (order_a, order_b) = (sorted(a), sorted(b));
-    let row_loss = |p: f64, y: f64| {
-        let p = p.clamp(LOGLOSS_EPS, 1.0 - LOGLOSS_EPS);
-        if y == 1.0 {
-            -p.ln()
-        } else {
-            -(1.0 - p).ln()
-        }
-    };
+    let (order_a, order_b) = (ascending(a), ascending(b));
     let loss_diff: Vec<f64> = (0..n)
-        .map(|i| row_loss(b[i], labels[i]) - row_loss(a[i], labels[i]))
+        .map(|i| row_logloss(b[i], labels[i]) - row_logloss(a[i], labels[i]))
         .collect();
-    // splitmix64: small, seedable, good enough for resampling indices.
-    let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
+    let mut rng = SplitMix64::new(seed);
     let mut weights = vec![0u32; n];
     let (mut d_auc, mut d_ll) = (Vec::with_capacity(resamples), Vec::with_capacity(resamples));
     for _ in 0..resamples {
         weights.iter_mut().for_each(|w| *w = 0);
         for _ in 0..n {
-            // Multiply-shift maps 64 random bits onto 0..n without modulo bias worth noting.
-            let i = ((u128::from(next()) * n as u128) >> 64) as usize;
-            weights[i] += 1;
+            weights[rng.below(n)] += 1;
         }
         let ll: f64 = weights
             .iter()

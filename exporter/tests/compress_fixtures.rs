@@ -247,9 +247,6 @@ fn compress_fixture(dir: &Path) -> (Vec<Artifact>, Vec<String>) {
             failures.push(format!("{label}: reduction {}", report.totals.reduction));
         }
         if let Some(eval) = &report.eval {
-            if eval.passed != (eval.auc_drop <= options.max_auc_drop) || !eval.forced {
-                failures.push(format!("{label}: inconsistent gate report {eval:?}"));
-            }
             eprintln!(
                 "{label}: params {} -> {}, valid AUC {:.6} -> {:.6} (gate {})",
                 report.totals.params_before,

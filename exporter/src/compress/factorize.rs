@@ -95,6 +95,16 @@ pub fn retained_fraction(spectrum: &[f64], k: usize) -> f64 {
     (spectrum.iter().take(k).sum::<f64>() / total).min(1.0)
 }
 
+/// The smallest rank `k` in `1..=len` whose first `k` components keep `energy` of `spectrum`
+/// (non-increasing variances); `len` when none short of it does, 1 for an empty or all-zero
+/// spectrum.
+pub fn rank_for_energy(spectrum: &[f64], energy: f64) -> usize {
+    let d = spectrum.len().max(1);
+    (1..=d)
+        .find(|&k| retained_fraction(spectrum, k) >= energy - 1e-12)
+        .unwrap_or(d)
+}
+
 /// A dense layer as two: `h = first x + first_bias`, `y' = second h + second_bias`.
 #[derive(Debug, Clone)]
 pub struct DenseFactors {

@@ -13,7 +13,7 @@
 
 use serde::Serialize;
 
-use super::factorize::retained_fraction;
+use super::factorize::{rank_for_energy, retained_fraction};
 use super::sites::{Site, SiteKind};
 use super::Method;
 use crate::error::{Error, Result};
@@ -142,13 +142,7 @@ pub fn choose_ranks(
             }
             Ok(budgets
                 .iter()
-                .map(|b| {
-                    let d = b.spectrum.len().max(1);
-                    let k = (1..=d)
-                        .find(|&k| retained_fraction(b.spectrum, k) >= *energy - 1e-12)
-                        .unwrap_or(d);
-                    cap_at_break_even(b, method, k)
-                })
+                .map(|b| cap_at_break_even(b, method, rank_for_energy(b.spectrum, *energy)))
                 .collect())
         }
         RankPolicy::Ratio(ratio) => allocate_ratio(budgets, method, *ratio, model_params),
