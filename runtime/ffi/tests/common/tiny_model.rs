@@ -139,14 +139,16 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 }
 
 /// Address ranges of the mappings of `path` in `/proc/self/maps`: the kernel's record of what
-/// this process maps, independent of the code under test.
+/// this process maps, independent of the code under test. The file is read as bytes: another
+/// test running beside this one may map a file whose name is not UTF-8.
 pub fn mappings_of(path: &Path) -> Vec<(usize, usize)> {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let path = path.to_str().unwrap();
-    maps.lines()
+    use std::os::unix::ffi::OsStrExt;
+    let maps = std::fs::read("/proc/self/maps").unwrap();
+    let path = path.as_os_str().as_bytes();
+    maps.split(|&b| b == b'\n')
         .filter(|l| l.ends_with(path))
-        .map(|l| {
-            let range = l.split_whitespace().next().unwrap();
+        .map(|l| std::str::from_utf8(l.split(|&b| b == b' ').next().unwrap()).unwrap())
+        .map(|range| {
             let (a, b) = range.split_once('-').unwrap();
             (
                 usize::from_str_radix(a, 16).unwrap(),
