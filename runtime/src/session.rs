@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 use crate::error::{Error, Result};
 use crate::graph::fuse::{self, PlanStats, MAX_SCRATCH};
 use crate::graph::ops::NodeCtx;
-use crate::graph::plan::{alloc_bufs, plan_with, view_of, Plan};
+use crate::graph::plan::{alloc_bufs, plan_with, view_of, Plan, Run};
 use crate::graph::value::{Buf, Data, View};
 use crate::graph::MAX_NODE_INPUTS;
 use crate::model::Model;
@@ -380,7 +380,7 @@ fn execute(model: &Model<'_>, p: &mut Prepared) -> Result<()> {
         );
         // A fused step's tile scratch is moved out too (empty buffers do not allocate).
         let mut scratch: [Buf; MAX_SCRATCH] = Default::default();
-        let scratch_ids = step.fused.as_ref().map_or(&[][..], |f| &f.scratch[..]);
+        let scratch_ids = step.fused().map_or(&[][..], |f| &f.scratch[..]);
         for (s, &b) in scratch.iter_mut().zip(scratch_ids) {
             *s = core::mem::take(
                 p.bufs
@@ -396,10 +396,12 @@ fn execute(model: &Model<'_>, p: &mut Prepared) -> Result<()> {
                 }
             }
             let n = step.inputs.len().min(MAX_NODE_INPUTS);
-            match &step.fused {
-                Some(f) => fuse::run(f, model.kernels, &views[..n], &mut scratch, &mut out, &cx),
-                None => crate::graph::ops::eval(
-                    &node.op,
+            match &step.run {
+                Run::Fused(f) => {
+                    fuse::run(f, model.kernels, &views[..n], &mut scratch, &mut out, &cx)
+                }
+                Run::Op(op) => crate::graph::ops::eval(
+                    op,
                     model.kernels,
                     &views[..n],
                     &mut out,

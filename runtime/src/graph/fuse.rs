@@ -24,9 +24,8 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::op::{BinOp, Op, UnOp};
-use super::ops::{gather_index, ids_per_row, norm_axis, NodeCtx};
-use super::plan::{view_of, Operand, Plan, Slot, Step};
+use super::ops::{gather_index, ids_per_row, norm_axis, BinOp, NodeCtx, Op, UnOp};
+use super::plan::{view_of, Operand, Plan, Run, Slot, Step};
 use super::value::{Buf, Data, View};
 use super::LoadedGraph;
 use crate::error::Result;
@@ -216,7 +215,7 @@ pub(crate) fn fuse(g: &LoadedGraph, weights: &[u8], plan: &mut Plan) -> Result<(
             Some((at, _)) if *at == si => {
                 let (_, mut fused) = next.next().expect("peeked");
                 // Scratch buffers for the tiles.
-                if let Some(f) = fused.fused.as_mut() {
+                if let Run::Fused(f) = &mut fused.run {
                     let mut widths = Vec::new();
                     if matches!(f.head, Head::Gather { .. }) {
                         widths.push(f.width);
@@ -273,8 +272,8 @@ struct Product {
 }
 
 impl Builder<'_, '_> {
-    fn op(&self, si: usize) -> &Op {
-        &self.g.nodes[self.plan.steps[si].node].op
+    fn op(&self, si: usize) -> Option<&Op> {
+        self.plan.steps[si].op()
     }
 
     fn is_const(o: &Operand) -> bool {
@@ -298,7 +297,7 @@ impl Builder<'_, '_> {
         let plan = self.plan;
         let first = &plan.steps[si];
         let (head, width, rows, mut cur) = match self.op(si) {
-            Op::Gather { axis } => {
+            Some(Op::Gather { axis }) => {
                 let (Some(Some(table)), Some(Some(ids))) =
                     (first.inputs.first(), first.inputs.get(1))
                 else {
@@ -334,7 +333,7 @@ impl Builder<'_, '_> {
                 self.taken.push(si);
                 (head, width, nidx, first.output)
             }
-            Op::MatMul | Op::Gemm { .. } => {
+            Some(Op::MatMul | Op::Gemm { .. }) => {
                 let Some(p) = self.product(si)? else {
                     return Ok(None);
                 };
@@ -446,7 +445,7 @@ impl Builder<'_, '_> {
             inputs: core::mem::take(&mut self.inputs),
             output: out,
             out_shape: self.plan.steps[last].out_shape.clone(),
-            fused: Some(Box::new(Fused {
+            run: Run::Fused(Box::new(Fused {
                 kind,
                 nodes: core::mem::take(&mut self.nodes),
                 head,
@@ -476,8 +475,8 @@ impl Builder<'_, '_> {
         if !matches!(self.view(w)?.data, Data::F32(_) | Data::F16(_)) {
             return Ok(None);
         }
-        let p = match *self.op(si) {
-            Op::MatMul => {
+        let p = match self.op(si) {
+            Some(Op::MatMul) => {
                 let (k, n) = (w.shape[0], w.shape[1]);
                 if a.shape.last() != Some(&k) {
                     return Ok(None);
@@ -492,12 +491,12 @@ impl Builder<'_, '_> {
                     bias: None,
                 }
             }
-            Op::Gemm {
+            Some(&Op::Gemm {
                 alpha,
                 beta,
                 trans_a: false,
                 trans_b,
-            } => {
+            }) => {
                 let (k, n, layout) = if trans_b {
                     (w.shape[1], w.shape[0], BLayout::NxK)
                 } else {
@@ -617,7 +616,7 @@ impl Builder<'_, '_> {
                 return Ok(());
             }
             match self.op(next) {
-                Op::Binary(BinOp::Add) if stage.bias.is_none() => {
+                Some(Op::Binary(BinOp::Add)) if stage.bias.is_none() => {
                     let (Some(x), Some(y)) = (step.inputs.first(), step.inputs.get(1)) else {
                         return Ok(());
                     };
@@ -637,7 +636,7 @@ impl Builder<'_, '_> {
                     };
                     stage.bias = Some(self.push_bias(v));
                 }
-                Op::Unary(u @ (UnOp::Relu | UnOp::Sigmoid | UnOp::Tanh)) => {
+                Some(Op::Unary(u @ (UnOp::Relu | UnOp::Sigmoid | UnOp::Tanh))) => {
                     if !step.inputs.first().is_some_and(reads_cur) {
                         return Ok(());
                     }
@@ -800,7 +799,7 @@ pub(crate) fn stats(g: &LoadedGraph, plan: &Plan, fusion: bool) -> PlanStats {
     let fused = plan
         .steps
         .iter()
-        .filter_map(|s| s.fused.as_deref())
+        .filter_map(|s| s.fused())
         .map(|f| FusedStepInfo {
             kind: f.kind,
             nodes: f

@@ -9,28 +9,26 @@
 //!   other node whose inputs are constant, and preallocates one buffer per remaining value.
 //! - [`fuse`] rewrites the plan's steps into fused ones (bias + activation into the matrix
 //!   product, factorized pairs and gather + projection computed in row tiles).
-//! - [`ops`] holds the op semantics, [`strided`] the allocation-free index iteration.
+//! - [`ops`] holds the op semantics, one file per op family (parse, shape rule and evaluation
+//!   side by side); [`value`] the typed views and buffers they read and write, [`strided`] the
+//!   allocation-free index iteration.
 
 pub(crate) mod fuse;
 pub use fuse::{FusedStepInfo, FusionKind, PlanStats};
-pub(crate) mod op;
-pub use op::SUPPORTED_OPS;
+mod load;
+pub(crate) use load::load_graph;
 pub(crate) mod ops;
+pub use ops::SUPPORTED_OPS;
 pub(crate) mod plan;
 pub(crate) mod strided;
 pub(crate) mod value;
 
-use alloc::collections::BTreeMap;
-use alloc::format;
-use alloc::string::{String, ToString};
-use alloc::vec;
+use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::error::{Error, Result};
 use crate::model::IoInfo;
-use crate::onnx::{Dim, OnnxModel};
-use crate::tensor::{ConstTensor, DType};
-use op::Op;
+use crate::tensor::ConstTensor;
+use ops::Op;
 
 /// Index of a value (tensor name) in the graph.
 pub(crate) type ValueId = usize;
@@ -41,13 +39,35 @@ pub(crate) const MAX_NODE_INPUTS: usize = 128;
 /// Opset range accepted for the default domain.
 pub const OPSET_RANGE: core::ops::RangeInclusive<i64> = 7..=21;
 
+/// What a node does.
+#[derive(Debug, Clone)]
+pub(crate) enum NodeKind {
+    /// An op the planner shapes and folds or the session runs.
+    Op(Op),
+    /// ConstantOfShape: always folded by the planner, which fills it with `value`.
+    ConstantOfShape { value: ConstTensor },
+    /// If whose condition is constant at plan time; the chosen branch's nodes are planned in
+    /// place of the node.
+    If(IfBranches),
+}
+
+/// The two branches of an `If`: their nodes (indices into [`LoadedGraph::nodes`], in
+/// topological order) and the value each branch outputs.
+#[derive(Debug, Clone)]
+pub(crate) struct IfBranches {
+    pub then_nodes: Vec<usize>,
+    pub then_out: ValueId,
+    pub else_nodes: Vec<usize>,
+    pub else_out: ValueId,
+}
+
 /// A parsed node.
 #[derive(Debug, Clone)]
 pub(crate) struct NodeDef {
     /// Node name, or `#index` when the file gives none.
     pub label: String,
     pub op_type: String,
-    pub op: Op,
+    pub kind: NodeKind,
     pub inputs: Vec<Option<ValueId>>,
     pub outputs: Vec<ValueId>,
     /// The model input this node's data derives from (for id errors), or the node's label.
@@ -57,6 +77,7 @@ pub(crate) struct NodeDef {
 /// The immutable, validated graph of a model.
 #[derive(Debug, Clone)]
 pub(crate) struct LoadedGraph {
+    /// Value names, by [`ValueId`].
     pub names: Vec<String>,
     pub consts: Vec<Option<ConstTensor>>,
     /// All nodes, `If` branch nodes included.
@@ -67,513 +88,12 @@ pub(crate) struct LoadedGraph {
     pub outputs: Vec<(ValueId, IoInfo)>,
 }
 
-struct Ids<'a> {
-    map: BTreeMap<&'a str, ValueId>,
-    names: Vec<String>,
-}
-
-impl<'a> Ids<'a> {
-    fn id(&mut self, name: &'a str) -> ValueId {
-        if let Some(&i) = self.map.get(name) {
-            return i;
-        }
-        let i = self.names.len();
-        self.map.insert(name, i);
-        self.names.push(name.to_string());
-        i
-    }
-}
-
-fn io_info(name: &str, elem_type: i32, shape: Option<&Vec<Dim<'_>>>, what: &str) -> Result<IoInfo> {
-    let dtype = DType::from_onnx(elem_type).ok_or(Error::UnsupportedDType {
-        tensor: format!("{what} '{name}'"),
-        dtype: elem_type,
-    })?;
-    let shape = shape.ok_or_else(|| Error::InvalidGraph {
-        reason: format!("{what} '{name}' has no shape in the model file"),
-    })?;
-    let mut dims = Vec::with_capacity(shape.len());
-    for d in shape {
-        dims.push(match *d {
-            Dim::Known(v) if v >= 0 => {
-                Some(usize::try_from(v).map_err(|_| Error::InvalidGraph {
-                    reason: format!("{what} '{name}': dimension {v} too large"),
-                })?)
-            }
-            Dim::Known(v) => {
-                return Err(Error::InvalidGraph {
-                    reason: format!("{what} '{name}': negative dimension {v}"),
-                })
-            }
-            Dim::Symbolic(_) | Dim::Unknown => None,
-        });
-    }
-    Ok(IoInfo {
-        name: name.to_string(),
-        dtype,
-        shape: dims,
-    })
-}
-
-/// Builds the validated graph of `m`, resolving constants against `weights`.
-pub(crate) fn load_graph(m: &OnnxModel<'_>, weights: &[u8]) -> Result<LoadedGraph> {
-    if !OPSET_RANGE.contains(&m.opset) {
-        return Err(Error::InvalidGraph {
-            reason: format!(
-                "default-domain opset {} outside the supported range {}..={}",
-                m.opset,
-                OPSET_RANGE.start(),
-                OPSET_RANGE.end()
-            ),
-        });
-    }
-    let g = &m.graph;
-    let mut l = Loader {
-        ids: Ids {
-            map: BTreeMap::new(),
-            names: Vec::new(),
-        },
-        defined: Vec::new(),
-        consts: Vec::new(),
-        nodes: Vec::new(),
-        weights,
-    };
-    let mut inputs = Vec::new();
-    l.load_initializers(g)?;
-    for vi in &g.inputs {
-        let id = l.ids.id(vi.name);
-        l.grow();
-        if l.consts[id].is_some() {
-            continue; // old IR versions list initializers among inputs
-        }
-        if l.defined[id] {
-            return Err(Error::InvalidGraph {
-                reason: format!("graph input '{}' listed twice", vi.name),
-            });
-        }
-        l.defined[id] = true;
-        inputs.push((
-            id,
-            io_info(vi.name, vi.elem_type, vi.shape.as_ref(), "input")?,
-        ));
-    }
-    let order = l.load_nodes(g, 0)?;
-    let mut outputs = Vec::new();
-    for vi in &g.outputs {
-        let Some(&id) = l.ids.map.get(vi.name) else {
-            return Err(Error::InvalidGraph {
-                reason: format!("graph output '{}' is never produced", vi.name),
-            });
-        };
-        if !l.defined.get(id).copied().unwrap_or(false) {
-            return Err(Error::InvalidGraph {
-                reason: format!("graph output '{}' is never produced", vi.name),
-            });
-        }
-        let info =
-            io_info(vi.name, vi.elem_type, vi.shape.as_ref(), "output").or_else(|e| match e {
-                // Output shapes are informative only: the plan computes them.
-                Error::InvalidGraph { .. } => Ok(IoInfo {
-                    name: vi.name.to_string(),
-                    dtype: DType::from_onnx(vi.elem_type).unwrap_or(DType::F32),
-                    shape: Vec::new(),
-                }),
-                e => Err(e),
-            })?;
-        outputs.push((id, info));
-    }
-    if outputs.is_empty() {
-        return Err(Error::InvalidGraph {
-            reason: "the graph has no outputs".to_string(),
-        });
-    }
-    let mut graph = LoadedGraph {
-        names: l.ids.names,
-        consts: l.consts,
-        nodes: l.nodes,
-        order,
-        inputs,
-        outputs,
-    };
-    assign_sources(&mut graph);
-    Ok(graph)
-}
-
-/// Load-time state: value ids, which values are defined, constants, all nodes (subgraph
-/// nodes included) in one flat table.
-struct Loader<'a, 'w> {
-    ids: Ids<'a>,
-    defined: Vec<bool>,
-    consts: Vec<Option<ConstTensor>>,
-    nodes: Vec<NodeDef>,
-    weights: &'w [u8],
-}
-
-impl<'a> Loader<'a, '_> {
-    fn grow(&mut self) {
-        let n = self.ids.names.len();
-        if self.defined.len() < n {
-            self.defined.resize(n, false);
-            self.consts.resize(n, None);
-        }
-    }
-
-    fn load_initializers(&mut self, g: &crate::onnx::Graph<'a>) -> Result<()> {
-        for t in &g.initializers {
-            let id = self.ids.id(t.name);
-            self.grow();
-            if self.defined[id] {
-                return Err(Error::InvalidGraph {
-                    reason: format!("initializer '{}' defined twice", t.name),
-                });
-            }
-            self.consts[id] = Some(owned_bools(
-                crate::onnx::resolve_tensor(t, self.weights)?,
-                self.weights,
-            )?);
-            self.defined[id] = true;
-        }
-        Ok(())
-    }
-
-    fn define(&mut self, name: &'a str, label: &str) -> Result<ValueId> {
-        let id = self.ids.id(name);
-        self.grow();
-        if self.defined[id] {
-            return Err(Error::InvalidGraph {
-                reason: format!("value '{name}' is produced twice (node '{label}')"),
-            });
-        }
-        self.defined[id] = true;
-        Ok(id)
-    }
-
-    /// Dropout's optional 'training_mode' input: only a constant (initializer or earlier
-    /// Constant node) holding false is inference, anything else is refused.
-    fn check_training_mode(
-        &self,
-        input: Option<ValueId>,
-        bad: &dyn Fn(String) -> Error,
-    ) -> Result<()> {
-        let Some(id) = input else {
-            return Ok(());
-        };
-        let Some(c) = self.consts.get(id).and_then(|c| c.as_ref()) else {
-            return Err(bad(format!(
-                "the 'training_mode' input '{}' must be constant at plan time (a constant \
-                 false; training mode is not supported)",
-                self.ids.names[id]
-            )));
-        };
-        match plan::const_data(c, self.weights, &self.ids.names[id])? {
-            value::Data::Bool(v) if v.len() == 1 => {
-                if v[0] {
-                    Err(bad(
-                        "the 'training_mode' input is true: training mode is not supported \
-                         (inference only)"
-                            .to_string(),
-                    ))
-                } else {
-                    Ok(())
-                }
-            }
-            _ => Err(bad("the 'training_mode' input must be one bool".to_string())),
-        }
-    }
-
-    /// Parses the nodes of `g` (recursing into `If` branches) and returns their indices in
-    /// topological order.
-    fn load_nodes(&mut self, g: &crate::onnx::Graph<'a>, depth: usize) -> Result<Vec<usize>> {
-        let first = self.nodes.len();
-        let mut mine = Vec::new();
-        for (i, n) in g.nodes.iter().enumerate() {
-            let label = if n.name.is_empty() {
-                format!("#{i}")
-            } else {
-                n.name.to_string()
-            };
-            let bad = |reason: String| Error::InvalidNode {
-                node: label.clone(),
-                op: n.op_type.to_string(),
-                reason,
-            };
-            if n.inputs.len() > MAX_NODE_INPUTS {
-                return Err(bad(format!(
-                    "{} inputs, more than the {MAX_NODE_INPUTS} supported",
-                    n.inputs.len()
-                )));
-            }
-            let mut node_inputs: Vec<Option<ValueId>> = n
-                .inputs
-                .iter()
-                .map(|&s| {
-                    if s.is_empty() {
-                        None
-                    } else {
-                        Some(self.ids.id(s))
-                    }
-                })
-                .collect();
-            self.grow();
-            let outputs: Vec<&'a str> = n
-                .outputs
-                .iter()
-                .copied()
-                .filter(|o| !o.is_empty())
-                .collect();
-            if outputs.is_empty() {
-                return Err(bad("no outputs".to_string()));
-            }
-            if n.op_type == "Split" && n.domain.is_empty() {
-                // One single-output node per part: the planner computes each part's range.
-                let axis = match n.attr("axis") {
-                    None => 0,
-                    Some(crate::onnx::AttrValue::Int(v)) => *v,
-                    Some(_) => return Err(bad("attribute 'axis' must be an int".to_string())),
-                };
-                let sizes = match n.attr("split") {
-                    Some(crate::onnx::AttrValue::Ints(v)) => Some(v.clone()),
-                    None => None,
-                    Some(_) => return Err(bad("attribute 'split' must be ints".to_string())),
-                };
-                let count = outputs.len();
-                for (part, &o) in outputs.iter().enumerate() {
-                    let id = self.define(o, &label)?;
-                    mine.push(self.nodes.len());
-                    self.nodes.push(NodeDef {
-                        label: format!("{label}[{part}]"),
-                        op_type: "Split".to_string(),
-                        op: Op::SplitPart {
-                            axis,
-                            part,
-                            count,
-                            sizes: sizes.clone(),
-                        },
-                        inputs: node_inputs.clone(),
-                        outputs: alloc::vec![id],
-                        source: String::new(),
-                    });
-                }
-                continue;
-            }
-            let op = if n.op_type == "If" && n.domain.is_empty() {
-                if depth >= 8 {
-                    return Err(bad("If nested too deeply".to_string()));
-                }
-                if outputs.len() != 1 {
-                    return Err(bad("only single-output If is supported".to_string()));
-                }
-                let branch = |name: &str| -> Result<&crate::onnx::Graph<'a>> {
-                    match n.attr(name) {
-                        Some(crate::onnx::AttrValue::Graph(g)) => Ok(g),
-                        _ => Err(bad(format!("missing graph attribute '{name}'"))),
-                    }
-                };
-                let (tg, eg) = (branch("then_branch")?, branch("else_branch")?);
-                let mut load_branch =
-                    |bg: &crate::onnx::Graph<'a>| -> Result<(Vec<usize>, ValueId)> {
-                        self.load_initializers(bg)?;
-                        let order = self.load_nodes(bg, depth + 1)?;
-                        let out = bg.outputs.first().map(|o| o.name).unwrap_or("");
-                        match self.ids.map.get(out) {
-                            Some(&id) if bg.outputs.len() == 1 => Ok((order, id)),
-                            _ => Err(Error::InvalidNode {
-                                node: label.clone(),
-                                op: "If".to_string(),
-                                reason: "a branch must have exactly one output".to_string(),
-                            }),
-                        }
-                    };
-                let (then_nodes, then_out) = load_branch(tg)?;
-                let (else_nodes, else_out) = load_branch(eg)?;
-                // Values the branches read from outside become inputs of the If node, so the
-                // topological order places it after them.
-                let mut inner = alloc::collections::BTreeSet::new();
-                for &ni in then_nodes.iter().chain(&else_nodes) {
-                    inner.extend(self.nodes[ni].outputs.iter().copied());
-                }
-                for &ni in then_nodes.iter().chain(&else_nodes) {
-                    for v in self.nodes[ni].inputs.clone().into_iter().flatten() {
-                        if !inner.contains(&v)
-                            && self.consts[v].is_none()
-                            && !node_inputs.contains(&Some(v))
-                        {
-                            node_inputs.push(Some(v));
-                        }
-                    }
-                }
-                for v in [then_out, else_out] {
-                    if !inner.contains(&v)
-                        && self.consts[v].is_none()
-                        && !node_inputs.contains(&Some(v))
-                    {
-                        node_inputs.push(Some(v));
-                    }
-                }
-                Op::If {
-                    then_nodes,
-                    then_out,
-                    else_nodes,
-                    else_out,
-                }
-            } else {
-                if n.op_type == "Dropout" && n.domain.is_empty() {
-                    self.check_training_mode(node_inputs.get(2).copied().flatten(), &bad)?;
-                }
-                op::parse_op(n, &label, self.weights)?
-            };
-            let mut outs = Vec::with_capacity(outputs.len());
-            for &o in &outputs {
-                outs.push(self.define(o, &label)?);
-            }
-            if let Op::Constant { value } = op {
-                self.consts[outs[0]] = Some(value);
-                continue;
-            }
-            mine.push(self.nodes.len());
-            self.nodes.push(NodeDef {
-                label,
-                op_type: n.op_type.to_string(),
-                op,
-                inputs: node_inputs,
-                outputs: outs,
-                source: String::new(),
-            });
-        }
-        let _ = first;
-        self.grow();
-        topo_sort(
-            &self.nodes,
-            &mine,
-            &self.consts,
-            &self.defined,
-            &self.ids.names,
-        )
-    }
-}
-
-/// Bool tensors are kept as owned `bool`s (their file bytes were checked to be 0 or 1).
-fn owned_bools(c: ConstTensor, weights: &[u8]) -> Result<ConstTensor> {
-    match (&c.data, c.dtype) {
-        (crate::tensor::ConstData::Weights { offset, byte_len }, DType::Bool) => {
-            let bytes = crate::onnx::view_bool_bytes(weights, *offset, *byte_len)?;
-            let v = bytes.iter().map(|&b| b != 0).collect();
-            Ok(ConstTensor::owned(
-                c.shape,
-                crate::tensor::OwnedData::Bool(v),
-            ))
-        }
-        _ => Ok(c),
-    }
-}
-
-/// Kahn's algorithm over the nodes `mine` of one graph level. Values not produced by these
-/// nodes (constants, graph inputs, outer-scope values) are ready from the start; a value read
-/// but defined nowhere, or a node waiting forever (a cycle), is an error.
-fn topo_sort(
-    nodes: &[NodeDef],
-    mine: &[usize],
-    consts: &[Option<ConstTensor>],
-    defined: &[bool],
-    names: &[String],
-) -> Result<Vec<usize>> {
-    let mut ready: Vec<bool> = defined.to_vec();
-    for &ni in mine {
-        for v in nodes[ni].inputs.iter().flatten() {
-            if !defined[*v] {
-                return Err(Error::InvalidGraph {
-                    reason: format!(
-                        "node '{}' reads '{}', which nothing produces",
-                        nodes[ni].label, names[*v]
-                    ),
-                });
-            }
-        }
-        for &o in &nodes[ni].outputs {
-            ready[o] = false;
-        }
-    }
-    for (i, c) in consts.iter().enumerate() {
-        if c.is_some() {
-            ready[i] = true;
-        }
-    }
-    let mut pending: Vec<Option<usize>> = mine.iter().copied().map(Some).collect();
-    let mut order = Vec::with_capacity(pending.len());
-    let mut progress = true;
-    while progress {
-        progress = false;
-        for slot in pending.iter_mut() {
-            if let Some(ni) = *slot {
-                if nodes[ni].inputs.iter().flatten().all(|&v| ready[v]) {
-                    for &o in &nodes[ni].outputs {
-                        ready[o] = true;
-                    }
-                    order.push(ni);
-                    *slot = None;
-                    progress = true;
-                }
-            }
-        }
-    }
-    if let Some(ni) = pending.into_iter().flatten().next() {
-        let stuck = &nodes[ni];
-        let waiting = stuck
-            .inputs
-            .iter()
-            .flatten()
-            .find(|&&v| !ready[v])
-            .map(|&v| names[v].clone())
-            .unwrap_or_default();
-        return Err(Error::InvalidGraph {
-            reason: format!(
-                "cycle: node '{}' waits on '{}', which depends on it",
-                stuck.label, waiting
-            ),
-        });
-    }
-    Ok(order)
-}
-
-/// For messages: which model input each node's data comes from.
-fn assign_sources(g: &mut LoadedGraph) {
-    let mut source: Vec<Option<String>> = vec![None; g.names.len()];
-    for (id, info) in &g.inputs {
-        source[*id] = Some(info.name.clone());
-    }
-    let order = g.order.clone();
-    visit_sources(g, &order, &mut source);
-}
-
-fn visit_sources(g: &mut LoadedGraph, order: &[usize], source: &mut [Option<String>]) {
-    for &ni in order {
-        if let Op::If {
-            then_nodes,
-            else_nodes,
-            ..
-        } = &g.nodes[ni].op
-        {
-            let (t, e) = (then_nodes.clone(), else_nodes.clone());
-            visit_sources(g, &t, source);
-            visit_sources(g, &e, source);
-        }
-        let node = &mut g.nodes[ni];
-        // A Gather's interesting operand is its indices.
-        let s = if matches!(node.op, Op::Gather { .. }) {
-            node.inputs
-                .iter()
-                .rev()
-                .flatten()
-                .find_map(|&v| source[v].clone())
-        } else {
-            node.inputs
-                .iter()
-                .flatten()
-                .find_map(|&v| source[v].clone())
-        };
-        node.source = s.clone().unwrap_or_else(|| node.label.clone());
-        for &o in &node.outputs {
-            source[o] = s.clone();
+impl NodeDef {
+    /// The op of a node the planner runs (`None` for ConstantOfShape and If).
+    pub(crate) fn op(&self) -> Option<&Op> {
+        match &self.kind {
+            NodeKind::Op(op) => Some(op),
+            _ => None,
         }
     }
 }

@@ -1,10 +1,12 @@
 //! Values flowing through the graph: borrowed typed views (`View`) for op inputs and owned typed
 //! buffers (`Buf`) for op outputs and folded constants.
 
+use alloc::string::ToString;
 use alloc::vec::Vec;
 use half::f16;
 
-use crate::tensor::DType;
+use crate::error::{Error, Result};
+use crate::tensor::{ConstData, ConstTensor, DType, OwnedData};
 
 /// Borrowed values of one tensor. `F16` carries float values stored as f16 (weights after the
 /// `Cast(FLOAT16 -> FLOAT)` pattern): its logical dtype is f32.
@@ -91,4 +93,34 @@ impl Buf {
 /// Row-major strides of `shape`.
 pub(crate) fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
+}
+
+/// The values of a model constant, viewed in place in the weights buffer when stored there.
+pub(crate) fn const_data<'a>(
+    c: &'a ConstTensor,
+    weights: &'a [u8],
+    name: &str,
+) -> Result<Data<'a>> {
+    let bad = |reason: &str| Error::InvalidTensor {
+        tensor: name.to_string(),
+        reason: reason.to_string(),
+    };
+    Ok(match &c.data {
+        ConstData::Owned(OwnedData::F32(v)) => Data::F32(v),
+        ConstData::Owned(OwnedData::F16(v)) => Data::F16(v),
+        ConstData::Owned(OwnedData::I64(v)) => Data::I64(v),
+        ConstData::Owned(OwnedData::I32(v)) => Data::I32(v),
+        ConstData::Owned(OwnedData::Bool(v)) => Data::Bool(v),
+        ConstData::Weights { offset, byte_len } => {
+            let (o, n) = (*offset, *byte_len);
+            match c.dtype {
+                DType::F32 => Data::F32(crate::onnx::view_f32(weights, o, n)?),
+                DType::F16 => Data::F16(crate::onnx::view_f16(weights, o, n)?),
+                DType::I64 => Data::I64(crate::onnx::view_i64(weights, o, n)?),
+                DType::I32 => Data::I32(crate::onnx::view_i32(weights, o, n)?),
+                // The loader turns bool tensors into owned values (bytes are not `bool`s).
+                DType::Bool => return Err(bad("bool tensor left in the weights file")),
+            }
+        }
+    })
 }
