@@ -13,43 +13,13 @@ use crate::error::{Error, Result};
 use crate::graph::fuse::{self, PlanStats, MAX_SCRATCH};
 use crate::graph::ops::NodeCtx;
 use crate::graph::plan::{alloc_bufs, plan_with, view_of, Plan, Run};
-use crate::graph::value::{Buf, Data, View};
+use crate::graph::value::{Buf, View};
 use crate::graph::MAX_NODE_INPUTS;
 use crate::model::Model;
-use crate::tensor::DType;
+use crate::tensor::BorrowedData;
 
-/// Borrowed values of one model input.
-#[derive(Debug, Clone, Copy)]
-pub enum InputData<'a> {
-    /// f32 values.
-    F32(&'a [f32]),
-    /// i64 values.
-    I64(&'a [i64]),
-    /// i32 values.
-    I32(&'a [i32]),
-    /// bool values.
-    Bool(&'a [bool]),
-}
-
-impl InputData<'_> {
-    fn dtype(&self) -> DType {
-        match self {
-            InputData::F32(_) => DType::F32,
-            InputData::I64(_) => DType::I64,
-            InputData::I32(_) => DType::I32,
-            InputData::Bool(_) => DType::Bool,
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            InputData::F32(v) => v.len(),
-            InputData::I64(v) => v.len(),
-            InputData::I32(v) => v.len(),
-            InputData::Bool(v) => v.len(),
-        }
-    }
-}
+/// Borrowed values of one model input (f32, i64, i32 or bool; the model's dtype).
+pub type InputData<'a> = BorrowedData<'a>;
 
 /// One named input for [`Session::run`].
 #[derive(Debug, Clone, Copy)]
@@ -74,19 +44,7 @@ pub struct OutputView<'s> {
 }
 
 /// The values of a model output, in its own dtype.
-#[derive(Debug, Clone, Copy)]
-pub enum OutputData<'s> {
-    /// f32 values.
-    F32(&'s [f32]),
-    /// f16 values.
-    F16(&'s [half::f16]),
-    /// i64 values.
-    I64(&'s [i64]),
-    /// i32 values.
-    I32(&'s [i32]),
-    /// bool values.
-    Bool(&'s [bool]),
-}
+pub type OutputData<'s> = BorrowedData<'s>;
 
 /// A model output of any dtype after [`Session::run`] (see [`Session::output_typed`]).
 #[derive(Debug, Clone, Copy)]
@@ -245,26 +203,7 @@ impl<'m, 'w> Session<'m, 'w> {
                 .bufs
                 .get_mut(b)
                 .ok_or_else(|| internal("input buffer"))?;
-            let ok = match (given.data, buf) {
-                (InputData::F32(s), Buf::F32(d)) if s.len() == d.len() => {
-                    d.copy_from_slice(s);
-                    true
-                }
-                (InputData::I64(s), Buf::I64(d)) if s.len() == d.len() => {
-                    d.copy_from_slice(s);
-                    true
-                }
-                (InputData::I32(s), Buf::I32(d)) if s.len() == d.len() => {
-                    d.copy_from_slice(s);
-                    true
-                }
-                (InputData::Bool(s), Buf::Bool(d)) if s.len() == d.len() => {
-                    d.copy_from_slice(s);
-                    true
-                }
-                _ => false,
-            };
-            if !ok {
+            if !buf.copy_from(given.data) {
                 return Err(Error::InputMismatch {
                     input: info.name.clone(),
                     expected: format!(
@@ -310,13 +249,7 @@ impl<'m, 'w> Session<'m, 'w> {
         Some(TypedOutputView {
             name: &g.outputs.get(index)?.1.name,
             shape: &operand.shape,
-            data: match view.data {
-                Data::F32(v) => OutputData::F32(v),
-                Data::F16(v) => OutputData::F16(v),
-                Data::I64(v) => OutputData::I64(v),
-                Data::I32(v) => OutputData::I32(v),
-                Data::Bool(v) => OutputData::Bool(v),
-            },
+            data: view.data,
         })
     }
 

@@ -1,4 +1,9 @@
-//! Data types and constant tensors (initializers, `Constant` nodes, folded shape values).
+//! Data types, typed values and constant tensors (initializers, `Constant` nodes, folded shape
+//! values).
+//!
+//! Typed values have two shapes: [`OwnedData`] (a constant's own values, the planner's folded
+//! values and the session's buffers) and [`BorrowedData`] (values viewed in place: op inputs,
+//! model inputs given to [`crate::Session::run`], outputs read back).
 //!
 //! A constant either points into the weights buffer (zero copy: the model keeps the buffer and
 //! views the bytes as `&[f32]`/`&[f16]`/... on demand) or owns its values (inline initializers,
@@ -112,7 +117,9 @@ impl DType {
     }
 }
 
-/// Values owned by the model (inline initializers, folded constants, misaligned copies).
+/// Owned values of one tensor: a constant's values (inline initializers, misaligned copies),
+/// a folded value, or a session buffer (preallocated by the planner; ops write into it in
+/// place).
 #[derive(Debug, Clone, PartialEq)]
 pub enum OwnedData {
     /// f32 values.
@@ -127,26 +134,108 @@ pub enum OwnedData {
     Bool(Vec<bool>),
 }
 
+impl Default for OwnedData {
+    /// No f32 values (an empty buffer does not allocate).
+    fn default() -> Self {
+        OwnedData::F32(Vec::new())
+    }
+}
+
 impl OwnedData {
+    /// `len` zeroed elements of `dtype`.
+    pub fn zeros(dtype: DType, len: usize) -> OwnedData {
+        match dtype {
+            DType::F32 => OwnedData::F32(alloc::vec![0.0; len]),
+            DType::F16 => OwnedData::F16(alloc::vec![f16::ZERO; len]),
+            DType::I64 => OwnedData::I64(alloc::vec![0; len]),
+            DType::I32 => OwnedData::I32(alloc::vec![0; len]),
+            DType::Bool => OwnedData::Bool(alloc::vec![false; len]),
+        }
+    }
+
+    /// The values, borrowed.
+    pub fn data(&self) -> BorrowedData<'_> {
+        match self {
+            OwnedData::F32(v) => BorrowedData::F32(v),
+            OwnedData::F16(v) => BorrowedData::F16(v),
+            OwnedData::I64(v) => BorrowedData::I64(v),
+            OwnedData::I32(v) => BorrowedData::I32(v),
+            OwnedData::Bool(v) => BorrowedData::Bool(v),
+        }
+    }
+
+    /// The dtype of the values.
+    pub fn dtype(&self) -> DType {
+        self.data().dtype()
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.data().len()
+    }
+
+    /// True when there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies `src` into these values when both have one dtype and one length (no
+    /// allocation); `false`, leaving them unchanged, otherwise.
+    pub fn copy_from(&mut self, src: BorrowedData<'_>) -> bool {
+        fn copy<T: Copy>(d: &mut [T], s: &[T]) -> bool {
+            let same = d.len() == s.len();
+            if same {
+                d.copy_from_slice(s);
+            }
+            same
+        }
+        match (self, src) {
+            (OwnedData::F32(d), BorrowedData::F32(s)) => copy(d, s),
+            (OwnedData::F16(d), BorrowedData::F16(s)) => copy(d, s),
+            (OwnedData::I64(d), BorrowedData::I64(s)) => copy(d, s),
+            (OwnedData::I32(d), BorrowedData::I32(s)) => copy(d, s),
+            (OwnedData::Bool(d), BorrowedData::Bool(s)) => copy(d, s),
+            _ => false,
+        }
+    }
+}
+
+/// Borrowed values of one tensor. Inside the graph engine `F16` carries float values stored as
+/// f16 (weights after the `Cast(FLOAT16 -> FLOAT)` pattern), whose logical dtype is f32.
+#[derive(Debug, Clone, Copy)]
+pub enum BorrowedData<'a> {
+    /// f32 values.
+    F32(&'a [f32]),
+    /// f16 values.
+    F16(&'a [f16]),
+    /// i64 values.
+    I64(&'a [i64]),
+    /// i32 values.
+    I32(&'a [i32]),
+    /// bool values.
+    Bool(&'a [bool]),
+}
+
+impl BorrowedData<'_> {
     /// The dtype of the values.
     pub fn dtype(&self) -> DType {
         match self {
-            OwnedData::F32(_) => DType::F32,
-            OwnedData::F16(_) => DType::F16,
-            OwnedData::I64(_) => DType::I64,
-            OwnedData::I32(_) => DType::I32,
-            OwnedData::Bool(_) => DType::Bool,
+            BorrowedData::F32(_) => DType::F32,
+            BorrowedData::F16(_) => DType::F16,
+            BorrowedData::I64(_) => DType::I64,
+            BorrowedData::I32(_) => DType::I32,
+            BorrowedData::Bool(_) => DType::Bool,
         }
     }
 
     /// Number of elements.
     pub fn len(&self) -> usize {
         match self {
-            OwnedData::F32(v) => v.len(),
-            OwnedData::F16(v) => v.len(),
-            OwnedData::I64(v) => v.len(),
-            OwnedData::I32(v) => v.len(),
-            OwnedData::Bool(v) => v.len(),
+            BorrowedData::F32(v) => v.len(),
+            BorrowedData::F16(v) => v.len(),
+            BorrowedData::I64(v) => v.len(),
+            BorrowedData::I32(v) => v.len(),
+            BorrowedData::Bool(v) => v.len(),
         }
     }
 

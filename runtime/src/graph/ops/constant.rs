@@ -14,7 +14,7 @@ use crate::onnx::AttrValue;
 use crate::tensor::{ConstTensor, OwnedData};
 
 /// A Constant node's value, from its one attribute.
-pub(super) fn parse_constant(a: &Attrs<'_, '_>, weights: &[u8]) -> Result<ConstTensor> {
+pub(super) fn parse_constant(a: &Attrs, weights: &[u8]) -> Result<ConstTensor> {
     let Some(attr) = a.node.attributes.first() else {
         return Err(a.err("Constant without a value attribute".to_string()));
     };
@@ -45,7 +45,7 @@ pub(super) fn parse_constant(a: &Attrs<'_, '_>, weights: &[u8]) -> Result<ConstT
 }
 
 /// ConstantOfShape's fill value (one element; f32 0 by default).
-pub(super) fn parse_constant_of_shape(a: &Attrs<'_, '_>, weights: &[u8]) -> Result<ConstTensor> {
+pub(super) fn parse_constant_of_shape(a: &Attrs, weights: &[u8]) -> Result<ConstTensor> {
     match a.get("value") {
         None => Ok(ConstTensor::owned(
             alloc::vec![1],
@@ -68,8 +68,8 @@ pub(super) fn parse_constant_of_shape(a: &Attrs<'_, '_>, weights: &[u8]) -> Resu
 /// ConstantOfShape's output: `value`'s dtype, the shape its (constant) input holds.
 pub(crate) fn infer_constant_of_shape(
     value: &ConstTensor,
-    ins: &[Option<Meta<'_>>],
-    cx: &NodeCtx<'_>,
+    ins: &[Option<Meta>],
+    cx: &NodeCtx,
 ) -> Result<Inferred> {
     let s = const_ints(need(ins, 0, cx)?, "the shape input", cx)?;
     let mut shape = Vec::with_capacity(s.len());
@@ -84,7 +84,7 @@ pub(crate) fn fill_constant(
     out: &mut Buf,
     value: &ConstTensor,
     weights: &[u8],
-    cx: &NodeCtx<'_>,
+    cx: &NodeCtx,
 ) -> Result<()> {
     let v = const_data(value, weights, cx.node)?;
     match (v, out) {

@@ -21,7 +21,7 @@ pub(crate) struct ConvAttrs {
     group: i64,
 }
 
-pub(super) fn parse(a: &Attrs<'_, '_>) -> Result<Op> {
+pub(super) fn parse(a: &Attrs) -> Result<Op> {
     if let Some(AttrValue::String(p)) = a.get("auto_pad") {
         if *p != b"NOTSET" && *p != b"VALID" {
             return Err(a.err("auto_pad SAME_* is not supported".to_string()));
@@ -36,7 +36,7 @@ pub(super) fn parse(a: &Attrs<'_, '_>) -> Result<Op> {
 }
 
 impl ConvAttrs {
-    pub(super) fn infer(&self, ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Result<Inferred> {
+    pub(super) fn infer(&self, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
         let x = need(ins, 0, cx)?;
         let w = need(ins, 1, cx)?;
         let p = self.params(x.shape, w.shape).map_err(|r| cx.err(r))?;
@@ -53,9 +53,9 @@ impl ConvAttrs {
     pub(super) fn eval(
         &self,
         k: &Kernels,
-        ins: &[Option<View<'_>>],
+        ins: &[Option<View>],
         out: &mut Buf,
-        cx: &NodeCtx<'_>,
+        cx: &NodeCtx,
     ) -> Result<()> {
         conv(k, ins, self, out, cx)
     }
@@ -136,10 +136,10 @@ impl ConvAttrs {
 /// Direct convolution (CTR models use small 1-D kernels: xDeepFM's CIN has kernel 1).
 fn conv(
     k: &Kernels,
-    ins: &[Option<View<'_>>],
+    ins: &[Option<View>],
     attrs: &ConvAttrs,
     out: &mut Buf,
-    cx: &NodeCtx<'_>,
+    cx: &NodeCtx,
 ) -> Result<()> {
     let x = need_view(ins, 0, cx)?;
     let w = need_view(ins, 1, cx)?;

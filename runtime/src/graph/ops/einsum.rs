@@ -13,7 +13,7 @@ use crate::kernels::{BLayout, Kernels, MatMulDims};
 use crate::onnx::AttrValue;
 use crate::tensor::DType;
 
-pub(super) fn parse(a: &Attrs<'_, '_>) -> Result<Op> {
+pub(super) fn parse(a: &Attrs) -> Result<Op> {
     match a.get("equation") {
         Some(AttrValue::String(s)) => Ok(Op::Einsum {
             equation: core::str::from_utf8(s)
@@ -26,12 +26,8 @@ pub(super) fn parse(a: &Attrs<'_, '_>) -> Result<Op> {
     }
 }
 
-pub(super) fn infer(
-    equation: &str,
-    ins: &[Option<Meta<'_>>],
-    cx: &NodeCtx<'_>,
-) -> Result<Inferred> {
-    let metas: Vec<&Meta<'_>> = ins.iter().flatten().collect();
+pub(super) fn infer(equation: &str, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+    let metas: Vec<&Meta> = ins.iter().flatten().collect();
     let shapes: Vec<&[usize]> = metas.iter().map(|m| m.shape).collect();
     if metas.iter().any(|m| m.dtype != DType::F32) {
         return Err(cx.err("Einsum needs float inputs".to_string()));
@@ -145,11 +141,11 @@ fn parse_einsum(eq: &str, shapes: &[&[usize]]) -> core::result::Result<EinsumSpe
 pub(super) fn eval(
     k: &Kernels,
     eq: &str,
-    ins: &[Option<View<'_>>],
+    ins: &[Option<View>],
     out: &mut Buf,
-    cx: &NodeCtx<'_>,
+    cx: &NodeCtx,
 ) -> Result<()> {
-    let mut views: [Option<View<'_>>; 2] = [None, None];
+    let mut views: [Option<View>; 2] = [None, None];
     let mut n = 0;
     for v in ins.iter().flatten() {
         if n < 2 {

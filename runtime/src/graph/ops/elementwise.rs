@@ -50,16 +50,12 @@ pub(crate) enum UnOp {
 /// The two inputs of a binary op or comparison.
 fn operands<'m, 'a>(
     ins: &'m [Option<Meta<'a>>],
-    cx: &NodeCtx<'_>,
+    cx: &NodeCtx,
 ) -> Result<(&'m Meta<'a>, &'m Meta<'a>)> {
     Ok((need(ins, 0, cx)?, need(ins, 1, cx)?))
 }
 
-pub(super) fn infer_binary(
-    bop: BinOp,
-    ins: &[Option<Meta<'_>>],
-    cx: &NodeCtx<'_>,
-) -> Result<Inferred> {
+pub(super) fn infer_binary(bop: BinOp, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
     let (a, b) = operands(ins, cx)?;
     // Pow's exponent has its own numeric type (ONNX T1); the result has the base's.
     let mixed_pow = bop == BinOp::Pow
@@ -77,7 +73,7 @@ pub(super) fn infer_binary(
     Ok((a.dtype, broadcast_shapes(a.shape, b.shape, cx)?))
 }
 
-pub(super) fn infer_compare(ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Result<Inferred> {
+pub(super) fn infer_compare(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
     let (a, b) = operands(ins, cx)?;
     if a.dtype != b.dtype {
         return Err(cx.err(format!(
@@ -89,7 +85,7 @@ pub(super) fn infer_compare(ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Resul
     Ok((DType::Bool, broadcast_shapes(a.shape, b.shape, cx)?))
 }
 
-pub(super) fn infer_unary(u: UnOp, ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Result<Inferred> {
+pub(super) fn infer_unary(u: UnOp, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     let ok = x.dtype == DType::F32
         || (matches!(u, UnOp::Neg | UnOp::Abs | UnOp::Relu) && x.dtype == DType::I64);
@@ -99,7 +95,7 @@ pub(super) fn infer_unary(u: UnOp, ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -
     Ok((x.dtype, x.shape.to_vec()))
 }
 
-pub(super) fn infer_clip(ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Result<Inferred> {
+pub(super) fn infer_clip(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     if x.dtype != DType::F32 {
         return Err(cx.err("Clip supports float input".to_string()));
@@ -118,9 +114,9 @@ pub(super) fn infer_clip(ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Result<I
 pub(super) fn clip(
     min: Option<f32>,
     max: Option<f32>,
-    ins: &[Option<View<'_>>],
+    ins: &[Option<View>],
     out: &mut Buf,
-    cx: &NodeCtx<'_>,
+    cx: &NodeCtx,
 ) -> Result<()> {
     let x = need_view(ins, 0, cx)?;
     let bound = |i: usize, attr: Option<f32>| -> Option<f32> {
@@ -146,7 +142,7 @@ pub(super) fn clip(
     }
 }
 
-pub(super) fn infer_where(ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Result<Inferred> {
+pub(super) fn infer_where(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
     let c = need(ins, 0, cx)?;
     let x = need(ins, 1, cx)?;
     let y = need(ins, 2, cx)?;
@@ -166,10 +162,10 @@ pub(super) fn infer_where(ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Result<
 
 /// Where: `out` gets Y broadcast, then X wherever the broadcast condition holds.
 pub(super) fn where_(
-    ins: &[Option<View<'_>>],
+    ins: &[Option<View>],
     out: &mut Buf,
     out_shape: &[usize],
-    cx: &NodeCtx<'_>,
+    cx: &NodeCtx,
 ) -> Result<()> {
     let c = need_view(ins, 0, cx)?;
     let x = need_view(ins, 1, cx)?;
@@ -231,11 +227,11 @@ fn bstrides(
 pub(super) fn binary(
     k: &Kernels,
     op: BinOp,
-    a: View<'_>,
-    b: View<'_>,
+    a: View,
+    b: View,
     out: &mut Buf,
     out_shape: &[usize],
-    cx: &NodeCtx<'_>,
+    cx: &NodeCtx,
 ) -> Result<()> {
     match (a.data, b.data, out) {
         (Data::F32(x), Data::F32(y), Buf::F32(o)) => {
@@ -305,7 +301,7 @@ fn generic_binary<T: Copy, V: Copy, U: Copy>(
     o: &mut [U],
     out_shape: &[usize],
     f: impl Fn(T, V) -> U,
-    cx: &NodeCtx<'_>,
+    cx: &NodeCtx,
 ) -> Result<()> {
     let (sa, sb) = bstrides(xs, ys, out_shape);
     let mut ok = o.len() == numel(out_shape);
@@ -329,7 +325,7 @@ fn binary_f32(
     (y, ys): (&[f32], &[usize]),
     o: &mut [f32],
     out_shape: &[usize],
-    cx: &NodeCtx<'_>,
+    cx: &NodeCtx,
 ) -> Result<()> {
     let scalar = |p: f32, q: f32| -> f32 {
         match op {
@@ -393,11 +389,11 @@ fn suffix_broadcast(small: &[usize], out: &[usize]) -> bool {
 
 pub(super) fn compare(
     op: CmpOp,
-    a: View<'_>,
-    b: View<'_>,
+    a: View,
+    b: View,
     out: &mut Buf,
     out_shape: &[usize],
-    cx: &NodeCtx<'_>,
+    cx: &NodeCtx,
 ) -> Result<()> {
     let Buf::Bool(o) = out else {
         return Err(internal(cx, "compare"));
@@ -429,13 +425,7 @@ pub(super) fn compare(
     }
 }
 
-pub(super) fn unary(
-    k: &Kernels,
-    op: UnOp,
-    x: View<'_>,
-    out: &mut Buf,
-    cx: &NodeCtx<'_>,
-) -> Result<()> {
+pub(super) fn unary(k: &Kernels, op: UnOp, x: View, out: &mut Buf, cx: &NodeCtx) -> Result<()> {
     match (x.data, out) {
         (Data::F32(s), Buf::F32(o)) if s.len() == o.len() => {
             match op {
@@ -470,7 +460,7 @@ pub(super) fn unary(
     }
 }
 
-pub(super) fn parse_cast(a: &Attrs<'_, '_>) -> Result<Op> {
+pub(super) fn parse_cast(a: &Attrs) -> Result<Op> {
     let to = a.int("to", 0)?;
     let code = i32::try_from(to)
         .map_err(|_| a.err(format!("attribute 'to' = {to} is not a data type")))?;
@@ -483,21 +473,17 @@ pub(super) fn parse_cast(a: &Attrs<'_, '_>) -> Result<Op> {
     }
 }
 
-pub(super) fn infer_cast(
-    to: DType,
-    ins: &[Option<Meta<'_>>],
-    cx: &NodeCtx<'_>,
-) -> Result<Inferred> {
+pub(super) fn infer_cast(to: DType, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     // f16 is a storage format: values cast to FLOAT16 stay f32 rounded to f16 precision.
     let d = if to == DType::F16 { DType::F32 } else { to };
     Ok((d, x.shape.to_vec()))
 }
 
-pub(super) fn cast(to: DType, x: View<'_>, out: &mut Buf, cx: &NodeCtx<'_>) -> Result<()> {
+pub(super) fn cast(to: DType, x: View, out: &mut Buf, cx: &NodeCtx) -> Result<()> {
     // Float -> integer: NaN/inf or values outside the target range are an error (an id that
     // is not a number must not silently become row 0).
-    fn f2i<T: TryFrom<i64>>(v: f32, pos: usize, cx: &NodeCtx<'_>) -> Result<T> {
+    fn f2i<T: TryFrom<i64>>(v: f32, pos: usize, cx: &NodeCtx) -> Result<T> {
         if !v.is_finite() || !(-9.2e18..9.2e18).contains(&v) {
             return Err(Error::NotFinite {
                 input: cx.source.to_string(),

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::graph::value::{numel, Buf, Data, View};
 use crate::tensor::DType;
 
-pub(super) fn infer(axis: i64, ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Result<Inferred> {
+pub(super) fn infer(axis: i64, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
     let data = need(ins, 0, cx)?;
     let idx = need(ins, 1, cx)?;
     if !matches!(idx.dtype, DType::I64 | DType::I32) {
@@ -29,13 +29,7 @@ pub(super) fn infer(axis: i64, ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Re
     Ok((data.dtype, s))
 }
 
-pub(super) fn eval(
-    axis: i64,
-    data: View<'_>,
-    idx: View<'_>,
-    out: &mut Buf,
-    cx: &NodeCtx<'_>,
-) -> Result<()> {
+pub(super) fn eval(axis: i64, data: View, idx: View, out: &mut Buf, cx: &NodeCtx) -> Result<()> {
     let ax = norm_axis(axis, data.shape.len(), cx)?;
     let outer = numel(&data.shape[..ax]);
     let rows = data.shape[ax];
@@ -86,11 +80,11 @@ pub(crate) fn ids_per_row(idx_shape: &[usize], nidx: usize) -> usize {
 /// from the end); out of range: [`Error::IndexOutOfRange`] naming the model input the indices
 /// come from and the batch row (`j / per_row`).
 pub(crate) fn gather_index(
-    idx: Data<'_>,
+    idx: Data,
     j: usize,
     rows: usize,
     per_row: usize,
-    cx: &NodeCtx<'_>,
+    cx: &NodeCtx,
 ) -> Result<usize> {
     let v = match idx {
         Data::I64(s) => s.get(j).copied(),

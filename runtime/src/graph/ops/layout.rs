@@ -18,7 +18,7 @@ use crate::graph::value::{numel, Buf, Data, View};
 /// [`gather_strided`] for whichever dtype `src` and `out` share; `false` when they differ or
 /// an index falls outside `src`.
 fn gather_any(
-    src: Data<'_>,
+    src: Data,
     offset: isize,
     strides: &[isize; MAX_RANK],
     shape: &[usize],
@@ -33,7 +33,7 @@ fn gather_any(
     }
 }
 
-pub(super) fn parse_concat(a: &Attrs<'_, '_>) -> Result<Op> {
+pub(super) fn parse_concat(a: &Attrs) -> Result<Op> {
     match a.get("axis") {
         Some(_) => Ok(Op::Concat {
             axis: a.int("axis", 0)?,
@@ -42,11 +42,7 @@ pub(super) fn parse_concat(a: &Attrs<'_, '_>) -> Result<Op> {
     }
 }
 
-pub(super) fn infer_concat(
-    axis: i64,
-    ins: &[Option<Meta<'_>>],
-    cx: &NodeCtx<'_>,
-) -> Result<Inferred> {
+pub(super) fn infer_concat(axis: i64, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
     let first = need(ins, 0, cx)?;
     let ax = norm_axis(axis, first.shape.len(), cx)?;
     let mut s = first.shape.to_vec();
@@ -76,10 +72,10 @@ pub(super) fn infer_concat(
 
 pub(super) fn concat(
     axis: i64,
-    ins: &[Option<View<'_>>],
+    ins: &[Option<View>],
     out: &mut Buf,
     out_shape: &[usize],
-    cx: &NodeCtx<'_>,
+    cx: &NodeCtx,
 ) -> Result<()> {
     let ax = norm_axis(axis, out_shape.len(), cx)?;
     let outer = numel(&out_shape[..ax]);
@@ -119,15 +115,15 @@ pub(super) fn concat(
 
 pub(super) fn infer_transpose(
     perm: Option<&[i64]>,
-    ins: &[Option<Meta<'_>>],
-    cx: &NodeCtx<'_>,
+    ins: &[Option<Meta>],
+    cx: &NodeCtx,
 ) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     let p = transpose_perm(perm, x.shape.len(), cx)?;
     Ok((x.dtype, p.iter().map(|&i| x.shape[i]).collect()))
 }
 
-fn transpose_perm(perm: Option<&[i64]>, rank: usize, cx: &NodeCtx<'_>) -> Result<Vec<usize>> {
+fn transpose_perm(perm: Option<&[i64]>, rank: usize, cx: &NodeCtx) -> Result<Vec<usize>> {
     match perm {
         None => Ok((0..rank).rev().collect()),
         Some(p) => {
@@ -149,12 +145,7 @@ fn transpose_perm(perm: Option<&[i64]>, rank: usize, cx: &NodeCtx<'_>) -> Result
     }
 }
 
-pub(super) fn transpose(
-    perm: Option<&[i64]>,
-    x: View<'_>,
-    out: &mut Buf,
-    cx: &NodeCtx<'_>,
-) -> Result<()> {
+pub(super) fn transpose(perm: Option<&[i64]>, x: View, out: &mut Buf, cx: &NodeCtx) -> Result<()> {
     let rank = x.shape.len();
     let mut p = [0usize; MAX_RANK];
     match perm {
@@ -176,7 +167,7 @@ pub(super) fn transpose(
     checked(gather_any(x.data, 0, &st, sh, out), cx, "Transpose")
 }
 
-pub(super) fn parse_slice(a: &Attrs<'_, '_>) -> Result<Op> {
+pub(super) fn parse_slice(a: &Attrs) -> Result<Op> {
     if a.get("starts").is_some() {
         return Err(
             a.err("Slice with 'starts' attribute (opset < 10) is not supported".to_string())
@@ -185,12 +176,12 @@ pub(super) fn parse_slice(a: &Attrs<'_, '_>) -> Result<Op> {
     Ok(Op::Slice)
 }
 
-pub(super) fn infer_slice(ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Result<Inferred> {
+pub(super) fn infer_slice(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     if x.shape.len() > MAX_RANK {
         return Err(cx.err(format!("rank {} above {MAX_RANK}", x.shape.len())));
     }
-    let v = |i: usize| -> Result<Option<View<'_>>> {
+    let v = |i: usize| -> Result<Option<View>> {
         match ins.get(i).and_then(|m| m.as_ref()) {
             None => Ok(None),
             Some(m) => match m.value {
@@ -253,10 +244,10 @@ fn slice_axis(dim: usize, start: i64, end: i64, step: i64) -> SliceAxis {
 /// parameters are inconsistent.
 fn slice_params(
     shape: &[usize],
-    starts: &View<'_>,
-    ends: &View<'_>,
-    axes: Option<&View<'_>>,
-    steps: Option<&View<'_>>,
+    starts: &View,
+    ends: &View,
+    axes: Option<&View>,
+    steps: Option<&View>,
     out: &mut [(i64, i64, usize); MAX_RANK],
 ) -> core::result::Result<(), String> {
     let rank = shape.len();
@@ -316,7 +307,7 @@ fn slice_params(
     Ok(())
 }
 
-pub(super) fn slice(ins: &[Option<View<'_>>], out: &mut Buf, cx: &NodeCtx<'_>) -> Result<()> {
+pub(super) fn slice(ins: &[Option<View>], out: &mut Buf, cx: &NodeCtx) -> Result<()> {
     let x = need_view(ins, 0, cx)?;
     let st = need_view(ins, 1, cx)?;
     let en = need_view(ins, 2, cx)?;
@@ -350,7 +341,7 @@ pub(crate) struct SplitPart {
 }
 
 impl SplitPart {
-    pub(super) fn infer(&self, ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Result<Inferred> {
+    pub(super) fn infer(&self, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
         let x = need(ins, 0, cx)?;
         let ax = norm_axis(self.axis, x.shape.len(), cx)?;
         let sizes = ints_from(
@@ -370,12 +361,7 @@ impl SplitPart {
         Ok((x.dtype, s))
     }
 
-    pub(super) fn eval(
-        &self,
-        ins: &[Option<View<'_>>],
-        out: &mut Buf,
-        cx: &NodeCtx<'_>,
-    ) -> Result<()> {
+    pub(super) fn eval(&self, ins: &[Option<View>], out: &mut Buf, cx: &NodeCtx) -> Result<()> {
         let x = need_view(ins, 0, cx)?;
         let ax = norm_axis(self.axis, x.shape.len(), cx)?;
         let from_input = ins.get(1).copied().flatten();
@@ -439,7 +425,7 @@ fn split_range(
     }
 }
 
-pub(super) fn infer_expand(ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Result<Inferred> {
+pub(super) fn infer_expand(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     let target = const_ints(need(ins, 1, cx)?, "the shape input", cx)?;
     let mut t = Vec::with_capacity(target.len());
@@ -453,12 +439,7 @@ pub(super) fn infer_expand(ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Result
 }
 
 /// `out` = `x` broadcast to `out_shape`.
-pub(super) fn expand(
-    x: View<'_>,
-    out: &mut Buf,
-    out_shape: &[usize],
-    cx: &NodeCtx<'_>,
-) -> Result<()> {
+pub(super) fn expand(x: View, out: &mut Buf, out_shape: &[usize], cx: &NodeCtx) -> Result<()> {
     if out.len() != numel(out_shape) || x.shape.len() > out_shape.len() {
         return Err(internal(cx, "Expand"));
     }
@@ -466,7 +447,7 @@ pub(super) fn expand(
     checked(gather_any(x.data, 0, &st, out_shape, out), cx, "Expand")
 }
 
-pub(super) fn infer_tile(ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Result<Inferred> {
+pub(super) fn infer_tile(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     let reps = const_ints(need(ins, 1, cx)?, "the repeats input", cx)?;
     if reps.len() != x.shape.len() {
@@ -487,12 +468,7 @@ pub(super) fn infer_tile(ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Result<I
 }
 
 /// Tile: output index `i` along each dim reads input index `i % dim`.
-pub(super) fn tile(
-    x: View<'_>,
-    out: &mut Buf,
-    out_shape: &[usize],
-    cx: &NodeCtx<'_>,
-) -> Result<()> {
+pub(super) fn tile(x: View, out: &mut Buf, out_shape: &[usize], cx: &NodeCtx) -> Result<()> {
     let r = x.shape.len();
     if r != out_shape.len() || r > MAX_RANK || out.len() != numel(out_shape) {
         return Err(internal(cx, "Tile"));

@@ -14,7 +14,7 @@ use crate::graph::value::{numel, Buf, Data, View};
 use crate::kernels::{BLayout, Kernels, MatMulDims};
 use crate::tensor::DType;
 
-pub(super) fn parse_gemm(a: &Attrs<'_, '_>) -> Result<Op> {
+pub(super) fn parse_gemm(a: &Attrs) -> Result<Op> {
     Ok(Op::Gemm {
         alpha: a.float("alpha", 1.0)?,
         beta: a.float("beta", 1.0)?,
@@ -23,7 +23,7 @@ pub(super) fn parse_gemm(a: &Attrs<'_, '_>) -> Result<Op> {
     })
 }
 
-pub(super) fn infer_matmul(ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Result<Inferred> {
+pub(super) fn infer_matmul(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
     let a = need(ins, 0, cx)?;
     let b = need(ins, 1, cx)?;
     if a.dtype != DType::F32 || b.dtype != DType::F32 {
@@ -62,8 +62,8 @@ pub(super) fn infer_matmul(ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Result
 pub(super) fn infer_gemm(
     trans_a: bool,
     trans_b: bool,
-    ins: &[Option<Meta<'_>>],
-    cx: &NodeCtx<'_>,
+    ins: &[Option<Meta>],
+    cx: &NodeCtx,
 ) -> Result<Inferred> {
     let a = need(ins, 0, cx)?;
     let b = need(ins, 1, cx)?;
@@ -119,11 +119,11 @@ pub(super) fn kernel_matmul(
     k: &Kernels,
     dims: MatMulDims,
     a: &[f32],
-    b: Data<'_>,
+    b: Data,
     layout: BLayout,
     c: &mut [f32],
     acc: bool,
-    cx: &NodeCtx<'_>,
+    cx: &NodeCtx,
 ) -> Result<()> {
     match b {
         Data::F32(b) => (k.matmul_f32)(dims, a, b, layout, c, acc),
@@ -143,13 +143,7 @@ fn data_slice<'a>(d: Data<'a>, start: usize, len: usize) -> Option<Data<'a>> {
     })
 }
 
-pub(super) fn matmul(
-    k: &Kernels,
-    a: View<'_>,
-    b: View<'_>,
-    out: &mut Buf,
-    cx: &NodeCtx<'_>,
-) -> Result<()> {
+pub(super) fn matmul(k: &Kernels, a: View, b: View, out: &mut Buf, cx: &NodeCtx) -> Result<()> {
     let Buf::F32(c) = out else {
         return Err(internal(cx, "MatMul"));
     };
@@ -219,10 +213,10 @@ pub(super) fn matmul(
 pub(super) fn gemm(
     k: &Kernels,
     (alpha, beta, trans_a, trans_b): (f32, f32, bool, bool),
-    ins: &[Option<View<'_>>],
+    ins: &[Option<View>],
     out: &mut Buf,
     out_shape: &[usize],
-    cx: &NodeCtx<'_>,
+    cx: &NodeCtx,
 ) -> Result<()> {
     let a = need_view(ins, 0, cx)?;
     let b = need_view(ins, 1, cx)?;
@@ -303,9 +297,9 @@ pub(super) fn gemm(
 fn fill_broadcast(
     c: &mut [f32],
     shape: &[usize],
-    src: View<'_>,
+    src: View,
     scale: f32,
-    cx: &NodeCtx<'_>,
+    cx: &NodeCtx,
 ) -> Result<()> {
     let n = *shape.last().unwrap_or(&1);
     if let (Data::F32(v), true) = (src.data, scale == 1.0 && numel(src.shape) == n && n > 0) {

@@ -289,7 +289,7 @@ pub(crate) struct Meta<'a> {
 pub(crate) type Inferred = (DType, Vec<usize>);
 
 /// Output dtype and shape of a node (every op has one output).
-pub(crate) fn infer(op: &Op, ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Result<Inferred> {
+pub(crate) fn infer(op: &Op, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
     match op {
         Op::Gather { axis } => gather::infer(*axis, ins, cx),
         Op::MatMul => matmul::infer_matmul(ins, cx),
@@ -328,10 +328,10 @@ pub(crate) fn infer(op: &Op, ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Resu
 pub(crate) fn eval(
     op: &Op,
     k: &Kernels,
-    ins: &[Option<View<'_>>],
+    ins: &[Option<View>],
     out: &mut Buf,
     out_shape: &[usize],
-    cx: &NodeCtx<'_>,
+    cx: &NodeCtx,
 ) -> Result<()> {
     let x = || need_view(ins, 0, cx);
     let y = || need_view(ins, 1, cx);
@@ -425,13 +425,13 @@ impl NodeCtx<'_> {
     }
 }
 
-fn need<'a, 'b>(ins: &'b [Option<Meta<'a>>], i: usize, cx: &NodeCtx<'_>) -> Result<&'b Meta<'a>> {
+fn need<'a, 'b>(ins: &'b [Option<Meta<'a>>], i: usize, cx: &NodeCtx) -> Result<&'b Meta<'a>> {
     ins.get(i)
         .and_then(|m| m.as_ref())
         .ok_or_else(|| cx.err(format!("missing input #{i}")))
 }
 
-fn need_view<'a>(ins: &[Option<View<'a>>], i: usize, cx: &NodeCtx<'_>) -> Result<View<'a>> {
+fn need_view<'a>(ins: &[Option<View<'a>>], i: usize, cx: &NodeCtx) -> Result<View<'a>> {
     ins.get(i)
         .copied()
         .flatten()
@@ -439,7 +439,7 @@ fn need_view<'a>(ins: &[Option<View<'a>>], i: usize, cx: &NodeCtx<'_>) -> Result
 }
 
 /// Normalizes an axis in `[-rank, rank)`.
-pub(crate) fn norm_axis(axis: i64, rank: usize, cx: &NodeCtx<'_>) -> Result<usize> {
+pub(crate) fn norm_axis(axis: i64, rank: usize, cx: &NodeCtx) -> Result<usize> {
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
     if a < 0 || a >= r.max(1) && !(r == 0 && a == 0) || (r > 0 && a >= r) {
@@ -449,7 +449,7 @@ pub(crate) fn norm_axis(axis: i64, rank: usize, cx: &NodeCtx<'_>) -> Result<usiz
 }
 
 /// Reads a constant integer tensor (axes, shapes, slice bounds).
-fn const_ints(m: &Meta<'_>, what: &str, cx: &NodeCtx<'_>) -> Result<Vec<i64>> {
+fn const_ints(m: &Meta, what: &str, cx: &NodeCtx) -> Result<Vec<i64>> {
     match m.value.map(|v| v.data) {
         Some(Data::I64(v)) => Ok(v.to_vec()),
         Some(Data::I32(v)) => Ok(v.iter().map(|&x| x as i64).collect()),
@@ -464,9 +464,9 @@ fn const_ints(m: &Meta<'_>, what: &str, cx: &NodeCtx<'_>) -> Result<Vec<i64>> {
 /// else `None`.
 fn ints_from(
     attr: Option<&[i64]>,
-    input: Option<&Meta<'_>>,
+    input: Option<&Meta>,
     what: &str,
-    cx: &NodeCtx<'_>,
+    cx: &NodeCtx,
 ) -> Result<Option<Vec<i64>>> {
     Ok(match (attr, input) {
         (Some(a), _) => Some(a.to_vec()),
@@ -476,7 +476,7 @@ fn ints_from(
 }
 
 /// The integers of `v` into `out` (at most [`MAX_RANK`]); their count, 0 for another dtype.
-fn view_ints(v: &View<'_>, out: &mut [i64; MAX_RANK]) -> usize {
+fn view_ints(v: &View, out: &mut [i64; MAX_RANK]) -> usize {
     let n = v.data.len().min(MAX_RANK);
     match v.data {
         Data::I64(s) => out[..n].copy_from_slice(&s[..n]),
@@ -491,7 +491,7 @@ fn view_ints(v: &View<'_>, out: &mut [i64; MAX_RANK]) -> usize {
 }
 
 /// NumPy broadcast of two shapes.
-pub(crate) fn broadcast_shapes(a: &[usize], b: &[usize], cx: &NodeCtx<'_>) -> Result<Vec<usize>> {
+pub(crate) fn broadcast_shapes(a: &[usize], b: &[usize], cx: &NodeCtx) -> Result<Vec<usize>> {
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for i in 0..r {
@@ -525,12 +525,12 @@ pub(crate) fn logical(d: DType) -> DType {
     }
 }
 
-fn internal(cx: &NodeCtx<'_>, what: &str) -> Error {
+fn internal(cx: &NodeCtx, what: &str) -> Error {
     cx.err(format!("internal: inconsistent buffers in {what}"))
 }
 
 /// `Ok` when a copy or gather into the output succeeded, else the internal error naming `what`.
-fn checked(ok: bool, cx: &NodeCtx<'_>, what: &str) -> Result<()> {
+fn checked(ok: bool, cx: &NodeCtx, what: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
@@ -538,24 +538,23 @@ fn checked(ok: bool, cx: &NodeCtx<'_>, what: &str) -> Result<()> {
     }
 }
 
-fn copy_into(src: Data<'_>, out: &mut Buf, cx: &NodeCtx<'_>) -> Result<()> {
-    match (src, out) {
-        (Data::F32(s), Buf::F32(o)) if s.len() == o.len() => o.copy_from_slice(s),
+/// `out` = `src`; f16 storage is widened to the f32 it computes as.
+fn copy_into(src: Data, out: &mut Buf, cx: &NodeCtx) -> Result<()> {
+    let ok = match (src, &mut *out) {
         (Data::F16(s), Buf::F32(o)) if s.len() == o.len() => {
             for (d, v) in o.iter_mut().zip(s) {
                 *d = v.to_f32();
             }
+            true
         }
-        (Data::I64(s), Buf::I64(o)) if s.len() == o.len() => o.copy_from_slice(s),
-        (Data::I32(s), Buf::I32(o)) if s.len() == o.len() => o.copy_from_slice(s),
-        (Data::Bool(s), Buf::Bool(o)) if s.len() == o.len() => o.copy_from_slice(s),
-        _ => return Err(internal(cx, "copy")),
-    }
-    Ok(())
+        (Data::F16(_), _) => false,
+        _ => out.copy_from(src),
+    };
+    checked(ok, cx, "copy")
 }
 
 /// Value `i` of float data (f32 or f16 storage), `None` out of range or for another dtype.
-fn float_at(d: Data<'_>, i: isize) -> Option<f32> {
+fn float_at(d: Data, i: isize) -> Option<f32> {
     let i = usize::try_from(i).ok()?;
     match d {
         Data::F32(v) => v.get(i).copied(),

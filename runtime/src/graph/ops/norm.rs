@@ -13,11 +13,7 @@ use crate::graph::value::{numel, Buf, Data, View};
 use crate::math;
 use crate::tensor::DType;
 
-pub(super) fn infer_softmax(
-    axis: i64,
-    ins: &[Option<Meta<'_>>],
-    cx: &NodeCtx<'_>,
-) -> Result<Inferred> {
+pub(super) fn infer_softmax(axis: i64, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     if x.dtype != DType::F32 {
         return Err(cx.err("Softmax needs a float input".to_string()));
@@ -26,7 +22,7 @@ pub(super) fn infer_softmax(
     Ok((DType::F32, x.shape.to_vec()))
 }
 
-pub(super) fn softmax(axis: i64, x: View<'_>, out: &mut Buf, cx: &NodeCtx<'_>) -> Result<()> {
+pub(super) fn softmax(axis: i64, x: View, out: &mut Buf, cx: &NodeCtx) -> Result<()> {
     let ax = norm_axis(axis, x.shape.len(), cx)?;
     let (Data::F32(s), Buf::F32(d)) = (x.data, out) else {
         return Err(internal(cx, "Softmax"));
@@ -58,7 +54,7 @@ pub(super) fn softmax(axis: i64, x: View<'_>, out: &mut Buf, cx: &NodeCtx<'_>) -
     Ok(())
 }
 
-pub(super) fn parse_batch_norm(a: &Attrs<'_, '_>) -> Result<Op> {
+pub(super) fn parse_batch_norm(a: &Attrs) -> Result<Op> {
     if a.int("training_mode", 0)? != 0 {
         return Err(a.err("training_mode=1 is not supported".to_string()));
     }
@@ -67,7 +63,7 @@ pub(super) fn parse_batch_norm(a: &Attrs<'_, '_>) -> Result<Op> {
     })
 }
 
-pub(super) fn infer_batch_norm(ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Result<Inferred> {
+pub(super) fn infer_batch_norm(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     if x.shape.len() < 2 || x.dtype != DType::F32 {
         return Err(cx.err(format!("X must be float of rank >= 2, got {:?}", x.shape)));
@@ -86,12 +82,12 @@ pub(super) fn infer_batch_norm(ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Re
 
 pub(super) fn batch_norm(
     eps: f32,
-    ins: &[Option<View<'_>>],
+    ins: &[Option<View>],
     out: &mut Buf,
-    cx: &NodeCtx<'_>,
+    cx: &NodeCtx,
 ) -> Result<()> {
     let x = need_view(ins, 0, cx)?;
-    let p: [View<'_>; 4] = [
+    let p: [View; 4] = [
         need_view(ins, 1, cx)?,
         need_view(ins, 2, cx)?,
         need_view(ins, 3, cx)?,
@@ -107,7 +103,7 @@ pub(super) fn batch_norm(
     }
     let outer = x.shape[0];
     for ch in 0..c {
-        let get = |v: &View<'_>| float_at(v.data, ch as isize).unwrap_or(0.0);
+        let get = |v: &View| float_at(v.data, ch as isize).unwrap_or(0.0);
         let (scale, bias, mean, var) = (get(&p[0]), get(&p[1]), get(&p[2]), get(&p[3]));
         let mul = scale / math::sqrt(var + eps);
         for o in 0..outer {
@@ -123,7 +119,7 @@ pub(super) fn batch_norm(
     Ok(())
 }
 
-pub(super) fn parse_layer_norm(a: &Attrs<'_, '_>) -> Result<Op> {
+pub(super) fn parse_layer_norm(a: &Attrs) -> Result<Op> {
     for (i, name) in [(1, "Mean"), (2, "InvStdDev")] {
         a.unused_output(
             i,
@@ -142,11 +138,7 @@ pub(super) fn parse_layer_norm(a: &Attrs<'_, '_>) -> Result<Op> {
     })
 }
 
-pub(super) fn infer_layer_norm(
-    axis: i64,
-    ins: &[Option<Meta<'_>>],
-    cx: &NodeCtx<'_>,
-) -> Result<Inferred> {
+pub(super) fn infer_layer_norm(axis: i64, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     if x.dtype != DType::F32 {
         return Err(cx.err(format!("X must be float, got {}", x.dtype.name())));
@@ -177,9 +169,9 @@ pub(super) fn infer_layer_norm(
 pub(super) fn layer_norm(
     axis: i64,
     eps: f32,
-    ins: &[Option<View<'_>>],
+    ins: &[Option<View>],
     out: &mut Buf,
-    cx: &NodeCtx<'_>,
+    cx: &NodeCtx,
 ) -> Result<()> {
     let x = need_view(ins, 0, cx)?;
     let scale = need_view(ins, 1, cx)?;

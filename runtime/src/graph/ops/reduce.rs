@@ -30,7 +30,7 @@ pub(crate) struct Reduce {
     pub noop_with_empty_axes: bool,
 }
 
-pub(super) fn parse(a: &Attrs<'_, '_>) -> Result<Op> {
+pub(super) fn parse(a: &Attrs) -> Result<Op> {
     Ok(Op::Reduce(Reduce {
         kind: match a.node.op_type {
             "ReduceSum" => ReduceKind::Sum,
@@ -44,7 +44,7 @@ pub(super) fn parse(a: &Attrs<'_, '_>) -> Result<Op> {
 }
 
 impl Reduce {
-    pub(super) fn infer(&self, ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Result<Inferred> {
+    pub(super) fn infer(&self, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
         let x = need(ins, 0, cx)?;
         let ok = matches!(x.dtype, DType::F32 | DType::I64)
             || (self.kind == ReduceKind::Max && x.dtype == DType::Bool);
@@ -64,7 +64,7 @@ impl Reduce {
     }
 
     /// Which of `rank` axes are reduced.
-    fn mask(&self, rank: usize, input: Option<&Meta<'_>>, cx: &NodeCtx<'_>) -> Result<Vec<bool>> {
+    fn mask(&self, rank: usize, input: Option<&Meta>, cx: &NodeCtx) -> Result<Vec<bool>> {
         let axes = ints_from(self.axes.as_deref(), input, "axes", cx)?.unwrap_or_default();
         if axes.is_empty() {
             return Ok(vec![!self.noop_with_empty_axes; rank]);
@@ -76,12 +76,7 @@ impl Reduce {
         Ok(red)
     }
 
-    pub(super) fn eval(
-        &self,
-        ins: &[Option<View<'_>>],
-        out: &mut Buf,
-        cx: &NodeCtx<'_>,
-    ) -> Result<()> {
+    pub(super) fn eval(&self, ins: &[Option<View>], out: &mut Buf, cx: &NodeCtx) -> Result<()> {
         let x = need_view(ins, 0, cx)?;
         let rank = x.shape.len();
         let mut red = [false; MAX_RANK];

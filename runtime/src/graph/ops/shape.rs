@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::graph::value::{numel, Buf, View};
 use crate::tensor::DType;
 
-pub(super) fn parse_dropout(a: &Attrs<'_, '_>) -> Result<Op> {
+pub(super) fn parse_dropout(a: &Attrs) -> Result<Op> {
     // Inference Dropout is the identity; training mode and its mask are not. A
     // 'training_mode' input is checked by the loader, which has the constants: only a
     // constant false is accepted.
@@ -20,15 +20,15 @@ pub(super) fn parse_dropout(a: &Attrs<'_, '_>) -> Result<Op> {
     Ok(Op::Identity)
 }
 
-pub(super) fn infer_identity(ins: &[Option<Meta<'_>>], cx: &NodeCtx<'_>) -> Result<Inferred> {
+pub(super) fn infer_identity(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     Ok((x.dtype, x.shape.to_vec()))
 }
 
 pub(super) fn infer_reshape(
     allowzero: bool,
-    ins: &[Option<Meta<'_>>],
-    cx: &NodeCtx<'_>,
+    ins: &[Option<Meta>],
+    cx: &NodeCtx,
 ) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     let target = const_ints(need(ins, 1, cx)?, "the shape input", cx)?;
@@ -66,11 +66,7 @@ pub(super) fn infer_reshape(
     Ok((x.dtype, s))
 }
 
-pub(super) fn infer_flatten(
-    axis: i64,
-    ins: &[Option<Meta<'_>>],
-    cx: &NodeCtx<'_>,
-) -> Result<Inferred> {
+pub(super) fn infer_flatten(axis: i64, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     let r = x.shape.len() as i64;
     let a = if axis < 0 { axis + r } else { axis };
@@ -83,8 +79,8 @@ pub(super) fn infer_flatten(
 
 pub(super) fn infer_unsqueeze(
     axes: Option<&[i64]>,
-    ins: &[Option<Meta<'_>>],
-    cx: &NodeCtx<'_>,
+    ins: &[Option<Meta>],
+    cx: &NodeCtx,
 ) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     let axes = match axes {
@@ -110,8 +106,8 @@ pub(super) fn infer_unsqueeze(
 
 pub(super) fn infer_squeeze(
     axes: Option<&[i64]>,
-    ins: &[Option<Meta<'_>>],
-    cx: &NodeCtx<'_>,
+    ins: &[Option<Meta>],
+    cx: &NodeCtx,
 ) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     let axes = ints_from(axes, ins.get(1).and_then(|m| m.as_ref()), "axes", cx)?;
@@ -145,7 +141,7 @@ pub(super) fn infer_squeeze(
     Ok((x.dtype, s))
 }
 
-pub(super) fn parse_shape(a: &Attrs<'_, '_>) -> Result<Op> {
+pub(super) fn parse_shape(a: &Attrs) -> Result<Op> {
     Ok(Op::Shape {
         start: a.int("start", 0)?,
         end: match a.get("end") {
@@ -158,8 +154,8 @@ pub(super) fn parse_shape(a: &Attrs<'_, '_>) -> Result<Op> {
 pub(super) fn infer_shape(
     start: i64,
     end: Option<i64>,
-    ins: &[Option<Meta<'_>>],
-    cx: &NodeCtx<'_>,
+    ins: &[Option<Meta>],
+    cx: &NodeCtx,
 ) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     let (s, e) = shape_range(x.shape.len(), start, end);
@@ -169,9 +165,9 @@ pub(super) fn infer_shape(
 pub(super) fn eval_shape(
     start: i64,
     end: Option<i64>,
-    x: View<'_>,
+    x: View,
     out: &mut Buf,
-    cx: &NodeCtx<'_>,
+    cx: &NodeCtx,
 ) -> Result<()> {
     let (s, e) = shape_range(x.shape.len(), start, end);
     match out {
