@@ -7,7 +7,7 @@ use alloc::string::ToString;
 use alloc::vec::Vec;
 
 use super::attrs::kind;
-use super::{const_ints, logical, need, Attrs, Inferred, Meta, NodeCtx};
+use super::{const_ints, logical, need, Attrs, Inferred, Metas, NodeCtx};
 use crate::error::Result;
 use crate::graph::value::{const_data, Buf, Data};
 use crate::onnx::AttrValue;
@@ -68,7 +68,7 @@ pub(super) fn parse_constant_of_shape(a: &Attrs, weights: &[u8]) -> Result<Const
 /// ConstantOfShape's output: `value`'s dtype, the shape its (constant) input holds.
 pub(crate) fn infer_constant_of_shape(
     value: &ConstTensor,
-    ins: &[Option<Meta>],
+    ins: &Metas,
     cx: &NodeCtx,
 ) -> Result<Inferred> {
     let s = const_ints(need(ins, 0, cx)?, "the shape input", cx)?;

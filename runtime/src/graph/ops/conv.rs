@@ -5,9 +5,9 @@ use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::{float_at, internal, need, need_view, Attrs, Inferred, Meta, NodeCtx, Op};
+use super::{float_at, internal, need, need_view, Attrs, Inferred, Metas, NodeCtx, Op, Views};
 use crate::error::Result;
-use crate::graph::value::{numel, Buf, View};
+use crate::graph::value::{numel, Buf};
 use crate::kernels::{BLayout, Kernels, MatMulDims};
 use crate::onnx::AttrValue;
 use crate::tensor::DType;
@@ -36,7 +36,7 @@ pub(super) fn parse(a: &Attrs) -> Result<Op> {
 }
 
 impl ConvAttrs {
-    pub(super) fn infer(&self, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+    pub(super) fn infer(&self, ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
         let x = need(ins, 0, cx)?;
         let w = need(ins, 1, cx)?;
         let p = self.params(x.shape, w.shape).map_err(|r| cx.err(r))?;
@@ -50,13 +50,7 @@ impl ConvAttrs {
         Ok((DType::F32, s))
     }
 
-    pub(super) fn eval(
-        &self,
-        k: &Kernels,
-        ins: &[Option<View>],
-        out: &mut Buf,
-        cx: &NodeCtx,
-    ) -> Result<()> {
+    pub(super) fn eval(&self, k: &Kernels, ins: &Views, out: &mut Buf, cx: &NodeCtx) -> Result<()> {
         conv(k, ins, self, out, cx)
     }
 }
@@ -134,13 +128,7 @@ impl ConvAttrs {
 }
 
 /// Direct convolution (CTR models use small 1-D kernels: xDeepFM's CIN has kernel 1).
-fn conv(
-    k: &Kernels,
-    ins: &[Option<View>],
-    attrs: &ConvAttrs,
-    out: &mut Buf,
-    cx: &NodeCtx,
-) -> Result<()> {
+fn conv(k: &Kernels, ins: &Views, attrs: &ConvAttrs, out: &mut Buf, cx: &NodeCtx) -> Result<()> {
     let x = need_view(ins, 0, cx)?;
     let w = need_view(ins, 1, cx)?;
     let p = attrs.params(x.shape, w.shape).map_err(|r| cx.err(r))?;

@@ -5,7 +5,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use super::matmul::kernel_matmul;
-use super::{internal, Attrs, Inferred, Meta, NodeCtx, Op};
+use super::{internal, Attrs, Inferred, Meta, Metas, NodeCtx, Op, Views};
 use crate::error::Result;
 use crate::graph::strided::{for_each2, strides_of, MAX_RANK};
 use crate::graph::value::{Buf, View};
@@ -26,7 +26,7 @@ pub(super) fn parse(a: &Attrs) -> Result<Op> {
     }
 }
 
-pub(super) fn infer(equation: &str, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+pub(super) fn infer(equation: &str, ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let metas: Vec<&Meta> = ins.iter().flatten().collect();
     let shapes: Vec<&[usize]> = metas.iter().map(|m| m.shape).collect();
     if metas.iter().any(|m| m.dtype != DType::F32) {
@@ -138,13 +138,7 @@ fn parse_einsum(eq: &str, shapes: &[&[usize]]) -> core::result::Result<EinsumSpe
 
 /// Einsum by one loop over every letter (output letters first, then the summed ones); a
 /// plain 2-D matrix product goes through the matmul kernel.
-pub(super) fn eval(
-    k: &Kernels,
-    eq: &str,
-    ins: &[Option<View>],
-    out: &mut Buf,
-    cx: &NodeCtx,
-) -> Result<()> {
+pub(super) fn eval(k: &Kernels, eq: &str, ins: &Views, out: &mut Buf, cx: &NodeCtx) -> Result<()> {
     let mut views: [Option<View>; 2] = [None, None];
     let mut n = 0;
     for v in ins.iter().flatten() {

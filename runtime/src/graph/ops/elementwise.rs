@@ -6,8 +6,8 @@ use alloc::string::ToString;
 use half::f16;
 
 use super::{
-    broadcast_shapes, checked, float_at, internal, need, need_view, Attrs, Inferred, Meta, NodeCtx,
-    Op,
+    broadcast_shapes, checked, float_at, internal, need, need_view, Attrs, Inferred, Meta, Metas,
+    NodeCtx, Op, Views,
 };
 use crate::error::{Error, Result};
 use crate::graph::strided::{broadcast_strides, for_each2, gather_strided, signed, MAX_RANK};
@@ -48,14 +48,11 @@ pub(crate) enum UnOp {
 }
 
 /// The two inputs of a binary op or comparison.
-fn operands<'m, 'a>(
-    ins: &'m [Option<Meta<'a>>],
-    cx: &NodeCtx,
-) -> Result<(&'m Meta<'a>, &'m Meta<'a>)> {
+fn operands<'m, 'a>(ins: &'m Metas<'a>, cx: &NodeCtx) -> Result<(&'m Meta<'a>, &'m Meta<'a>)> {
     Ok((need(ins, 0, cx)?, need(ins, 1, cx)?))
 }
 
-pub(super) fn infer_binary(bop: BinOp, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+pub(super) fn infer_binary(bop: BinOp, ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let (a, b) = operands(ins, cx)?;
     // Pow's exponent has its own numeric type (ONNX T1); the result has the base's.
     let mixed_pow = bop == BinOp::Pow
@@ -73,7 +70,7 @@ pub(super) fn infer_binary(bop: BinOp, ins: &[Option<Meta>], cx: &NodeCtx) -> Re
     Ok((a.dtype, broadcast_shapes(a.shape, b.shape, cx)?))
 }
 
-pub(super) fn infer_compare(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+pub(super) fn infer_compare(ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let (a, b) = operands(ins, cx)?;
     if a.dtype != b.dtype {
         return Err(cx.err(format!(
@@ -85,7 +82,7 @@ pub(super) fn infer_compare(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferr
     Ok((DType::Bool, broadcast_shapes(a.shape, b.shape, cx)?))
 }
 
-pub(super) fn infer_unary(u: UnOp, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+pub(super) fn infer_unary(u: UnOp, ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     let ok = x.dtype == DType::F32
         || (matches!(u, UnOp::Neg | UnOp::Abs | UnOp::Relu) && x.dtype == DType::I64);
@@ -95,7 +92,7 @@ pub(super) fn infer_unary(u: UnOp, ins: &[Option<Meta>], cx: &NodeCtx) -> Result
     Ok((x.dtype, x.shape.to_vec()))
 }
 
-pub(super) fn infer_clip(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+pub(super) fn infer_clip(ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     if x.dtype != DType::F32 {
         return Err(cx.err("Clip supports float input".to_string()));
@@ -114,7 +111,7 @@ pub(super) fn infer_clip(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred>
 pub(super) fn clip(
     min: Option<f32>,
     max: Option<f32>,
-    ins: &[Option<View>],
+    ins: &Views,
     out: &mut Buf,
     cx: &NodeCtx,
 ) -> Result<()> {
@@ -142,7 +139,7 @@ pub(super) fn clip(
     }
 }
 
-pub(super) fn infer_where(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+pub(super) fn infer_where(ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let c = need(ins, 0, cx)?;
     let x = need(ins, 1, cx)?;
     let y = need(ins, 2, cx)?;
@@ -161,12 +158,7 @@ pub(super) fn infer_where(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred
 }
 
 /// Where: `out` gets Y broadcast, then X wherever the broadcast condition holds.
-pub(super) fn where_(
-    ins: &[Option<View>],
-    out: &mut Buf,
-    out_shape: &[usize],
-    cx: &NodeCtx,
-) -> Result<()> {
+pub(super) fn where_(ins: &Views, out: &mut Buf, out_shape: &[usize], cx: &NodeCtx) -> Result<()> {
     let c = need_view(ins, 0, cx)?;
     let x = need_view(ins, 1, cx)?;
     let y = need_view(ins, 2, cx)?;
@@ -238,28 +230,11 @@ pub(super) fn binary(
             binary_f32(k, op, (x, a.shape), (y, b.shape), o, out_shape, cx)
         }
         (Data::I64(x), Data::I64(y), Buf::I64(o)) => {
-            let f = |p: i64, q: i64| -> i64 {
-                match op {
-                    BinOp::Add => p.wrapping_add(q),
-                    BinOp::Sub => p.wrapping_sub(q),
-                    BinOp::Mul => p.wrapping_mul(q),
-                    // Integer division by zero has no ONNX result; 0 keeps it total.
-                    BinOp::Div => p.checked_div(q).unwrap_or(0),
-                    BinOp::Pow => p.wrapping_pow(q.clamp(0, 63) as u32),
-                }
-            };
+            let f = |p, q| i64::arith(op, p, q);
             generic_binary(x, a.shape, y, b.shape, o, out_shape, f, cx)
         }
         (Data::I32(x), Data::I32(y), Buf::I32(o)) => {
-            let f = |p: i32, q: i32| -> i32 {
-                match op {
-                    BinOp::Add => p.wrapping_add(q),
-                    BinOp::Sub => p.wrapping_sub(q),
-                    BinOp::Mul => p.wrapping_mul(q),
-                    BinOp::Div => p.checked_div(q).unwrap_or(0),
-                    BinOp::Pow => p.wrapping_pow(q.clamp(0, 31) as u32),
-                }
-            };
+            let f = |p, q| i32::arith(op, p, q);
             generic_binary(x, a.shape, y, b.shape, o, out_shape, f, cx)
         }
         // Pow with an integer exponent (checked at plan time: only Pow gets here).
@@ -282,6 +257,32 @@ pub(super) fn binary(
         _ => Err(internal(cx, "binary op dtypes")),
     }
 }
+
+/// The integer arithmetic of [`BinOp`], wrapping like fixed-width integers (one body for
+/// every integer type, which differ only in their width).
+trait IntArith: Sized {
+    fn arith(op: BinOp, p: Self, q: Self) -> Self;
+}
+
+macro_rules! int_arith {
+    ($($t:ty),*) => {$(
+        impl IntArith for $t {
+            fn arith(op: BinOp, p: $t, q: $t) -> $t {
+                match op {
+                    BinOp::Add => p.wrapping_add(q),
+                    BinOp::Sub => p.wrapping_sub(q),
+                    BinOp::Mul => p.wrapping_mul(q),
+                    // Integer division by zero has no ONNX result; 0 keeps it total.
+                    BinOp::Div => p.checked_div(q).unwrap_or(0),
+                    // Exponents clamp to the width (the result wraps long before).
+                    BinOp::Pow => p.wrapping_pow(q.clamp(0, <$t>::BITS as $t - 1) as u32),
+                }
+            }
+        }
+    )*};
+}
+
+int_arith!(i64, i32);
 
 /// `p` to an integer power, as f32 `powf` would give it.
 fn pow_f32_int(p: f32, q: i64) -> f32 {
@@ -473,7 +474,7 @@ pub(super) fn parse_cast(a: &Attrs) -> Result<Op> {
     }
 }
 
-pub(super) fn infer_cast(to: DType, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+pub(super) fn infer_cast(to: DType, ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     // f16 is a storage format: values cast to FLOAT16 stay f32 rounded to f16 precision.
     let d = if to == DType::F16 { DType::F32 } else { to };

@@ -3,14 +3,13 @@
 
 use alloc::format;
 use alloc::string::ToString;
-use half::f16;
 
-use super::{internal, need, norm_axis, Inferred, Meta, NodeCtx};
+use super::{checked, copy_blocks, internal, need, norm_axis, Inferred, Metas, NodeCtx};
 use crate::error::{Error, Result};
 use crate::graph::value::{numel, Buf, Data, View};
 use crate::tensor::DType;
 
-pub(super) fn infer(axis: i64, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+pub(super) fn infer(axis: i64, ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let data = need(ins, 0, cx)?;
     let idx = need(ins, 1, cx)?;
     if !matches!(idx.dtype, DType::I64 | DType::I32) {
@@ -36,34 +35,15 @@ pub(super) fn eval(axis: i64, data: View, idx: View, out: &mut Buf, cx: &NodeCtx
     let inner = numel(&data.shape[ax + 1..]);
     let nidx = idx.data.len();
     let per_row = ids_per_row(idx.shape, nidx);
+    if out.len() != outer * nidx * inner || data.data.len() != outer * rows * inner {
+        return Err(internal(cx, "Gather"));
+    }
     let index_at = |j: usize| gather_index(idx.data, j, rows, per_row, cx);
-    macro_rules! run {
-        ($src:expr, $dst:expr, $conv:expr) => {{
-            let (src, dst) = ($src, $dst);
-            if dst.len() != outer * nidx * inner || src.len() != outer * rows * inner {
-                return Err(internal(cx, "Gather"));
-            }
-            for o in 0..outer {
-                for j in 0..nidx {
-                    let i = index_at(j)?;
-                    let s = &src[(o * rows + i) * inner..(o * rows + i + 1) * inner];
-                    let d = &mut dst[(o * nidx + j) * inner..(o * nidx + j + 1) * inner];
-                    for (d, s) in d.iter_mut().zip(s) {
-                        *d = $conv(*s);
-                    }
-                }
-            }
-        }};
-    }
-    match (data.data, out) {
-        (Data::F32(s), Buf::F32(d)) => run!(s, d, |v: f32| v),
-        (Data::F16(s), Buf::F32(d)) => run!(s, d, |v: f16| v.to_f32()),
-        (Data::I64(s), Buf::I64(d)) => run!(s, d, |v: i64| v),
-        (Data::I32(s), Buf::I32(d)) => run!(s, d, |v: i32| v),
-        (Data::Bool(s), Buf::Bool(d)) => run!(s, d, |v: bool| v),
-        _ => return Err(internal(cx, "Gather")),
-    }
-    Ok(())
+    // Row `index_at(j)` of each outer block of the table to row `j` of the output's block.
+    let rows_read = (0..outer).flat_map(|o| {
+        (0..nidx).map(move |j| Ok(((o * rows + index_at(j)?) * inner, (o * nidx + j) * inner)))
+    });
+    checked(copy_blocks(data.data, out, inner, rows_read)?, cx, "Gather")
 }
 
 /// Indices per batch row of a Gather's `indices` (shape `idx_shape`, `nidx` values), for the

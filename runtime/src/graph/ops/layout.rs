@@ -5,11 +5,10 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
-use half::f16;
 
 use super::{
-    broadcast_shapes, checked, const_ints, internal, ints_from, need, need_view, norm_axis,
-    view_ints, Attrs, Inferred, Meta, NodeCtx, Op,
+    broadcast_shapes, checked, const_ints, copy_blocks, internal, ints_from, need, need_view,
+    norm_axis, view_ints, Attrs, Inferred, Metas, NodeCtx, Op, Views,
 };
 use crate::error::Result;
 use crate::graph::strided::{broadcast_strides, gather_strided, signed, strides_of, MAX_RANK};
@@ -42,7 +41,7 @@ pub(super) fn parse_concat(a: &Attrs) -> Result<Op> {
     }
 }
 
-pub(super) fn infer_concat(axis: i64, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+pub(super) fn infer_concat(axis: i64, ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let first = need(ins, 0, cx)?;
     let ax = norm_axis(axis, first.shape.len(), cx)?;
     let mut s = first.shape.to_vec();
@@ -72,7 +71,7 @@ pub(super) fn infer_concat(axis: i64, ins: &[Option<Meta>], cx: &NodeCtx) -> Res
 
 pub(super) fn concat(
     axis: i64,
-    ins: &[Option<View>],
+    ins: &Views,
     out: &mut Buf,
     out_shape: &[usize],
     cx: &NodeCtx,
@@ -85,39 +84,17 @@ pub(super) fn concat(
     for v in ins {
         let v = v.ok_or_else(|| internal(cx, "Concat input"))?;
         let w = v.shape.get(ax).copied().unwrap_or(0) * inner;
-        macro_rules! cp {
-            ($s:expr, $d:expr, $conv:expr) => {{
-                let (s, d) = ($s, $d);
-                if s.len() != outer * w || d.len() != outer * out_row {
-                    return Err(internal(cx, "Concat"));
-                }
-                for o in 0..outer {
-                    let src = &s[o * w..(o + 1) * w];
-                    let dst = &mut d[o * out_row + col..o * out_row + col + w];
-                    for (dd, ss) in dst.iter_mut().zip(src) {
-                        *dd = $conv(*ss);
-                    }
-                }
-            }};
+        if v.data.len() != outer * w || out.len() != outer * out_row {
+            return Err(internal(cx, "Concat"));
         }
-        match (v.data, &mut *out) {
-            (Data::F32(s), Buf::F32(d)) => cp!(s, d, |x: f32| x),
-            (Data::F16(s), Buf::F32(d)) => cp!(s, d, |x: f16| x.to_f32()),
-            (Data::I64(s), Buf::I64(d)) => cp!(s, d, |x: i64| x),
-            (Data::I32(s), Buf::I32(d)) => cp!(s, d, |x: i32| x),
-            (Data::Bool(s), Buf::Bool(d)) => cp!(s, d, |x: bool| x),
-            _ => return Err(internal(cx, "Concat dtypes")),
-        }
+        let blocks = (0..outer).map(|o| Ok((o * w, o * out_row + col)));
+        checked(copy_blocks(v.data, out, w, blocks)?, cx, "Concat dtypes")?;
         col += w;
     }
     Ok(())
 }
 
-pub(super) fn infer_transpose(
-    perm: Option<&[i64]>,
-    ins: &[Option<Meta>],
-    cx: &NodeCtx,
-) -> Result<Inferred> {
+pub(super) fn infer_transpose(perm: Option<&[i64]>, ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     let p = transpose_perm(perm, x.shape.len(), cx)?;
     Ok((x.dtype, p.iter().map(|&i| x.shape[i]).collect()))
@@ -176,7 +153,7 @@ pub(super) fn parse_slice(a: &Attrs) -> Result<Op> {
     Ok(Op::Slice)
 }
 
-pub(super) fn infer_slice(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+pub(super) fn infer_slice(ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     if x.shape.len() > MAX_RANK {
         return Err(cx.err(format!("rank {} above {MAX_RANK}", x.shape.len())));
@@ -307,7 +284,7 @@ fn slice_params(
     Ok(())
 }
 
-pub(super) fn slice(ins: &[Option<View>], out: &mut Buf, cx: &NodeCtx) -> Result<()> {
+pub(super) fn slice(ins: &Views, out: &mut Buf, cx: &NodeCtx) -> Result<()> {
     let x = need_view(ins, 0, cx)?;
     let st = need_view(ins, 1, cx)?;
     let en = need_view(ins, 2, cx)?;
@@ -341,7 +318,7 @@ pub(crate) struct SplitPart {
 }
 
 impl SplitPart {
-    pub(super) fn infer(&self, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+    pub(super) fn infer(&self, ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
         let x = need(ins, 0, cx)?;
         let ax = norm_axis(self.axis, x.shape.len(), cx)?;
         let sizes = ints_from(
@@ -361,7 +338,7 @@ impl SplitPart {
         Ok((x.dtype, s))
     }
 
-    pub(super) fn eval(&self, ins: &[Option<View>], out: &mut Buf, cx: &NodeCtx) -> Result<()> {
+    pub(super) fn eval(&self, ins: &Views, out: &mut Buf, cx: &NodeCtx) -> Result<()> {
         let x = need_view(ins, 0, cx)?;
         let ax = norm_axis(self.axis, x.shape.len(), cx)?;
         let from_input = ins.get(1).copied().flatten();
@@ -425,7 +402,7 @@ fn split_range(
     }
 }
 
-pub(super) fn infer_expand(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+pub(super) fn infer_expand(ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     let target = const_ints(need(ins, 1, cx)?, "the shape input", cx)?;
     let mut t = Vec::with_capacity(target.len());
@@ -447,7 +424,7 @@ pub(super) fn expand(x: View, out: &mut Buf, out_shape: &[usize], cx: &NodeCtx) 
     checked(gather_any(x.data, 0, &st, out_shape, out), cx, "Expand")
 }
 
-pub(super) fn infer_tile(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+pub(super) fn infer_tile(ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     let reps = const_ints(need(ins, 1, cx)?, "the repeats input", cx)?;
     if reps.len() != x.shape.len() {

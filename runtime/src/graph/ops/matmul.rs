@@ -6,7 +6,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::{
-    broadcast_shapes, float_at, internal, need, need_view, Attrs, Inferred, Meta, NodeCtx, Op,
+    aligned_dim, broadcast_shapes, float_at, internal, need, need_view, Attrs, Inferred, Metas,
+    NodeCtx, Op, Views,
 };
 use crate::error::Result;
 use crate::graph::strided::{broadcast_strides, for_each2, signed, strides_of, Dims, MAX_RANK};
@@ -23,7 +24,7 @@ pub(super) fn parse_gemm(a: &Attrs) -> Result<Op> {
     })
 }
 
-pub(super) fn infer_matmul(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+pub(super) fn infer_matmul(ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let a = need(ins, 0, cx)?;
     let b = need(ins, 1, cx)?;
     if a.dtype != DType::F32 || b.dtype != DType::F32 {
@@ -62,7 +63,7 @@ pub(super) fn infer_matmul(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferre
 pub(super) fn infer_gemm(
     trans_a: bool,
     trans_b: bool,
-    ins: &[Option<Meta>],
+    ins: &Metas,
     cx: &NodeCtx,
 ) -> Result<Inferred> {
     let a = need(ins, 0, cx)?;
@@ -175,18 +176,8 @@ pub(super) fn matmul(k: &Kernels, a: View, b: View, out: &mut Buf, cx: &NodeCtx)
     let br = batch_a.len().max(batch_b.len());
     let mut bshape = [1usize; MAX_RANK];
     let bs = &mut bshape[..br];
-    for i in 0..br {
-        let da = if i + batch_a.len() >= br {
-            batch_a[i + batch_a.len() - br]
-        } else {
-            1
-        };
-        let db = if i + batch_b.len() >= br {
-            batch_b[i + batch_b.len() - br]
-        } else {
-            1
-        };
-        bs[i] = da.max(db);
+    for (i, d) in bs.iter_mut().enumerate() {
+        *d = aligned_dim(batch_a, i, br).max(aligned_dim(batch_b, i, br));
     }
     let ssa = signed(&broadcast_strides(batch_a, br));
     let ssb = signed(&broadcast_strides(batch_b, br));
@@ -213,7 +204,7 @@ pub(super) fn matmul(k: &Kernels, a: View, b: View, out: &mut Buf, cx: &NodeCtx)
 pub(super) fn gemm(
     k: &Kernels,
     (alpha, beta, trans_a, trans_b): (f32, f32, bool, bool),
-    ins: &[Option<View>],
+    ins: &Views,
     out: &mut Buf,
     out_shape: &[usize],
     cx: &NodeCtx,

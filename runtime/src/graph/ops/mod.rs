@@ -285,11 +285,17 @@ pub(crate) struct Meta<'a> {
     pub value: Option<View<'a>>,
 }
 
+/// A node's inputs as the planner knows them (`None`: an omitted optional input).
+pub(crate) type Metas<'a> = [Option<Meta<'a>>];
+
+/// A node's input values at run time (`None`: an omitted optional input).
+pub(crate) type Views<'a> = [Option<View<'a>>];
+
 /// The dtype and shape of an op's output.
 pub(crate) type Inferred = (DType, Vec<usize>);
 
 /// Output dtype and shape of a node (every op has one output).
-pub(crate) fn infer(op: &Op, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+pub(crate) fn infer(op: &Op, ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     match op {
         Op::Gather { axis } => gather::infer(*axis, ins, cx),
         Op::MatMul => matmul::infer_matmul(ins, cx),
@@ -328,7 +334,7 @@ pub(crate) fn infer(op: &Op, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Infer
 pub(crate) fn eval(
     op: &Op,
     k: &Kernels,
-    ins: &[Option<View>],
+    ins: &Views,
     out: &mut Buf,
     out_shape: &[usize],
     cx: &NodeCtx,
@@ -425,13 +431,13 @@ impl NodeCtx<'_> {
     }
 }
 
-fn need<'a, 'b>(ins: &'b [Option<Meta<'a>>], i: usize, cx: &NodeCtx) -> Result<&'b Meta<'a>> {
+fn need<'a, 'b>(ins: &'b Metas<'a>, i: usize, cx: &NodeCtx) -> Result<&'b Meta<'a>> {
     ins.get(i)
         .and_then(|m| m.as_ref())
         .ok_or_else(|| cx.err(format!("missing input #{i}")))
 }
 
-fn need_view<'a>(ins: &[Option<View<'a>>], i: usize, cx: &NodeCtx) -> Result<View<'a>> {
+fn need_view<'a>(ins: &Views<'a>, i: usize, cx: &NodeCtx) -> Result<View<'a>> {
     ins.get(i)
         .copied()
         .flatten()
@@ -494,18 +500,9 @@ fn view_ints(v: &View, out: &mut [i64; MAX_RANK]) -> usize {
 pub(crate) fn broadcast_shapes(a: &[usize], b: &[usize], cx: &NodeCtx) -> Result<Vec<usize>> {
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
-    for i in 0..r {
-        let da = if i + a.len() >= r {
-            a[i + a.len() - r]
-        } else {
-            1
-        };
-        let db = if i + b.len() >= r {
-            b[i + b.len() - r]
-        } else {
-            1
-        };
-        out[i] = if da == db || db == 1 {
+    for (i, o) in out.iter_mut().enumerate() {
+        let (da, db) = (aligned_dim(a, i, r), aligned_dim(b, i, r));
+        *o = if da == db || db == 1 {
             da
         } else if da == 1 {
             db
@@ -514,6 +511,16 @@ pub(crate) fn broadcast_shapes(a: &[usize], b: &[usize], cx: &NodeCtx) -> Result
         };
     }
     Ok(out)
+}
+
+/// Dimension `i` of `shape` aligned right to rank `r` (NumPy broadcasting): 1 where `shape`
+/// is shorter.
+fn aligned_dim(shape: &[usize], i: usize, r: usize) -> usize {
+    if i + shape.len() >= r {
+        shape[i + shape.len() - r]
+    } else {
+        1
+    }
 }
 
 /// f16 values compute as f32.
@@ -551,6 +558,43 @@ fn copy_into(src: Data, out: &mut Buf, cx: &NodeCtx) -> Result<()> {
         _ => out.copy_from(src),
     };
     checked(ok, cx, "copy")
+}
+
+/// Copies blocks of `len` elements of `src` into `out`, widening f16 storage to f32: each
+/// `(from, to)` of `blocks` copies `src[from..from + len]` to `out[to..to + len]`. `false` when
+/// the dtypes do not match or a block falls outside either; errors of `blocks` pass through.
+fn copy_blocks(
+    src: Data,
+    out: &mut Buf,
+    len: usize,
+    blocks: impl IntoIterator<Item = Result<(usize, usize)>>,
+) -> Result<bool> {
+    fn run<T: Copy, U>(
+        s: &[T],
+        d: &mut [U],
+        len: usize,
+        conv: impl Fn(T) -> U,
+        blocks: impl IntoIterator<Item = Result<(usize, usize)>>,
+    ) -> Result<bool> {
+        for block in blocks {
+            let (from, to) = block?;
+            let (Some(s), Some(d)) = (s.get(from..from + len), d.get_mut(to..to + len)) else {
+                return Ok(false);
+            };
+            for (d, &s) in d.iter_mut().zip(s) {
+                *d = conv(s);
+            }
+        }
+        Ok(true)
+    }
+    match (src, out) {
+        (Data::F32(s), Buf::F32(d)) => run(s, d, len, |v| v, blocks),
+        (Data::F16(s), Buf::F32(d)) => run(s, d, len, half::f16::to_f32, blocks),
+        (Data::I64(s), Buf::I64(d)) => run(s, d, len, |v| v, blocks),
+        (Data::I32(s), Buf::I32(d)) => run(s, d, len, |v| v, blocks),
+        (Data::Bool(s), Buf::Bool(d)) => run(s, d, len, |v| v, blocks),
+        _ => Ok(false),
+    }
 }
 
 /// Value `i` of float data (f32 or f16 storage), `None` out of range or for another dtype.

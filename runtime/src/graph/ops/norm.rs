@@ -5,7 +5,7 @@ use alloc::string::ToString;
 
 use super::{
     broadcast_shapes, checked, float_at, internal, need, need_view, norm_axis, Attrs, Inferred,
-    Meta, NodeCtx, Op,
+    Metas, NodeCtx, Op, Views,
 };
 use crate::error::Result;
 use crate::graph::strided::{broadcast_strides, for_each2, signed, MAX_RANK};
@@ -13,7 +13,7 @@ use crate::graph::value::{numel, Buf, Data, View};
 use crate::math;
 use crate::tensor::DType;
 
-pub(super) fn infer_softmax(axis: i64, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+pub(super) fn infer_softmax(axis: i64, ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     if x.dtype != DType::F32 {
         return Err(cx.err("Softmax needs a float input".to_string()));
@@ -63,7 +63,7 @@ pub(super) fn parse_batch_norm(a: &Attrs) -> Result<Op> {
     })
 }
 
-pub(super) fn infer_batch_norm(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+pub(super) fn infer_batch_norm(ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     if x.shape.len() < 2 || x.dtype != DType::F32 {
         return Err(cx.err(format!("X must be float of rank >= 2, got {:?}", x.shape)));
@@ -80,12 +80,7 @@ pub(super) fn infer_batch_norm(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inf
     Ok((DType::F32, x.shape.to_vec()))
 }
 
-pub(super) fn batch_norm(
-    eps: f32,
-    ins: &[Option<View>],
-    out: &mut Buf,
-    cx: &NodeCtx,
-) -> Result<()> {
+pub(super) fn batch_norm(eps: f32, ins: &Views, out: &mut Buf, cx: &NodeCtx) -> Result<()> {
     let x = need_view(ins, 0, cx)?;
     let p: [View; 4] = [
         need_view(ins, 1, cx)?,
@@ -138,7 +133,7 @@ pub(super) fn parse_layer_norm(a: &Attrs) -> Result<Op> {
     })
 }
 
-pub(super) fn infer_layer_norm(axis: i64, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+pub(super) fn infer_layer_norm(axis: i64, ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     if x.dtype != DType::F32 {
         return Err(cx.err(format!("X must be float, got {}", x.dtype.name())));
@@ -169,7 +164,7 @@ pub(super) fn infer_layer_norm(axis: i64, ins: &[Option<Meta>], cx: &NodeCtx) ->
 pub(super) fn layer_norm(
     axis: i64,
     eps: f32,
-    ins: &[Option<View>],
+    ins: &Views,
     out: &mut Buf,
     cx: &NodeCtx,
 ) -> Result<()> {

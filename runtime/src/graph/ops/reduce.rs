@@ -6,11 +6,11 @@ use alloc::vec::Vec;
 
 use super::{
     checked, copy_into, ints_from, need, need_view, norm_axis, view_ints, Attrs, Inferred, Meta,
-    NodeCtx, Op,
+    Metas, NodeCtx, Op, Views,
 };
 use crate::error::Result;
 use crate::graph::strided::{for_each2, signed, strides_of, MAX_RANK};
-use crate::graph::value::{Buf, Data, View};
+use crate::graph::value::{Buf, Data};
 use crate::tensor::DType;
 
 /// Reductions.
@@ -44,7 +44,7 @@ pub(super) fn parse(a: &Attrs) -> Result<Op> {
 }
 
 impl Reduce {
-    pub(super) fn infer(&self, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+    pub(super) fn infer(&self, ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
         let x = need(ins, 0, cx)?;
         let ok = matches!(x.dtype, DType::F32 | DType::I64)
             || (self.kind == ReduceKind::Max && x.dtype == DType::Bool);
@@ -76,7 +76,7 @@ impl Reduce {
         Ok(red)
     }
 
-    pub(super) fn eval(&self, ins: &[Option<View>], out: &mut Buf, cx: &NodeCtx) -> Result<()> {
+    pub(super) fn eval(&self, ins: &Views, out: &mut Buf, cx: &NodeCtx) -> Result<()> {
         let x = need_view(ins, 0, cx)?;
         let rank = x.shape.len();
         let mut red = [false; MAX_RANK];

@@ -7,7 +7,7 @@ use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::{const_ints, ints_from, need, norm_axis, Attrs, Inferred, Meta, NodeCtx, Op};
+use super::{const_ints, ints_from, need, norm_axis, Attrs, Inferred, Metas, NodeCtx, Op};
 use crate::error::Result;
 use crate::graph::value::{numel, Buf, View};
 use crate::tensor::DType;
@@ -20,16 +20,12 @@ pub(super) fn parse_dropout(a: &Attrs) -> Result<Op> {
     Ok(Op::Identity)
 }
 
-pub(super) fn infer_identity(ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+pub(super) fn infer_identity(ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     Ok((x.dtype, x.shape.to_vec()))
 }
 
-pub(super) fn infer_reshape(
-    allowzero: bool,
-    ins: &[Option<Meta>],
-    cx: &NodeCtx,
-) -> Result<Inferred> {
+pub(super) fn infer_reshape(allowzero: bool, ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     let target = const_ints(need(ins, 1, cx)?, "the shape input", cx)?;
     let total = numel(x.shape);
@@ -66,7 +62,7 @@ pub(super) fn infer_reshape(
     Ok((x.dtype, s))
 }
 
-pub(super) fn infer_flatten(axis: i64, ins: &[Option<Meta>], cx: &NodeCtx) -> Result<Inferred> {
+pub(super) fn infer_flatten(axis: i64, ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     let r = x.shape.len() as i64;
     let a = if axis < 0 { axis + r } else { axis };
@@ -77,11 +73,7 @@ pub(super) fn infer_flatten(axis: i64, ins: &[Option<Meta>], cx: &NodeCtx) -> Re
     Ok((x.dtype, vec![numel(&x.shape[..a]), numel(&x.shape[a..])]))
 }
 
-pub(super) fn infer_unsqueeze(
-    axes: Option<&[i64]>,
-    ins: &[Option<Meta>],
-    cx: &NodeCtx,
-) -> Result<Inferred> {
+pub(super) fn infer_unsqueeze(axes: Option<&[i64]>, ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     let axes = match axes {
         Some(a) => a.to_vec(),
@@ -104,11 +96,7 @@ pub(super) fn infer_unsqueeze(
     Ok((x.dtype, s))
 }
 
-pub(super) fn infer_squeeze(
-    axes: Option<&[i64]>,
-    ins: &[Option<Meta>],
-    cx: &NodeCtx,
-) -> Result<Inferred> {
+pub(super) fn infer_squeeze(axes: Option<&[i64]>, ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
     let axes = ints_from(axes, ins.get(1).and_then(|m| m.as_ref()), "axes", cx)?;
     let mut drop = vec![false; x.shape.len()];
@@ -154,7 +142,7 @@ pub(super) fn parse_shape(a: &Attrs) -> Result<Op> {
 pub(super) fn infer_shape(
     start: i64,
     end: Option<i64>,
-    ins: &[Option<Meta>],
+    ins: &Metas,
     cx: &NodeCtx,
 ) -> Result<Inferred> {
     let x = need(ins, 0, cx)?;
