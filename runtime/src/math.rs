@@ -34,112 +34,58 @@ mod c {
     }
 }
 
-/// `e^x`.
-#[inline]
-pub fn exp(x: f32) -> f32 {
-    #[cfg(feature = "std")]
-    {
-        x.exp()
-    }
-    #[cfg(all(feature = "libm", not(feature = "std")))]
-    // SAFETY: a C library function of its arguments alone (no pointers, no state).
-    unsafe {
-        c::expf(x)
-    }
-    #[cfg(not(any(feature = "std", feature = "libm")))]
-    {
-        exp_cephes(x)
-    }
+/// Defines a scalar function three ways: `std`'s `f32` method (feature `std`), the platform C
+/// library's function (feature `libm` without `std`), or a `core`/`micromath` fallback.
+macro_rules! scalar_fn {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident),+): $std:path, $libm:ident, $core:path;) => {
+        $(#[$doc])*
+        #[inline]
+        pub fn $name($($arg: f32),+) -> f32 {
+            #[cfg(feature = "std")]
+            {
+                $std($($arg),+)
+            }
+            #[cfg(all(feature = "libm", not(feature = "std")))]
+            // SAFETY: a C library function of its arguments alone (no pointers, no state).
+            unsafe {
+                c::$libm($($arg),+)
+            }
+            #[cfg(not(any(feature = "std", feature = "libm")))]
+            {
+                $core($($arg),+)
+            }
+        }
+    };
 }
 
-/// Natural logarithm (`NaN` for negative `x`, `-inf` at 0).
-#[inline]
-pub fn ln(x: f32) -> f32 {
-    #[cfg(feature = "std")]
-    {
-        x.ln()
-    }
-    #[cfg(all(feature = "libm", not(feature = "std")))]
-    // SAFETY: a C library function of its arguments alone (no pointers, no state).
-    unsafe {
-        c::logf(x)
-    }
-    #[cfg(not(any(feature = "std", feature = "libm")))]
-    {
-        micromath::F32Ext::ln(x)
-    }
+scalar_fn! {
+    /// `e^x`.
+    fn exp(x): f32::exp, expf, exp_cephes;
 }
 
-/// Square root (`NaN` for negative `x`).
-#[inline]
-pub fn sqrt(x: f32) -> f32 {
-    #[cfg(feature = "std")]
-    {
-        x.sqrt()
-    }
-    #[cfg(all(feature = "libm", not(feature = "std")))]
-    // SAFETY: a C library function of its arguments alone (no pointers, no state).
-    unsafe {
-        c::sqrtf(x)
-    }
-    #[cfg(not(any(feature = "std", feature = "libm")))]
-    {
-        sqrt_newton(x)
-    }
+scalar_fn! {
+    /// Natural logarithm (`NaN` for negative `x`, `-inf` at 0).
+    fn ln(x): f32::ln, logf, micromath::F32Ext::ln;
 }
 
-/// Hyperbolic tangent.
-#[inline]
-pub fn tanh(x: f32) -> f32 {
-    #[cfg(feature = "std")]
-    {
-        x.tanh()
-    }
-    #[cfg(all(feature = "libm", not(feature = "std")))]
-    // SAFETY: a C library function of its arguments alone (no pointers, no state).
-    unsafe {
-        c::tanhf(x)
-    }
-    #[cfg(not(any(feature = "std", feature = "libm")))]
-    {
-        tanh_from_exp(x)
-    }
+scalar_fn! {
+    /// Square root (`NaN` for negative `x`).
+    fn sqrt(x): f32::sqrt, sqrtf, sqrt_newton;
 }
 
-/// `x^y`.
-#[inline]
-pub fn powf(x: f32, y: f32) -> f32 {
-    #[cfg(feature = "std")]
-    {
-        x.powf(y)
-    }
-    #[cfg(all(feature = "libm", not(feature = "std")))]
-    // SAFETY: a C library function of its arguments alone (no pointers, no state).
-    unsafe {
-        c::powf(x, y)
-    }
-    #[cfg(not(any(feature = "std", feature = "libm")))]
-    {
-        micromath::F32Ext::powf(x, y)
-    }
+scalar_fn! {
+    /// Hyperbolic tangent.
+    fn tanh(x): f32::tanh, tanhf, tanh_from_exp;
 }
 
-/// Largest integer not greater than `x`.
-#[inline]
-pub fn floor(x: f32) -> f32 {
-    #[cfg(feature = "std")]
-    {
-        x.floor()
-    }
-    #[cfg(all(feature = "libm", not(feature = "std")))]
-    // SAFETY: a C library function of its arguments alone (no pointers, no state).
-    unsafe {
-        c::floorf(x)
-    }
-    #[cfg(not(any(feature = "std", feature = "libm")))]
-    {
-        micromath::F32Ext::floor(x)
-    }
+scalar_fn! {
+    /// `x^y`.
+    fn powf(x, y): f32::powf, powf, micromath::F32Ext::powf;
+}
+
+scalar_fn! {
+    /// Largest integer not greater than `x`.
+    fn floor(x): f32::floor, floorf, micromath::F32Ext::floor;
 }
 
 /// `|x|`.

@@ -12,48 +12,55 @@
 use alloc::vec::Vec;
 use half::f16;
 
-/// ONNX `TensorProto.DataType` codes the runtime knows by name.
-pub mod onnx_codes {
-    /// FLOAT
-    pub const FLOAT: i32 = 1;
-    /// UINT8
-    pub const UINT8: i32 = 2;
-    /// INT8
-    pub const INT8: i32 = 3;
-    /// INT32
-    pub const INT32: i32 = 6;
-    /// INT64
-    pub const INT64: i32 = 7;
-    /// BOOL
-    pub const BOOL: i32 = 9;
-    /// FLOAT16
-    pub const FLOAT16: i32 = 10;
-    /// DOUBLE
-    pub const DOUBLE: i32 = 11;
+/// Defines a module of ONNX enum codes from one list: a documented `pub const` per name and
+/// `name(code)`, the name of a code for messages (`"unknown"` for a code not listed).
+macro_rules! code_table {
+    ($(#[$meta:meta])* $vis:vis mod $module:ident { $($name:ident = $code:literal,)* }) => {
+        $(#[$meta])*
+        $vis mod $module {
+            $(
+                #[doc = concat!("`", stringify!($name), "`")]
+                pub const $name: i32 = $code;
+            )*
+
+            /// The name of `code`, for messages (`"unknown"` for a code not listed).
+            pub fn name(code: i32) -> &'static str {
+                match code {
+                    $($name => stringify!($name),)*
+                    _ => "unknown",
+                }
+            }
+        }
+    };
+}
+pub(crate) use code_table;
+
+code_table! {
+    /// ONNX `TensorProto.DataType` codes.
+    pub mod onnx_codes {
+        UNDEFINED = 0,
+        FLOAT = 1,
+        UINT8 = 2,
+        INT8 = 3,
+        UINT16 = 4,
+        INT16 = 5,
+        INT32 = 6,
+        INT64 = 7,
+        STRING = 8,
+        BOOL = 9,
+        FLOAT16 = 10,
+        DOUBLE = 11,
+        UINT32 = 12,
+        UINT64 = 13,
+        COMPLEX64 = 14,
+        COMPLEX128 = 15,
+        BFLOAT16 = 16,
+    }
 }
 
 /// Name of an ONNX data type code, for messages.
 pub fn onnx_dtype_name(code: i32) -> &'static str {
-    match code {
-        0 => "UNDEFINED",
-        1 => "FLOAT",
-        2 => "UINT8",
-        3 => "INT8",
-        4 => "UINT16",
-        5 => "INT16",
-        6 => "INT32",
-        7 => "INT64",
-        8 => "STRING",
-        9 => "BOOL",
-        10 => "FLOAT16",
-        11 => "DOUBLE",
-        12 => "UINT32",
-        13 => "UINT64",
-        14 => "COMPLEX64",
-        15 => "COMPLEX128",
-        16 => "BFLOAT16",
-        _ => "unknown",
-    }
+    onnx_codes::name(code)
 }
 
 /// Element types the runtime computes with.

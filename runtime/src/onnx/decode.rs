@@ -28,42 +28,24 @@ use crate::error::{Error, Result};
 /// How deep subgraphs (attributes of `If`/`Loop`/`Scan`) may nest; the main graph is depth 0.
 pub const MAX_GRAPH_DEPTH: usize = 32;
 
-/// ONNX `AttributeProto.AttributeType` codes.
-mod attr_type {
-    pub const FLOAT: i32 = 1;
-    pub const INT: i32 = 2;
-    pub const STRING: i32 = 3;
-    pub const TENSOR: i32 = 4;
-    pub const GRAPH: i32 = 5;
-    pub const FLOATS: i32 = 6;
-    pub const INTS: i32 = 7;
-    pub const STRINGS: i32 = 8;
-    pub const TENSORS: i32 = 9;
-    pub const GRAPHS: i32 = 10;
-    pub const SPARSE_TENSOR: i32 = 11;
-    pub const SPARSE_TENSORS: i32 = 12;
-    pub const TYPE_PROTO: i32 = 13;
-    pub const TYPE_PROTOS: i32 = 14;
-
-    pub fn name(code: i32) -> &'static str {
-        match code {
-            0 => "UNDEFINED",
-            FLOAT => "FLOAT",
-            INT => "INT",
-            STRING => "STRING",
-            TENSOR => "TENSOR",
-            GRAPH => "GRAPH",
-            FLOATS => "FLOATS",
-            INTS => "INTS",
-            STRINGS => "STRINGS",
-            TENSORS => "TENSORS",
-            GRAPHS => "GRAPHS",
-            SPARSE_TENSOR => "SPARSE_TENSOR",
-            SPARSE_TENSORS => "SPARSE_TENSORS",
-            TYPE_PROTO => "TYPE_PROTO",
-            TYPE_PROTOS => "TYPE_PROTOS",
-            _ => "unknown",
-        }
+crate::tensor::code_table! {
+    /// ONNX `AttributeProto.AttributeType` codes.
+    mod attr_type {
+        UNDEFINED = 0,
+        FLOAT = 1,
+        INT = 2,
+        STRING = 3,
+        TENSOR = 4,
+        GRAPH = 5,
+        FLOATS = 6,
+        INTS = 7,
+        STRINGS = 8,
+        TENSORS = 9,
+        GRAPHS = 10,
+        SPARSE_TENSOR = 11,
+        SPARSE_TENSORS = 12,
+        TYPE_PROTO = 13,
+        TYPE_PROTOS = 14,
     }
 }
 
@@ -310,17 +292,14 @@ fn decode_graph<'a>(f: &Field<'a>, path: &Path<'_>, depth: usize) -> Result<Grap
                 let p = path.item("initializer", g.initializers.len(), f.bytes().at(path)?, 8);
                 g.initializers.push(decode_tensor(&f, &p)?);
             }
-            11 => {
-                let p = path.item("input", g.inputs.len(), f.bytes().at(path)?, 1);
-                g.inputs.push(decode_value_info(&f, &p)?);
-            }
-            12 => {
-                let p = path.item("output", g.outputs.len(), f.bytes().at(path)?, 1);
-                g.outputs.push(decode_value_info(&f, &p)?);
-            }
-            13 => {
-                let p = path.item("value_info", g.value_info.len(), f.bytes().at(path)?, 1);
-                g.value_info.push(decode_value_info(&f, &p)?);
+            11..=13 => {
+                let (what, list) = match f.number {
+                    11 => ("input", &mut g.inputs),
+                    12 => ("output", &mut g.outputs),
+                    _ => ("value_info", &mut g.value_info),
+                };
+                let p = path.item(what, list.len(), f.bytes().at(path)?, 1);
+                list.push(decode_value_info(&f, &p)?);
             }
             15 => {
                 return Err(path.error(format_args!(

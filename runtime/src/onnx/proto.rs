@@ -286,36 +286,51 @@ impl<'a> Field<'a> {
 
     /// Appends the values of a `repeated float` field, packed or not.
     pub fn push_floats(&self, out: &mut Vec<f32>) -> Result<(), WireError> {
-        match self.value {
-            Value::Fixed32(bits) => {
-                out.push(f32::from_bits(bits));
-                Ok(())
-            }
-            Value::Len(b) => {
-                let chunks = self.packed_chunks::<4>(b)?;
-                out.reserve(chunks.len());
-                out.extend(chunks.iter().map(|c| f32::from_le_bytes(*c)));
-                Ok(())
-            }
-            _ => Err(self.wrong("fixed32 floats (packed or not)")),
-        }
+        let one = match self.value {
+            Value::Fixed32(bits) => Some(f32::from_bits(bits)),
+            _ => None,
+        };
+        self.push_fixed(
+            out,
+            one,
+            f32::from_le_bytes,
+            "fixed32 floats (packed or not)",
+        )
     }
 
     /// Appends the values of a `repeated double` field, packed or not.
     pub fn push_doubles(&self, out: &mut Vec<f64>) -> Result<(), WireError> {
-        match self.value {
-            Value::Fixed64(bits) => {
-                out.push(f64::from_bits(bits));
-                Ok(())
-            }
-            Value::Len(b) => {
-                let chunks = self.packed_chunks::<8>(b)?;
+        let one = match self.value {
+            Value::Fixed64(bits) => Some(f64::from_bits(bits)),
+            _ => None,
+        };
+        self.push_fixed(
+            out,
+            one,
+            f64::from_le_bytes,
+            "fixed64 doubles (packed or not)",
+        )
+    }
+
+    /// Appends the values of a repeated fixed-width field: `one` when the field is a single
+    /// unpacked value, else the packed little-endian values of a length-delimited one.
+    fn push_fixed<T, const N: usize>(
+        &self,
+        out: &mut Vec<T>,
+        one: Option<T>,
+        from_le: fn([u8; N]) -> T,
+        expected: &'static str,
+    ) -> Result<(), WireError> {
+        match (one, self.value) {
+            (Some(v), _) => out.push(v),
+            (None, Value::Len(b)) => {
+                let chunks = self.packed_chunks::<N>(b)?;
                 out.reserve(chunks.len());
-                out.extend(chunks.iter().map(|c| f64::from_le_bytes(*c)));
-                Ok(())
+                out.extend(chunks.iter().map(|c| from_le(*c)));
             }
-            _ => Err(self.wrong("fixed64 doubles (packed or not)")),
+            _ => return Err(self.wrong(expected)),
         }
+        Ok(())
     }
 
     /// Appends the values of a `repeated int64` (or `uint64`, reinterpreted) field, packed
