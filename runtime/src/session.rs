@@ -21,41 +21,29 @@ use crate::tensor::BorrowedData;
 /// Borrowed values of one model input (f32, i64, i32 or bool; the model's dtype).
 pub type InputData<'a> = BorrowedData<'a>;
 
-/// One named input for [`Session::run`].
+/// The values of a model output, in its own dtype.
+pub type OutputData<'s> = BorrowedData<'s>;
+
+/// A named, borrowed tensor: a model input given to [`Session::run`] or an output read after
+/// it (`D`: its values, row-major).
 #[derive(Debug, Clone, Copy)]
-pub struct Input<'a> {
-    /// Name of the model input.
+pub struct NamedTensor<'a, D = BorrowedData<'a>> {
+    /// Name of the model input or output.
     pub name: &'a str,
     /// Shape (first axis = batch).
     pub shape: &'a [usize],
     /// Values, row-major.
-    pub data: InputData<'a>,
+    pub data: D,
 }
 
-/// A model output after [`Session::run`].
-#[derive(Debug, Clone, Copy)]
-pub struct OutputView<'s> {
-    /// Output name.
-    pub name: &'s str,
-    /// Shape.
-    pub shape: &'s [usize],
-    /// Values (f32), row-major.
-    pub data: &'s [f32],
-}
+/// One named input for [`Session::run`].
+pub type Input<'a> = NamedTensor<'a, InputData<'a>>;
 
-/// The values of a model output, in its own dtype.
-pub type OutputData<'s> = BorrowedData<'s>;
+/// A model output after [`Session::run`]: f32 values (see [`Session::output`]).
+pub type OutputView<'s> = NamedTensor<'s, &'s [f32]>;
 
 /// A model output of any dtype after [`Session::run`] (see [`Session::output_typed`]).
-#[derive(Debug, Clone, Copy)]
-pub struct TypedOutputView<'s> {
-    /// Output name.
-    pub name: &'s str,
-    /// Shape.
-    pub shape: &'s [usize],
-    /// Values, row-major.
-    pub data: OutputData<'s>,
-}
+pub type TypedOutputView<'s> = NamedTensor<'s, OutputData<'s>>;
 
 struct Prepared {
     plan: Plan,
@@ -228,15 +216,15 @@ impl<'m, 'w> Session<'m, 'w> {
     /// Output `index` of the last successful run, when it is an f32 output (the scores); other
     /// dtypes through [`Session::output_typed`].
     pub fn output(&self, index: usize) -> Option<OutputView<'_>> {
-        let p = self.plans.get(self.current?)?;
-        let operand = p.plan.outputs.get(index)?;
-        let g = &self.model.graph;
-        let view = view_of(g, self.model.weights(), &p.plan.folded, &p.bufs, operand).ok()?;
-        Some(OutputView {
-            name: &g.outputs.get(index)?.1.name,
-            shape: &operand.shape,
-            data: view.f32()?,
-        })
+        let typed = self.output_typed(index)?;
+        match typed.data {
+            BorrowedData::F32(data) => Some(NamedTensor {
+                name: typed.name,
+                shape: typed.shape,
+                data,
+            }),
+            _ => None,
+        }
     }
 
     /// Output `index` of the last successful run, whatever its dtype ([`Session::output`]
@@ -246,7 +234,7 @@ impl<'m, 'w> Session<'m, 'w> {
         let operand = p.plan.outputs.get(index)?;
         let g = &self.model.graph;
         let view = view_of(g, self.model.weights(), &p.plan.folded, &p.bufs, operand).ok()?;
-        Some(TypedOutputView {
+        Some(NamedTensor {
             name: &g.outputs.get(index)?.1.name,
             shape: &operand.shape,
             data: view.data,

@@ -38,23 +38,9 @@ pub(crate) use code_table;
 code_table! {
     /// ONNX `TensorProto.DataType` codes.
     pub mod onnx_codes {
-        UNDEFINED = 0,
-        FLOAT = 1,
-        UINT8 = 2,
-        INT8 = 3,
-        UINT16 = 4,
-        INT16 = 5,
-        INT32 = 6,
-        INT64 = 7,
-        STRING = 8,
-        BOOL = 9,
-        FLOAT16 = 10,
-        DOUBLE = 11,
-        UINT32 = 12,
-        UINT64 = 13,
-        COMPLEX64 = 14,
-        COMPLEX128 = 15,
-        BFLOAT16 = 16,
+        UNDEFINED = 0, FLOAT = 1, UINT8 = 2, INT8 = 3, UINT16 = 4, INT16 = 5, INT32 = 6,
+        INT64 = 7, STRING = 8, BOOL = 9, FLOAT16 = 10, DOUBLE = 11, UINT32 = 12, UINT64 = 13,
+        COMPLEX64 = 14, COMPLEX128 = 15, BFLOAT16 = 16,
     }
 }
 

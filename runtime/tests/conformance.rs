@@ -366,34 +366,17 @@ fn get_varint(buf: &[u8], pos: &mut usize) -> u64 {
 fn with_initializers(model: &[u8], tensors: &[&[u8]]) -> Vec<u8> {
     let mut out =
         Vec::with_capacity(model.len() + tensors.iter().map(|t| t.len() + 8).sum::<usize>());
-    let mut pos = 0;
-    while pos < model.len() {
-        let start = pos;
-        let tag = get_varint(model, &mut pos);
-        let end = match tag & 7 {
-            0 => {
-                get_varint(model, &mut pos);
-                pos
-            }
-            1 => pos + 8,
-            5 => pos + 4,
-            2 => {
-                let len = get_varint(model, &mut pos) as usize;
-                pos + len
-            }
-            w => panic!("wire type {w} in a backend-test model"),
-        };
-        if tag == (7 << 3 | 2) {
-            // ModelProto.graph: GraphProto.initializer is field 5.
-            let mut graph = model[pos..end].to_vec();
+    for (num, f) in fields(model) {
+        // ModelProto.graph (field 7, length-delimited): GraphProto.initializer is field 5.
+        if num == 7 && f.first() == Some(&(7 << 3 | 2)) {
+            let mut graph = payload(f).to_vec();
             for t in tensors {
                 put_field(&mut graph, 5, t);
             }
             put_field(&mut out, 7, &graph);
         } else {
-            out.extend_from_slice(&model[start..end]);
+            out.extend_from_slice(f);
         }
-        pos = end;
     }
     out
 }

@@ -253,7 +253,7 @@ fn matmul_add_activation_fuses_into_one_step() {
         };
         let add_in: [&str; 2] = if bias_first { ["b", "h"] } else { ["h", "b"] };
         let mut nodes = vec![
-            node("MatMul", "mm", &["X", "W"], &["h"], &[]),
+            op("MatMul mm: X W -> h", &[]),
             node(
                 "Add",
                 "add",
@@ -300,7 +300,7 @@ fn matmul_activation_without_bias_fuses() {
     for act in ["Relu", "Sigmoid", "Tanh"] {
         let bytes = dense_model(
             &[
-                node("MatMul", "mm", &["X", "W"], &["h"], &[]),
+                op("MatMul mm: X W -> h", &[]),
                 node(act, "act", &["h"], &["Y"], &[]),
             ],
             &[tensor_floats("W", &[k as i64, n as i64], &w)],
@@ -406,9 +406,9 @@ fn shared_intermediates_and_full_biases_are_not_fused() {
     let shared = model_bytes(&graph(
         "g",
         &[
-            node("MatMul", "mm", &["X", "W"], &["h"], &[]),
-            node("Add", "add", &["h", "b"], &["z"], &[]),
-            node("Relu", "act", &["z"], &["Y"], &[]),
+            op("MatMul mm: X W -> h", &[]),
+            op("Add add: h b -> z", &[]),
+            op("Relu act: z -> Y", &[]),
         ],
         &[
             tensor_floats("W", &[k as i64, n as i64], &w),
@@ -436,9 +436,9 @@ fn shared_intermediates_and_full_biases_are_not_fused() {
     // A bias that differs per row ([2, n] at batch 2) is not a bias over the last axis.
     let full = dense_model(
         &[
-            node("MatMul", "mm", &["X", "W"], &["h"], &[]),
-            node("Add", "add", &["h", "b"], &["z"], &[]),
-            node("Relu", "act", &["z"], &["Y"], &[]),
+            op("MatMul mm: X W -> h", &[]),
+            op("Add add: h b -> z", &[]),
+            op("Relu act: z -> Y", &[]),
         ],
         &[
             tensor_floats("W", &[k as i64, n as i64], &w),
@@ -457,10 +457,7 @@ fn shared_intermediates_and_full_biases_are_not_fused() {
 
     // The product's output read twice (by the Relu and by an Add of itself).
     let twice = dense_model(
-        &[
-            node("MatMul", "mm", &["X", "W"], &["h"], &[]),
-            node("Add", "add", &["h", "h"], &["Y"], &[]),
-        ],
+        &[op("MatMul mm: X W -> h", &[]), op("Add add: h h -> Y", &[])],
         &[tensor_floats("W", &[k as i64, n as i64], &w)],
         k,
     );
@@ -486,10 +483,10 @@ fn factorized_pairs_fuse_at_every_rank_and_batch() {
         // MatMul, MatMul, Add (the exporter's form) + Relu.
         let bytes = dense_model(
             &[
-                node("MatMul", "mm1", &["X", "A"], &["h"], &[]),
-                node("MatMul", "mm2", &["h", "B"], &["z"], &[]),
-                node("Add", "add", &["z", "c"], &["r"], &[]),
-                node("Relu", "act", &["r"], &["Y"], &[]),
+                op("MatMul mm1: X A -> h", &[]),
+                op("MatMul mm2: h B -> z", &[]),
+                op("Add add: z c -> r", &[]),
+                op("Relu act: r -> Y", &[]),
             ],
             &[
                 tensor_floats("A", &[k as i64, rank as i64], &a),
@@ -527,22 +524,13 @@ fn factorized_pairs_fuse_at_every_rank_and_batch() {
         let hb = vals(rank, 60);
         let bytes = dense_model(
             &[
-                node(
-                    "Gemm",
-                    "g1",
-                    &["X", "A", "hb"],
-                    &["h"],
-                    &[attr_int("transB", 1)],
-                ),
-                node("Relu", "act1", &["h"], &["hr"], &[]),
-                node(
-                    "Gemm",
-                    "g2",
-                    &["hr", "B", "c"],
-                    &["z"],
+                op("Gemm g1: X A hb -> h", &[attr_int("transB", 1)]),
+                op("Relu act1: h -> hr", &[]),
+                op(
+                    "Gemm g2: hr B c -> z",
                     &[attr_float("alpha", 0.75), attr_float("beta", 1.5)],
                 ),
-                node("Sigmoid", "act2", &["z"], &["Y"], &[]),
+                op("Sigmoid act2: z -> Y", &[]),
             ],
             &[
                 tensor_floats("A", &[rank as i64, k as i64], &a_nk),
@@ -581,10 +569,10 @@ fn products_without_a_bottleneck_are_not_paired() {
     let bm = vals(mid * n, 81);
     let bytes = dense_model(
         &[
-            node("MatMul", "mm1", &["X", "A"], &["h"], &[]),
-            node("Relu", "act1", &["h"], &["hr"], &[]),
-            node("MatMul", "mm2", &["hr", "B"], &["z"], &[]),
-            node("Relu", "act2", &["z"], &["Y"], &[]),
+            op("MatMul mm1: X A -> h", &[]),
+            op("Relu act1: h -> hr", &[]),
+            op("MatMul mm2: hr B -> z", &[]),
+            op("Relu act2: z -> Y", &[]),
         ],
         &[
             tensor_floats("A", &[k as i64, mid as i64], &a),
@@ -611,8 +599,8 @@ fn products_without_a_bottleneck_are_not_paired() {
     let shared = model_bytes(&graph(
         "g",
         &[
-            node("MatMul", "mm1", &["X", "A"], &["h"], &[]),
-            node("MatMul", "mm2", &["h", "B"], &["Y"], &[]),
+            op("MatMul mm1: X A -> h", &[]),
+            op("MatMul mm2: h B -> Y", &[]),
         ],
         &[
             tensor_floats("A", &[k as i64, rank as i64], &a),
@@ -664,15 +652,15 @@ fn gather_model(
             &[rows as i64, kdim as i64],
             &bits,
         ));
-        nodes.push(node("Cast", "cast", &["E16"], &["E"], &[attr_int("to", 1)]));
+        nodes.push(op("Cast cast: E16 -> E", &[attr_int("to", 1)]));
         "E"
     } else {
         inits.push(tensor_floats("E", &[rows as i64, kdim as i64], &e));
         "E"
     };
     nodes.push(node("Gather", "gather", &[table, "ids"], &["g"], &[]));
-    nodes.push(node("MatMul", "proj", &["g", "P"], &["z"], &[]));
-    nodes.push(node("Add", "mu_add", &["z", "mu"], &["Y"], &[]));
+    nodes.push(op("MatMul proj: g P -> z", &[]));
+    nodes.push(op("Add mu_add: z mu -> Y", &[]));
     let bytes = model_bytes(&graph(
         "g",
         &nodes,
@@ -809,9 +797,9 @@ fn fused_away_values_get_no_buffer() {
     let (k, rank, n, batch) = (64usize, 4usize, 64usize, 1000usize);
     let bytes = dense_model(
         &[
-            node("MatMul", "mm1", &["X", "A"], &["h"], &[]),
-            node("MatMul", "mm2", &["h", "B"], &["z"], &[]),
-            node("Add", "add", &["z", "c"], &["Y"], &[]),
+            op("MatMul mm1: X A -> h", &[]),
+            op("MatMul mm2: h B -> z", &[]),
+            op("Add add: z c -> Y", &[]),
         ],
         &[
             tensor_floats("A", &[k as i64, rank as i64], &vals(k * rank, 1)),

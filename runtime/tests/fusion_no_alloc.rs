@@ -24,22 +24,16 @@ fn model() -> Vec<u8> {
     let g = graph(
         "g",
         &[
-            node("Gather", "gather", &["E", "ids"], &["g"], &[]),
-            node("MatMul", "proj", &["g", "P"], &["p"], &[]),
-            node("Add", "mu", &["p", "mu"], &["e"], &[]),
-            node("Reshape", "flat", &["e", "shape"], &["x"], &[]),
-            node("MatMul", "first", &["x", "A"], &["h"], &[]),
-            node("MatMul", "second", &["h", "B"], &["z"], &[]),
-            node("Add", "bias", &["z", "c"], &["zb"], &[]),
-            node("Relu", "relu", &["zb"], &["r"], &[]),
-            node(
-                "Gemm",
-                "head",
-                &["r", "W"],
-                &["logit"],
-                &[attr_int("transB", 1)],
-            ),
-            node("Sigmoid", "prob", &["logit"], &["Y"], &[]),
+            op("Gather gather: E ids -> g", &[]),
+            op("MatMul proj: g P -> p", &[]),
+            op("Add mu: p mu -> e", &[]),
+            op("Reshape flat: e shape -> x", &[]),
+            op("MatMul first: x A -> h", &[]),
+            op("MatMul second: h B -> z", &[]),
+            op("Add bias: z c -> zb", &[]),
+            op("Relu relu: zb -> r", &[]),
+            op("Gemm head: r W -> logit", &[attr_int("transB", 1)]),
+            op("Sigmoid prob: logit -> Y", &[]),
         ],
         &[
             tensor_floats(

@@ -47,11 +47,8 @@ fn gemm_all_attributes_match_reference() {
     let (alpha, beta) = (0.5f32, 2.0f32);
     let g = graph(
         "g",
-        &[node(
-            "Gemm",
-            "gemm",
-            &["A", "B", "C"],
-            &["Y"],
+        &[op(
+            "Gemm gemm: A B C -> Y",
             &[
                 attr_float("alpha", alpha),
                 attr_float("beta", beta),
@@ -89,13 +86,7 @@ fn gemm_linear_layer_with_symbolic_batch() {
     let bias = vals(n, 5);
     let g = graph(
         "g",
-        &[node(
-            "Gemm",
-            "fc",
-            &["X", "W", "b"],
-            &["Y"],
-            &[attr_int("transB", 1)],
-        )],
+        &[op("Gemm fc: X W b -> Y", &[attr_int("transB", 1)])],
         &[
             tensor_floats("W", &[n as i64, k as i64], &w),
             tensor_floats("b", &[n as i64], &bias),
@@ -130,7 +121,7 @@ fn batched_matmul_broadcasts_batch_dims() {
         let b = vals(bshape.iter().product(), 8);
         let g = graph(
             "g",
-            &[node("MatMul", "mm", &["A", "B"], &["Y"], &[])],
+            &[op("MatMul mm: A B -> Y", &[])],
             &[tensor_floats(
                 "B",
                 &bshape.iter().map(|&d| d as i64).collect::<Vec<_>>(),
@@ -197,38 +188,14 @@ fn pow_reduce_and_transpose_like_an_fm_layer() {
     let g = graph(
         "g",
         &[
-            node(
-                "ReduceSum",
-                "s",
-                &["E", "ax1"],
-                &["S"],
-                &[attr_int("keepdims", 1)],
-            ),
-            node("Pow", "sq", &["S", "two"], &["SQ"], &[]),
-            node("Mul", "ee", &["E", "E"], &["EE"], &[]),
-            node(
-                "ReduceSum",
-                "s2",
-                &["EE", "ax1"],
-                &["S2"],
-                &[attr_int("keepdims", 1)],
-            ),
-            node("Sub", "d", &["SQ", "S2"], &["DF"], &[]),
-            node(
-                "Transpose",
-                "t",
-                &["DF"],
-                &["T"],
-                &[attr_ints("perm", &[0, 2, 1])],
-            ),
-            node(
-                "ReduceSum",
-                "s3",
-                &["T", "ax1"],
-                &["R"],
-                &[attr_int("keepdims", 0)],
-            ),
-            node("Mul", "h", &["R", "half"], &["Y"], &[]),
+            op("ReduceSum s: E ax1 -> S", &[attr_int("keepdims", 1)]),
+            op("Pow sq: S two -> SQ", &[]),
+            op("Mul ee: E E -> EE", &[]),
+            op("ReduceSum s2: EE ax1 -> S2", &[attr_int("keepdims", 1)]),
+            op("Sub d: SQ S2 -> DF", &[]),
+            op("Transpose t: DF -> T", &[attr_ints("perm", &[0, 2, 1])]),
+            op("ReduceSum s3: T ax1 -> R", &[attr_int("keepdims", 0)]),
+            op("Mul h: R half -> Y", &[]),
         ],
         &[
             tensor_int64s("ax1", &[1], &[1]),
@@ -268,24 +235,12 @@ fn pytorch_reshape_shape_chain_is_folded_for_any_batch() {
     let g = graph(
         "g",
         &[
-            node("Shape", "shape", &["X"], &["s"], &[]),
-            node(
-                "Gather",
-                "g0",
-                &["s", "zero"],
-                &["n"],
-                &[attr_int("axis", 0)],
-            ),
-            node("Unsqueeze", "u", &["n", "axes0"], &["n1"], &[]),
-            node(
-                "Concat",
-                "c",
-                &["n1", "six"],
-                &["target"],
-                &[attr_int("axis", 0)],
-            ),
-            node("Reshape", "r", &["X", "target"], &["R"], &[]),
-            node("Slice", "sl", &["R", "st", "en", "ax", "step"], &["Y"], &[]),
+            op("Shape shape: X -> s", &[]),
+            op("Gather g0: s zero -> n", &[attr_int("axis", 0)]),
+            op("Unsqueeze u: n axes0 -> n1", &[]),
+            op("Concat c: n1 six -> target", &[attr_int("axis", 0)]),
+            op("Reshape r: X target -> R", &[]),
+            op("Slice sl: R st en ax step -> Y", &[]),
         ],
         &[
             tensor_int64s("zero", &[], &[0]),
@@ -323,14 +278,8 @@ fn f16_weights_through_cast_are_used_directly() {
     let g = graph(
         "g",
         &[
-            node(
-                "Cast",
-                "cast",
-                &["W16"],
-                &["W"],
-                &[attr_int("to", FLOAT as i64)],
-            ),
-            node("MatMul", "mm", &["X", "W"], &["Y"], &[]),
+            op("Cast cast: W16 -> W", &[attr_int("to", FLOAT as i64)]),
+            op("MatMul mm: X W -> Y", &[]),
         ],
         &[tensor_raw("W16", FLOAT16, &[k as i64, n as i64], &w16)],
         &[value_info("X", FLOAT, &[D::P("N"), D::V(k as i64)])],
@@ -354,28 +303,10 @@ fn embedding_model() -> Vec<u8> {
     let g = graph(
         "g",
         &[
-            node("Slice", "sl", &["X", "s", "e", "a"], &["col"], &[]),
-            node(
-                "Cast",
-                "cast",
-                &["col"],
-                &["ids"],
-                &[attr_int("to", INT64 as i64)],
-            ),
-            node(
-                "Gather",
-                "emb",
-                &["E", "ids"],
-                &["G"],
-                &[attr_int("axis", 0)],
-            ),
-            node(
-                "ReduceSum",
-                "rs",
-                &["G", "a"],
-                &["Y"],
-                &[attr_int("keepdims", 0)],
-            ),
+            op("Slice sl: X s e a -> col", &[]),
+            op("Cast cast: col -> ids", &[attr_int("to", INT64 as i64)]),
+            op("Gather emb: E ids -> G", &[attr_int("axis", 0)]),
+            op("ReduceSum rs: G a -> Y", &[attr_int("keepdims", 0)]),
         ],
         &[
             tensor_floats("E", &[10, 4], &e),
@@ -488,7 +419,7 @@ fn input_mismatch_names_input_and_shapes() {
 fn unsupported_op_and_cycles_fail_at_load() {
     let g = graph(
         "g",
-        &[node("LSTM", "my_lstm", &["X"], &["Y"], &[])],
+        &[op("LSTM my_lstm: X -> Y", &[])],
         &[],
         &[value_info("X", FLOAT, &dims(&[1, 2]))],
         &[value_info("Y", FLOAT, &dims(&[1, 2]))],
@@ -501,9 +432,9 @@ fn unsupported_op_and_cycles_fail_at_load() {
     let g = graph(
         "g",
         &[
-            node("Relu", "a", &["B"], &["A"], &[]),
-            node("Relu", "b", &["A"], &["B"], &[]),
-            node("Add", "c", &["X", "A"], &["Y"], &[]),
+            op("Relu a: B -> A", &[]),
+            op("Relu b: A -> B", &[]),
+            op("Add c: X A -> Y", &[]),
         ],
         &[],
         &[value_info("X", FLOAT, &dims(&[1, 2]))],
@@ -517,7 +448,7 @@ fn unsupported_op_and_cycles_fail_at_load() {
     // A value nobody produces.
     let g = graph(
         "g",
-        &[node("Add", "c", &["X", "ghost"], &["Y"], &[])],
+        &[op("Add c: X ghost -> Y", &[])],
         &[],
         &[value_info("X", FLOAT, &dims(&[1, 2]))],
         &[value_info("Y", FLOAT, &dims(&[1, 2]))],
@@ -527,7 +458,7 @@ fn unsupported_op_and_cycles_fail_at_load() {
     // Shapes that cannot work fail at load (validation plan), naming the node.
     let g = graph(
         "g",
-        &[node("MatMul", "bad_mm", &["X", "W"], &["Y"], &[])],
+        &[op("MatMul bad_mm: X W -> Y", &[])],
         &[tensor_floats("W", &[3, 2], &[0.0; 6])],
         &[value_info("X", FLOAT, &[D::P("N"), D::V(4)])],
         &[value_info("Y", FLOAT, &[D::P("N"), D::V(2)])],
@@ -586,7 +517,7 @@ fn expand_broadcasts_both_ways() {
     let x = vals(3, 11);
     let g = graph(
         "g",
-        &[node("Expand", "ex", &["X", "S"], &["Y"], &[])],
+        &[op("Expand ex: X S -> Y", &[])],
         &[tensor_int64s("S", &[3], &[2, 1, 4])],
         &[value_info("X", FLOAT, &dims(&[3, 1]))],
         &[value_info("Y", FLOAT, &dims(&[2, 3, 4]))],
@@ -601,7 +532,7 @@ fn expand_broadcasts_both_ways() {
     // int64, shape smaller than the input's rank: [2, 3] with shape [3] keeps [2, 3].
     let g = graph(
         "g",
-        &[node("Expand", "ex", &["X", "S"], &["Y"], &[])],
+        &[op("Expand ex: X S -> Y", &[])],
         &[tensor_int64s("S", &[1], &[3])],
         &[value_info("X", INT64, &dims(&[2, 1]))],
         &[value_info("Y", INT64, &dims(&[2, 3]))],
@@ -622,7 +553,7 @@ fn expand_broadcasts_both_ways() {
     for (target, what) in [(vec![2i64, 5], "broadcast"), (vec![-1, 1], "invalid shape")] {
         let g = graph(
             "g",
-            &[node("Expand", "bad_ex", &["X", "S"], &["Y"], &[])],
+            &[op("Expand bad_ex: X S -> Y", &[])],
             &[tensor_int64s("S", &[2], &target)],
             &[value_info("X", FLOAT, &dims(&[3, 1]))],
             &[value_info("Y", FLOAT, &dims(&[3, 5]))],
@@ -637,7 +568,7 @@ fn expand_broadcasts_both_ways() {
     // A shape computed at run time is refused at load.
     let g = graph(
         "g",
-        &[node("Expand", "ex", &["X", "S"], &["Y"], &[])],
+        &[op("Expand ex: X S -> Y", &[])],
         &[],
         &[
             value_info("X", FLOAT, &dims(&[3, 1])),
@@ -656,7 +587,7 @@ fn where_broadcasts_condition_x_and_y() {
     let x = vals(3, 12);
     let g = graph(
         "g",
-        &[node("Where", "w", &["C", "X", "Yc"], &["Y"], &[])],
+        &[op("Where w: C X Yc -> Y", &[])],
         &[tensor_floats("Yc", &[], &[-9.5])],
         &[
             value_info("C", BOOL, &dims(&[1, 4])),
@@ -692,7 +623,7 @@ fn where_broadcasts_condition_x_and_y() {
     // int64 values, all three full-shaped except X, which is [2].
     let g = graph(
         "g",
-        &[node("Where", "w", &["C", "X", "Yv"], &["Y"], &[])],
+        &[op("Where w: C X Yv -> Y", &[])],
         &[
             bool_tensor("C", &[2, 2], &[true, false, false, true]),
             tensor_int64s("Yv", &[2, 2], &[10, 11, 12, 13]),
@@ -714,7 +645,7 @@ fn where_broadcasts_condition_x_and_y() {
     // A non-bool condition and mismatched X/Y dtypes are typed errors.
     let g = graph(
         "g",
-        &[node("Where", "bad_w", &["X", "X", "X"], &["Y"], &[])],
+        &[op("Where bad_w: X X X -> Y", &[])],
         &[],
         &[value_info("X", FLOAT, &dims(&[2]))],
         &[value_info("Y", FLOAT, &dims(&[2]))],
@@ -726,7 +657,7 @@ fn where_broadcasts_condition_x_and_y() {
     );
     let g = graph(
         "g",
-        &[node("Where", "bad_w", &["C", "X", "I"], &["Y"], &[])],
+        &[op("Where bad_w: C X I -> Y", &[])],
         &[
             bool_tensor("C", &[2], &[true, false]),
             tensor_int64s("I", &[2], &[1, 2]),
@@ -746,7 +677,7 @@ fn tile_repeats_each_dimension() {
     let x = vals(6, 13);
     let g = graph(
         "g",
-        &[node("Tile", "t", &["X", "R"], &["Y"], &[])],
+        &[op("Tile t: X R -> Y", &[])],
         &[tensor_int64s("R", &[3], &[2, 1, 3])],
         &[value_info("X", FLOAT, &dims(&[2, 1, 3]))],
         &[value_info("Y", FLOAT, &dims(&[4, 1, 9]))],
@@ -772,7 +703,7 @@ fn tile_repeats_each_dimension() {
     ] {
         let g = graph(
             "g",
-            &[node("Tile", "t", &["X", "R"], &["Y"], &[])],
+            &[op("Tile t: X R -> Y", &[])],
             &[tensor_int64s("R", &[2], &reps)],
             &[value_info("X", INT64, &dims(&[2, 2]))],
             &[value_info("Y", INT64, &dims(&out_shape))],
@@ -794,7 +725,7 @@ fn tile_repeats_each_dimension() {
     for reps in [vec![2i64], vec![1, -1]] {
         let g = graph(
             "g",
-            &[node("Tile", "bad_t", &["X", "R"], &["Y"], &[])],
+            &[op("Tile bad_t: X R -> Y", &[])],
             &[tensor_int64s("R", &[reps.len() as i64], &reps)],
             &[value_info("X", FLOAT, &dims(&[2, 2]))],
             &[value_info("Y", FLOAT, &dims(&[2, 2]))],
@@ -843,11 +774,8 @@ fn layer_normalization_matches_reference() {
     let bias = vals(4, 16);
     let g = graph(
         "g",
-        &[node(
-            "LayerNormalization",
-            "ln",
-            &["X", "S", "B"],
-            &["Y"],
+        &[op(
+            "LayerNormalization ln: X S B -> Y",
             &[attr_int("axis", 1), attr_float("epsilon", 1e-3)],
         )],
         &[
@@ -866,13 +794,7 @@ fn layer_normalization_matches_reference() {
     let scale = vals(4, 17);
     let g = graph(
         "g",
-        &[node(
-            "LayerNormalization",
-            "ln",
-            &["X", "S"],
-            &["Y", ""],
-            &[],
-        )],
+        &[op("LayerNormalization ln: X S -> Y _", &[])],
         &[tensor_floats("S", &[4], &scale)],
         &[value_info("X", FLOAT, &dims(&shape))],
         &[value_info("Y", FLOAT, &dims(&shape))],
@@ -909,13 +831,7 @@ fn layer_normalization_matches_reference() {
     // A Scale that does not fit the normalized shape is a typed error, not a panic.
     let g = graph(
         "g",
-        &[node(
-            "LayerNormalization",
-            "bad_ln",
-            &["X", "S"],
-            &["Y"],
-            &[],
-        )],
+        &[op("LayerNormalization bad_ln: X S -> Y", &[])],
         &[tensor_floats("S", &[3], &[1.0; 3])],
         &[value_info("X", FLOAT, &dims(&shape))],
         &[value_info("Y", FLOAT, &dims(&shape))],
@@ -932,7 +848,7 @@ fn dropout_training_mode_constant_false_is_inference() {
     let x = vals(6, 18);
     let dropout = |inits: Vec<Msg>, extra: Vec<Msg>, inputs: Vec<Msg>| {
         let mut nodes = extra;
-        nodes.push(node("Dropout", "drop", &["X", "ratio", "T"], &["Y"], &[]));
+        nodes.push(op("Dropout drop: X ratio T -> Y", &[]));
         let mut ins = vec![value_info("X", FLOAT, &dims(&[2, 3]))];
         ins.extend(inputs);
         let mut all_inits = vec![tensor_floats("ratio", &[], &[0.5])];
@@ -949,11 +865,8 @@ fn dropout_training_mode_constant_false_is_inference() {
     let as_init = dropout(vec![bool_tensor("T", &[], &[false])], vec![], vec![]);
     let as_constant = dropout(
         vec![],
-        vec![node(
-            "Constant",
-            "c",
-            &[],
-            &["T"],
+        vec![op(
+            "Constant c: -> T",
             &[attr_tensor("value", &bool_tensor("", &[], &[false]))],
         )],
         vec![],

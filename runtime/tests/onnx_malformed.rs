@@ -250,13 +250,7 @@ fn with_init(t: Msg) -> Vec<u8> {
 }
 
 fn with_attr(a: Msg) -> Vec<u8> {
-    model_bytes(&graph(
-        "g",
-        &[node("Op", "n", &[], &[], &[a])],
-        &[],
-        &[],
-        &[],
-    ))
+    model_bytes(&graph("g", &[op("Op n: -> ", &[a])], &[], &[], &[]))
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -324,7 +318,7 @@ fn cases() -> Vec<Case> {
             "bad_utf8_name",
             model_bytes(&graph(
                 "g",
-                &[node("Op", "ok", &[], &[], &[]).bytes(3, &[0xff, 0xfe])],
+                &[op("Op ok: -> ", &[]).bytes(3, &[0xff, 0xfe])],
                 &[],
                 &[],
                 &[],

@@ -31,21 +31,9 @@ pub const MAX_GRAPH_DEPTH: usize = 32;
 crate::tensor::code_table! {
     /// ONNX `AttributeProto.AttributeType` codes.
     mod attr_type {
-        UNDEFINED = 0,
-        FLOAT = 1,
-        INT = 2,
-        STRING = 3,
-        TENSOR = 4,
-        GRAPH = 5,
-        FLOATS = 6,
-        INTS = 7,
-        STRINGS = 8,
-        TENSORS = 9,
-        GRAPHS = 10,
-        SPARSE_TENSOR = 11,
-        SPARSE_TENSORS = 12,
-        TYPE_PROTO = 13,
-        TYPE_PROTOS = 14,
+        UNDEFINED = 0, FLOAT = 1, INT = 2, STRING = 3, TENSOR = 4, GRAPH = 5, FLOATS = 6,
+        INTS = 7, STRINGS = 8, TENSORS = 9, GRAPHS = 10, SPARSE_TENSOR = 11, SPARSE_TENSORS = 12,
+        TYPE_PROTO = 13, TYPE_PROTOS = 14,
     }
 }
 
@@ -194,6 +182,23 @@ fn once<'a>(slot: &mut Option<Field<'a>>, f: Field<'a>, path: &Path<'_>, what: &
     f.bytes().at(path)?;
     *slot = Some(f);
     Ok(())
+}
+
+/// Field `number` (named `what` in errors) of the message `m`, which may hold it once.
+fn only_field<'a>(
+    m: &Field<'a>,
+    path: &Path<'_>,
+    number: u32,
+    what: &str,
+) -> Result<Option<Field<'a>>> {
+    let mut r = m.message().at(path)?;
+    let mut found = None;
+    while let Some(f) = r.next_field().at(path)? {
+        if f.number == number {
+            once(&mut found, f, path, what)?;
+        }
+    }
+    Ok(found)
 }
 
 /// Decodes an ONNX `ModelProto` from the bytes of a `.onnx` file, borrowing names and inline
@@ -487,14 +492,7 @@ fn decode_value_info<'a>(f: &Field<'a>, path: &Path<'_>) -> Result<ValueInfo<'a>
     };
     // TypeProto: only tensor_type (1) is represented; sequences, maps... stay elem_type 0.
     let path = path.field("type");
-    let mut r = type_proto.message().at(&path)?;
-    let mut tensor_type = None;
-    while let Some(f) = r.next_field().at(&path)? {
-        if f.number == 1 {
-            once(&mut tensor_type, f, &path, "tensor_type")?;
-        }
-    }
-    let Some(tensor_type) = tensor_type else {
+    let Some(tensor_type) = only_field(&type_proto, &path, 1, "tensor_type")? else {
         return Ok(info);
     };
     let path = path.field("tensor_type");

@@ -228,6 +228,24 @@ pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: &[Ms
     m
 }
 
+/// A node written `"OpType name: in1 in2 -> out1"` (an omitted optional input is `_`), with
+/// its attributes: one short line per node in the graphs of the tests.
+pub fn op(spec: &str, attrs: &[Msg]) -> Msg {
+    let (head, io) = spec
+        .split_once(':')
+        .expect("'OpType name: inputs -> outputs'");
+    let (op_type, name) = head.split_once(' ').expect("op type and node name");
+    let (ins, outs) = io
+        .split_once("->")
+        .expect("'->' between inputs and outputs");
+    fn names(s: &str) -> Vec<&str> {
+        s.split_whitespace()
+            .map(|v| if v == "_" { "" } else { v })
+            .collect()
+    }
+    node(op_type, name, &names(ins), &names(outs), attrs)
+}
+
 pub fn graph(name: &str, nodes: &[Msg], inits: &[Msg], inputs: &[Msg], outputs: &[Msg]) -> Msg {
     let mut m = Msg::new();
     for n in nodes {
@@ -328,24 +346,15 @@ pub fn mlp_graph() -> Msg {
         tensor_floats("b2", &[1], &[0.125]),
     ];
     let nodes = [
-        node(
-            "Flatten",
-            "flatten",
-            &["x"],
-            &["xf"],
-            &[attr_int("axis", 1)],
-        ),
-        node("MatMul", "fc1", &["xf", "W1"], &["h1"], &[]),
-        node("Add", "fc1_bias", &["h1", "b1"], &["h2"], &[]),
-        node("Relu", "relu", &["h2"], &["h3"], &[]),
-        node("MatMul", "fc2", &["h3", "W2"], &["h4"], &[]),
-        node("Add", "fc2_bias", &["h4", "b2"], &["h5"], &[]),
-        node("Sigmoid", "sigmoid", &["h5"], &["y"], &[]),
-        node(
-            "Constant",
-            "shape_const",
-            &[],
-            &["shape"],
+        op("Flatten flatten: x -> xf", &[attr_int("axis", 1)]),
+        op("MatMul fc1: xf W1 -> h1", &[]),
+        op("Add fc1_bias: h1 b1 -> h2", &[]),
+        op("Relu relu: h2 -> h3", &[]),
+        op("MatMul fc2: h3 W2 -> h4", &[]),
+        op("Add fc2_bias: h4 b2 -> h5", &[]),
+        op("Sigmoid sigmoid: h5 -> y", &[]),
+        op(
+            "Constant shape_const: -> shape",
             &[attr_tensor("value", &tensor_int64s("", &[2], &[-1, 8]))],
         ),
     ];
