@@ -740,11 +740,11 @@ fn gather_projection_reports_out_of_range_ids_like_gather() {
     let (bytes, ..) = gather_model(rows, kdim, d, fields, INT64, false);
     let m = Model::from_bytes(&bytes, &[]).expect("loads");
     let mut s = m.session();
-    s.run(&[Input {
-        name: "ids",
-        shape: &[batch, fields],
-        data: InputData::I64(&ids_for(batch, fields, rows, 6)),
-    }])
+    s.run(&[input(
+        "ids",
+        &[batch, fields],
+        InputData::I64(&ids_for(batch, fields, rows, 6)),
+    )])
     .expect("runs");
     let tile = s.plan_stats().unwrap().fused[0].tile_rows;
     assert!(tile < batch * fields / 3, "tile {tile}: want several tiles");
@@ -779,12 +779,8 @@ fn gather_projection_reports_out_of_range_ids_like_gather() {
         Feed::I64(v) => v,
         _ => unreachable!(),
     };
-    s.run(&[Input {
-        name: "ids",
-        shape: &[batch, fields],
-        data: InputData::I64(ids),
-    }])
-    .expect("runs");
+    s.run(&[input("ids", &[batch, fields], InputData::I64(ids))])
+        .expect("runs");
     assert_eq!(
         s.plan_stats().unwrap().count(FusionKind::GatherProjection),
         1

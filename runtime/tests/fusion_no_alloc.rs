@@ -10,7 +10,7 @@ mod onnx_support;
 use alloc_counter::allocations_in;
 use ctr_edge_runtime::graph::FusionKind;
 use ctr_edge_runtime::session::InputData;
-use ctr_edge_runtime::{Input, Model, Session};
+use ctr_edge_runtime::{Model, Session};
 use onnx_support::*;
 
 const FIELDS: usize = 3;
@@ -57,11 +57,11 @@ fn model() -> Vec<u8> {
 
 fn score(session: &mut Session<'_, '_>, ids: &[i64]) -> f32 {
     session
-        .run(&[Input {
-            name: "ids",
-            shape: &[ids.len() / FIELDS, FIELDS],
-            data: InputData::I64(ids),
-        }])
+        .run(&[input(
+            "ids",
+            &[ids.len() / FIELDS, FIELDS],
+            InputData::I64(ids),
+        )])
         .expect("run");
     session.output(0).expect("output").data.iter().sum()
 }
@@ -111,11 +111,7 @@ fn fused_runs_after_the_first_at_a_batch_size_do_not_allocate() {
     let mut bad = big.to_vec();
     bad[500] = TABLE_ROWS as i64;
     assert!(s
-        .run(&[Input {
-            name: "ids",
-            shape: &[300, FIELDS],
-            data: InputData::I64(&bad),
-        }])
+        .run(&[input("ids", &[300, FIELDS], InputData::I64(&bad))])
         .is_err());
     let n = allocations_in(|| {
         score(&mut s, big);

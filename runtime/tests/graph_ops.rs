@@ -12,11 +12,7 @@ fn run1(model: &[u8], inputs: &[(&str, &[usize], &[f32])]) -> (Vec<usize>, Vec<f
     let mut s = m.session();
     let ins: Vec<Input<'_>> = inputs
         .iter()
-        .map(|(n, sh, d)| Input {
-            name: n,
-            shape: sh,
-            data: InputData::F32(d),
-        })
+        .map(|(n, sh, d)| input(n, sh, InputData::F32(d)))
         .collect();
     s.run(&ins).expect("runs");
     let o = s.output(0).expect("output");
@@ -334,11 +330,7 @@ fn gather_ids_and_out_of_range_error() {
     let mut s = m.session();
     let x = [0.0, 3.0, 0.0, 10.0];
     let err = s
-        .run(&[Input {
-            name: "X",
-            shape: &[2, 2],
-            data: InputData::F32(&x),
-        }])
+        .run(&[input("X", &[2, 2], InputData::F32(&x))])
         .unwrap_err();
     assert!(
         matches!(&err, Error::IndexOutOfRange { input, row: 1, index: 10, table_rows: 10 } if input == "X"),
@@ -352,11 +344,7 @@ fn gather_ids_and_out_of_range_error() {
     // NaN id: an error, not row 0.
     let x = [0.0, f32::NAN, 0.0, 1.0];
     let err = s
-        .run(&[Input {
-            name: "X",
-            shape: &[2, 2],
-            data: InputData::F32(&x),
-        }])
+        .run(&[input("X", &[2, 2], InputData::F32(&x))])
         .unwrap_err();
     assert!(
         matches!(&err, Error::NotFinite { input, position: 1 } if input == "X"),
@@ -364,12 +352,7 @@ fn gather_ids_and_out_of_range_error() {
     );
     // The session still works after errors.
     let x = [0.0, 3.0, 0.0, 2.0];
-    s.run(&[Input {
-        name: "X",
-        shape: &[2, 2],
-        data: InputData::F32(&x),
-    }])
-    .unwrap();
+    s.run(&[input("X", &[2, 2], InputData::F32(&x))]).unwrap();
     assert_eq!(s.output(0).unwrap().data[4..], e[8..12]);
 }
 
@@ -380,11 +363,7 @@ fn input_mismatch_names_input_and_shapes() {
     let mut s = m.session();
     let x = [0.0f32; 6];
     let err = s
-        .run(&[Input {
-            name: "X",
-            shape: &[2, 3],
-            data: InputData::F32(&x),
-        }])
+        .run(&[input("X", &[2, 3], InputData::F32(&x))])
         .unwrap_err();
     let msg = err.to_string();
     assert!(
@@ -396,19 +375,11 @@ fn input_mismatch_names_input_and_shapes() {
     );
     let ids = [0i64; 4];
     let err = s
-        .run(&[Input {
-            name: "X",
-            shape: &[2, 2],
-            data: InputData::I64(&ids),
-        }])
+        .run(&[input("X", &[2, 2], InputData::I64(&ids))])
         .unwrap_err();
     assert!(err.to_string().contains("i64"), "{err}");
     let err = s
-        .run(&[Input {
-            name: "Z",
-            shape: &[2, 2],
-            data: InputData::F32(&x[..4]),
-        }])
+        .run(&[input("Z", &[2, 2], InputData::F32(&x[..4]))])
         .unwrap_err();
     assert!(err.to_string().contains("'Z'"), "{err}");
     let err = s.run(&[]).unwrap_err();
@@ -539,12 +510,8 @@ fn expand_broadcasts_both_ways() {
     );
     let m = Model::from_bytes(&model_bytes(&g), &[]).unwrap();
     let mut s = m.session();
-    s.run(&[Input {
-        name: "X",
-        shape: &[2, 1],
-        data: InputData::I64(&[7, -3]),
-    }])
-    .unwrap();
+    s.run(&[input("X", &[2, 1], InputData::I64(&[7, -3]))])
+        .unwrap();
     let o = s.output_typed(0).unwrap();
     assert_eq!(o.shape, [2, 3]);
     assert!(matches!(o.data, OutputData::I64(v) if v == [7, 7, 7, -3, -3, -3]));
@@ -598,16 +565,8 @@ fn where_broadcasts_condition_x_and_y() {
     let m = Model::from_bytes(&model_bytes(&g), &[]).unwrap();
     let mut s = m.session();
     s.run(&[
-        Input {
-            name: "C",
-            shape: &[1, 4],
-            data: InputData::Bool(&cond),
-        },
-        Input {
-            name: "X",
-            shape: &[3, 1],
-            data: InputData::F32(&x),
-        },
+        input("C", &[1, 4], InputData::Bool(&cond)),
+        input("X", &[3, 1], InputData::F32(&x)),
     ])
     .unwrap();
     let o = s.output(0).unwrap();
@@ -633,12 +592,7 @@ fn where_broadcasts_condition_x_and_y() {
     );
     let m = Model::from_bytes(&model_bytes(&g), &[]).unwrap();
     let mut s = m.session();
-    s.run(&[Input {
-        name: "X",
-        shape: &[2],
-        data: InputData::I64(&[1, 2]),
-    }])
-    .unwrap();
+    s.run(&[input("X", &[2], InputData::I64(&[1, 2]))]).unwrap();
     let o = s.output_typed(0).unwrap();
     assert!(matches!(o.data, OutputData::I64(v) if v == [1, 11, 12, 2]));
 
@@ -710,12 +664,8 @@ fn tile_repeats_each_dimension() {
         );
         let m = Model::from_bytes(&model_bytes(&g), &[]).unwrap();
         let mut s = m.session();
-        s.run(&[Input {
-            name: "X",
-            shape: &[2, 2],
-            data: InputData::I64(&[1, 2, 3, 4]),
-        }])
-        .unwrap();
+        s.run(&[input("X", &[2, 2], InputData::I64(&[1, 2, 3, 4]))])
+            .unwrap();
         let o = s.output_typed(0).unwrap();
         assert_eq!(o.shape, out_shape.as_slice());
         assert!(matches!(o.data, OutputData::I64(v) if v == want.as_slice()));

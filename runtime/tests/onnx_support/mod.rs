@@ -3,8 +3,9 @@
 #![allow(dead_code)]
 
 use ctr_edge_runtime::onnx::{self, AttrValue, Graph, OnnxModel, TensorProto};
+use ctr_edge_runtime::session::InputData;
 use ctr_edge_runtime::tensor::{ConstData, ConstTensor, OwnedData};
-use ctr_edge_runtime::Error;
+use ctr_edge_runtime::{Error, Input};
 
 /// ONNX data type codes used by the tests.
 pub const FLOAT: i32 = 1;
@@ -584,4 +585,9 @@ pub fn vals(n: usize, seed: u64) -> Vec<f32> {
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
+}
+
+/// A named input for `Session::run`.
+pub fn input<'a>(name: &'a str, shape: &'a [usize], data: InputData<'a>) -> Input<'a> {
+    Input { name, shape, data }
 }
