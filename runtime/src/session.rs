@@ -120,13 +120,7 @@ impl<'m, 'w> Session<'m, 'w> {
             }
         }
         for info in infos {
-            let given = inputs.iter().find(|i| i.name == info.name).ok_or_else(|| {
-                Error::InputMismatch {
-                    input: info.name.clone(),
-                    expected: info.describe(),
-                    got: "nothing (input missing)".into(),
-                }
-            })?;
+            let given = given_input(inputs, info)?;
             check_input(info, given)?;
             // A NaN or infinity would silently become a NaN score or, as an id, a wrong row.
             if let InputData::F32(v) = given.data {
@@ -180,13 +174,7 @@ impl<'m, 'w> Session<'m, 'w> {
             .zip(&prepared.plan.inputs)
             .zip(&prepared.plan.input_shapes)
         {
-            let given = inputs.iter().find(|i| i.name == info.name).ok_or_else(|| {
-                Error::InputMismatch {
-                    input: info.name.clone(),
-                    expected: info.describe(),
-                    got: "nothing (input missing)".into(),
-                }
-            })?;
+            let given = given_input(inputs, info)?;
             let buf = prepared
                 .bufs
                 .get_mut(b)
@@ -251,6 +239,21 @@ fn internal(what: &str) -> Error {
     Error::InvalidGraph {
         reason: format!("internal session error: {what}"),
     }
+}
+
+/// The input `info` names among `inputs`.
+fn given_input<'i, 'a>(
+    inputs: &'i [Input<'a>],
+    info: &crate::model::IoInfo,
+) -> Result<&'i Input<'a>> {
+    inputs
+        .iter()
+        .find(|i| i.name == info.name)
+        .ok_or_else(|| Error::InputMismatch {
+            input: info.name.clone(),
+            expected: info.describe(),
+            got: "nothing (input missing)".into(),
+        })
 }
 
 fn check_input(info: &crate::model::IoInfo, given: &Input<'_>) -> Result<()> {

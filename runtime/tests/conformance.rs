@@ -261,48 +261,28 @@ fn compare(
             Some(i) => Err(format!("value {i}: {:?}, expected {:?}", a[i], b[i])),
         }
     }
+    let floats = |a: Vec<f32>, b: Vec<f32>| -> Result<(), String> {
+        if a.len() != b.len() {
+            return Err(format!("{} values, expected {}", a.len(), b.len()));
+        }
+        a.iter()
+            .zip(&b)
+            .enumerate()
+            .try_for_each(|(i, (&x, &y))| close(i, x, y))
+    };
+    let widen = |v: &[half::f16]| -> Vec<f32> { v.iter().map(|x| x.to_f32()).collect() };
     match (got, &want.values) {
-        (OutputData::F32(a), OwnedData::F32(b)) => {
-            if a.len() != b.len() {
-                return Err(format!("{} values, expected {}", a.len(), b.len()));
-            }
-            a.iter()
-                .zip(b)
-                .enumerate()
-                .try_for_each(|(i, (&x, &y))| close(i, x, y))
-        }
-        (OutputData::F16(a), OwnedData::F16(b)) => {
-            if a.len() != b.len() {
-                return Err(format!("{} values, expected {}", a.len(), b.len()));
-            }
-            a.iter()
-                .zip(b)
-                .enumerate()
-                .try_for_each(|(i, (&x, &y))| close(i, x.to_f32(), y.to_f32()))
-        }
+        (OutputData::F32(a), OwnedData::F32(b)) => floats(a.to_vec(), b.clone()),
+        (OutputData::F16(a), OwnedData::F16(b)) => floats(widen(a), widen(b)),
         // The runtime's f16 is a storage format: FLOAT16 results come back as f32 holding
         // f16-rounded values.
-        (OutputData::F32(a), OwnedData::F16(b)) => {
-            if a.len() != b.len() {
-                return Err(format!("{} values, expected {}", a.len(), b.len()));
-            }
-            a.iter()
-                .zip(b)
-                .enumerate()
-                .try_for_each(|(i, (&x, &y))| close(i, x, y.to_f32()))
-        }
+        (OutputData::F32(a), OwnedData::F16(b)) => floats(a.to_vec(), widen(b)),
         (OutputData::I64(a), OwnedData::I64(b)) => exact(a, b),
         (OutputData::I32(a), OwnedData::I32(b)) => exact(a, b),
         (OutputData::Bool(a), OwnedData::Bool(b)) => exact(a, b),
         (got, want) => Err(format!(
             "dtype {}, expected {}",
-            match got {
-                OutputData::F32(_) => "f32",
-                OutputData::F16(_) => "f16",
-                OutputData::I64(_) => "i64",
-                OutputData::I32(_) => "i32",
-                OutputData::Bool(_) => "bool",
-            },
+            got.dtype().name(),
             want.dtype().name()
         )),
     }
