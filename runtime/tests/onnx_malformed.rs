@@ -257,8 +257,22 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// Every malformed-model case, in report order.
 fn cases() -> Vec<Case> {
-    let mut v = vec![
+    [
+        wire_cases(),
+        tensor_proto_cases(),
+        value_cases(),
+        external_cases(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Wire-format and message-structure errors the decoder reports.
+fn wire_cases() -> Vec<Case> {
+    vec![
         case(
             "varint_overflow",
             Msg::new()
@@ -358,6 +372,12 @@ fn cases() -> Vec<Case> {
             "Protobuf",
             "nest deeper than 32",
         ),
+    ]
+}
+
+/// TensorProto errors the decoder reports (data fields, data location).
+fn tensor_proto_cases() -> Vec<Case> {
+    vec![
         case(
             "sparse_initializer",
             model_bytes(&graph("g", &[], &[], &[], &[]).msg(15, &Msg::new())),
@@ -430,6 +450,12 @@ fn cases() -> Vec<Case> {
             "Protobuf",
             "not a decimal byte count",
         ),
+    ]
+}
+
+/// Attribute, dims, dtype, data and location errors.
+fn value_cases() -> Vec<Case> {
+    vec![
         case(
             "attribute_tensors_type",
             with_attr(
@@ -564,7 +590,12 @@ fn cases() -> Vec<Case> {
             "Weights",
             "different weights files ('one.weights' and 'two.weights')",
         ),
-    ];
+    ]
+}
+
+/// External-data tensors checked against a weights file.
+fn external_cases() -> Vec<Case> {
+    let mut v = Vec::new();
     let ext = |name, dims: &[i64], offset, length, weights: Vec<u8>, kind, message| Case {
         name,
         onnx: with_init(tensor_external(
