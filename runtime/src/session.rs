@@ -246,14 +246,14 @@ fn given_input<'i, 'a>(
     inputs: &'i [Input<'a>],
     info: &crate::model::IoInfo,
 ) -> Result<&'i Input<'a>> {
-    inputs
-        .iter()
-        .find(|i| i.name == info.name)
-        .ok_or_else(|| Error::InputMismatch {
+    let Some(given) = inputs.iter().find(|i| i.name == info.name) else {
+        return Err(Error::InputMismatch {
             input: info.name.clone(),
             expected: info.describe(),
             got: "nothing (input missing)".into(),
-        })
+        });
+    };
+    Ok(given)
 }
 
 fn check_input(info: &crate::model::IoInfo, given: &Input<'_>) -> Result<()> {

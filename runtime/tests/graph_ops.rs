@@ -386,45 +386,36 @@ fn input_mismatch_names_input_and_shapes() {
     assert!(err.to_string().contains("missing"), "{err}");
 }
 
-#[test]
-fn unsupported_op_and_cycles_fail_at_load() {
+/// The error of loading a graph of `nodes` from input X to output Y (both f32 [1, 2]).
+fn load_error(nodes: &[Msg]) -> Error {
     let g = graph(
         "g",
-        &[op("LSTM my_lstm: X -> Y", &[])],
+        nodes,
         &[],
         &[value_info("X", FLOAT, &dims(&[1, 2]))],
         &[value_info("Y", FLOAT, &dims(&[1, 2]))],
     );
-    let err = Model::from_bytes(&model_bytes(&g), &[]).unwrap_err();
+    Model::from_bytes(&model_bytes(&g), &[]).unwrap_err()
+}
+
+#[test]
+fn unsupported_op_and_cycles_fail_at_load() {
+    let err = load_error(&[op("LSTM my_lstm: X -> Y", &[])]);
     assert!(
         matches!(&err, Error::UnsupportedOp { op, node } if op == "LSTM" && node == "my_lstm"),
         "{err:?}"
     );
-    let g = graph(
-        "g",
-        &[
-            op("Relu a: B -> A", &[]),
-            op("Relu b: A -> B", &[]),
-            op("Add c: X A -> Y", &[]),
-        ],
-        &[],
-        &[value_info("X", FLOAT, &dims(&[1, 2]))],
-        &[value_info("Y", FLOAT, &dims(&[1, 2]))],
-    );
-    let err = Model::from_bytes(&model_bytes(&g), &[]).unwrap_err();
+    let err = load_error(&[
+        op("Relu a: B -> A", &[]),
+        op("Relu b: A -> B", &[]),
+        op("Add c: X A -> Y", &[]),
+    ]);
     assert!(
         matches!(err, Error::InvalidGraph { .. }) && err.to_string().contains("cycle"),
         "{err}"
     );
     // A value nobody produces.
-    let g = graph(
-        "g",
-        &[op("Add c: X ghost -> Y", &[])],
-        &[],
-        &[value_info("X", FLOAT, &dims(&[1, 2]))],
-        &[value_info("Y", FLOAT, &dims(&[1, 2]))],
-    );
-    let err = Model::from_bytes(&model_bytes(&g), &[]).unwrap_err();
+    let err = load_error(&[op("Add c: X ghost -> Y", &[])]);
     assert!(err.to_string().contains("ghost"), "{err}");
     // Shapes that cannot work fail at load (validation plan), naming the node.
     let g = graph(
