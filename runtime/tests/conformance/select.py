@@ -2,7 +2,7 @@
 """Select the ONNX backend node cases the runtime can run and copy them under cases/.
 
 The supported op set is read from the runtime's code (`SUPPORTED_OPS` in
-runtime/src/graph/op.rs), so this script and the runtime cannot disagree. A case is kept when
+runtime/src/graph/ops/mod.rs), so this script and the runtime cannot disagree. A case is kept when
 every node of its graph (subgraphs included) uses a default-domain op from that set and its
 files stay small. A case written at an opset above the runtime's newest (21) is rewritten to
 opset 21 when every node means the same there: same inputs, outputs and attributes, but for
@@ -36,7 +36,7 @@ from onnx import numpy_helper  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = os.path.join(HERE, "cases")
-OP_RS = os.path.join(HERE, "..", "..", "src", "graph", "op.rs")
+OP_RS = os.path.join(HERE, "..", "..", "src", "graph", "ops", "mod.rs")
 # The newest default-domain opset the runtime accepts (OPSET_RANGE in runtime/src/graph/mod.rs).
 OPSET_MAX = 21
 # Per-case size cap (bytes) so the committed corpus stays small.
