@@ -167,10 +167,10 @@ proptest! {
     }
 }
 
-#[test]
-fn deep_nesting_bomb_does_not_exhaust_the_stack() {
+/// A model whose graph nests `depth` If nodes, each holding the next graph as an attribute.
+fn nested_ifs(depth: usize) -> Vec<u8> {
     let mut g = graph("leaf", &[], &[], &[], &[]);
-    for _ in 0..2000 {
+    for _ in 0..depth {
         g = graph(
             "",
             &[node("If", "", &[], &[], &[attr_graph("b", &g)])],
@@ -179,7 +179,12 @@ fn deep_nesting_bomb_does_not_exhaust_the_stack() {
             &[],
         );
     }
-    let bytes = model_bytes(&g);
+    model_bytes(&g)
+}
+
+#[test]
+fn deep_nesting_bomb_does_not_exhaust_the_stack() {
+    let bytes = nested_ifs(2000);
     match decode_model(&bytes) {
         Err(Error::Protobuf { reason, .. }) => assert!(reason.contains("nest deeper"), "{reason}"),
         other => panic!("{other:?}"),
@@ -356,19 +361,7 @@ fn wire_cases() -> Vec<Case> {
         ),
         case(
             "depth_bomb",
-            {
-                let mut g = graph("leaf", &[], &[], &[], &[]);
-                for _ in 0..40 {
-                    g = graph(
-                        "",
-                        &[node("If", "", &[], &[], &[attr_graph("b", &g)])],
-                        &[],
-                        &[],
-                        &[],
-                    );
-                }
-                model_bytes(&g)
-            },
+            nested_ifs(40),
             "Protobuf",
             "nest deeper than 32",
         ),
