@@ -7,9 +7,9 @@
 mod kernel_support;
 
 use ctr_edge_runtime::kernels::{self, Activation, BLayout, Epilogue, Kernels, MatMulDims};
-use half::f16;
 use kernel_support::{
-    all_tables, assert_close, layout, product, shapes, simd_tables, values, Case, Product,
+    all_tables, assert_close, layout, naive_dots, product, shapes, short_slice_inputs, simd_tables,
+    values, Case, Product,
 };
 use proptest::prelude::*;
 
@@ -51,7 +51,7 @@ fn run(case: &Case, table: &Kernels, layout: BLayout, half: bool, ep: Ep) -> Vec
 /// Naive f64 product and epilogue, and per element the scale of the rounding error of the
 /// product (`|alpha| sum |a b|` plus the bias).
 fn reference(case: &Case, layout: BLayout, half: bool, ep: Ep) -> (Vec<f64>, Vec<f64>) {
-    let MatMulDims { m, k, n } = case.dims;
+    let MatMulDims { m, n, .. } = case.dims;
     let (a, b, bias) = (
         &case.a[case.offset..],
         case.weights(half),
@@ -59,28 +59,16 @@ fn reference(case: &Case, layout: BLayout, half: bool, ep: Ep) -> (Vec<f64>, Vec
     );
     let mut want = vec![0.0; m * n];
     let mut scale = vec![0.0; m * n];
-    for i in 0..m {
-        for j in 0..n {
-            let (mut s, mut abs) = (0.0f64, 0.0f64);
-            for p in 0..k {
-                let w = match layout {
-                    BLayout::KxN => b[p * n + j],
-                    BLayout::NxK => b[j * k + p],
-                };
-                let t = a[i * k + p] as f64 * w as f64;
-                s += t;
-                abs += t.abs();
-            }
-            let bj = if ep.bias { bias[j] as f64 } else { 0.0 };
-            let x = ep.alpha as f64 * s + bj;
-            want[i * n + j] = match ep.act {
-                Activation::Identity => x,
-                Activation::Relu => x.max(0.0),
-                Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-                Activation::Tanh => x.tanh(),
-            };
-            scale[i * n + j] = (ep.alpha as f64).abs() * abs + bj.abs();
-        }
+    for (idx, (s, abs)) in naive_dots(case.dims, a, &b, layout).into_iter().enumerate() {
+        let bj = if ep.bias { bias[idx % n] as f64 } else { 0.0 };
+        let x = ep.alpha as f64 * s + bj;
+        want[idx] = match ep.act {
+            Activation::Identity => x,
+            Activation::Relu => x.max(0.0),
+            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Activation::Tanh => x.tanh(),
+        };
+        scale[idx] = (ep.alpha as f64).abs() * abs + bj.abs();
     }
     (want, scale)
 }
@@ -292,9 +280,7 @@ fn matmul_ep_short_slices_are_safe() {
         let name = t.variant.name();
         for layout in [BLayout::KxN, BLayout::NxK] {
             for (m, k, n) in [(4, 9, 17), (1, 33, 1), (7, 8, 24), (3, 1, 2)] {
-                let dims = MatMulDims { m, k, n };
-                let (a, b, c) = (values(1, m * k), values(2, k * n), values(3, m * n));
-                let b16: Vec<f16> = b.iter().map(|&x| f16::from_f32(x)).collect();
+                let (dims, a, b, b16, c) = short_slice_inputs(m, k, n);
                 let bias = values(4, n);
                 let ep = |bias| Epilogue {
                     alpha: 1.0,

@@ -6,17 +6,10 @@
 mod kernel_support;
 
 use ctr_edge_runtime::kernels::{self, BLayout, KernelVariant, Kernels, MatMulDims};
-use half::f16;
-use kernel_support::{all_tables, product, shapes, simd_tables, values, Case, Product};
+use kernel_support::{
+    all_tables, naive_dots, product, shapes, short_slice_inputs, simd_tables, values, Case, Product,
+};
 use proptest::prelude::*;
-
-/// Element `(p, j)` of B (logical `k x n`) stored as `layout` says.
-fn b_at<T: Copy>(b: &[T], dims: MatMulDims, layout: BLayout, p: usize, j: usize) -> T {
-    match layout {
-        BLayout::KxN => b[p * dims.n + j],
-        BLayout::NxK => b[j * dims.k + p],
-    }
-}
 
 /// Naive f64 product and, per element of C, `sum_p |a_ip b_pj|` (the scale of rounding error).
 fn naive_f64(
@@ -26,23 +19,14 @@ fn naive_f64(
     layout: BLayout,
     c0: Option<&[f32]>,
 ) -> (Vec<f64>, Vec<f64>) {
-    let MatMulDims { m, k, n } = dims;
-    let mut c = vec![0.0f64; m * n];
-    let mut scale = vec![0.0f64; m * n];
-    for i in 0..m {
-        for j in 0..n {
-            let (mut s, mut abs) = (0.0f64, 0.0f64);
-            for p in 0..k {
-                let t = a[i * k + p] as f64 * b_at(b, dims, layout, p, j) as f64;
-                s += t;
-                abs += t.abs();
-            }
-            let init = c0.map_or(0.0, |c0| c0[i * n + j] as f64);
-            c[i * n + j] = init + s;
-            scale[i * n + j] = abs + init.abs();
-        }
-    }
-    (c, scale)
+    let dots = naive_dots(dims, a, b, layout);
+    let init = |idx: usize| c0.map_or(0.0, |c0| c0[idx] as f64);
+    let c = dots.iter().enumerate().map(|(i, &(s, _))| init(i) + s);
+    let scale = dots
+        .iter()
+        .enumerate()
+        .map(|(i, &(_, abs))| abs + init(i).abs());
+    (c.collect(), scale.collect())
 }
 
 /// Every element within `1e-5 * (1 + scale)` of the reference.
@@ -201,14 +185,11 @@ fn best_is_the_simd_table_of_this_cpu() {
 /// the common length and leave the rest of `out` untouched.
 #[test]
 fn short_slices_are_safe() {
-    let tables = all_tables();
-    for t in tables {
+    for t in all_tables() {
         let name = t.variant.name();
         for layout in [BLayout::KxN, BLayout::NxK] {
             for (m, k, n) in [(4, 9, 17), (1, 33, 1), (5, 8, 24), (3, 1, 2)] {
-                let dims = MatMulDims { m, k, n };
-                let (a, b, c) = (values(1, m * k), values(2, k * n), values(3, m * n));
-                let b16: Vec<f16> = b.iter().map(|&x| f16::from_f32(x)).collect();
+                let (dims, a, b, b16, c) = short_slice_inputs(m, k, n);
                 let shorts = [
                     (&a[..m * k - 1], &b[..], &b16[..], m * n),
                     (&a[..], &b[..k * n - 1], &b16[..k * n - 1], m * n),

@@ -160,6 +160,33 @@ impl Case {
     }
 }
 
+/// Element `(p, j)` of B (logical `k x n`) stored as `layout` says.
+pub fn b_at<T: Copy>(b: &[T], dims: MatMulDims, layout: BLayout, p: usize, j: usize) -> T {
+    match layout {
+        BLayout::KxN => b[p * dims.n + j],
+        BLayout::NxK => b[j * dims.k + p],
+    }
+}
+
+/// Per element of C (row-major), the naive f64 product `sum_p a_ip b_pj` (in order of `p`) and
+/// `sum_p |a_ip b_pj|` (the scale of its rounding error).
+pub fn naive_dots(dims: MatMulDims, a: &[f32], b: &[f32], layout: BLayout) -> Vec<(f64, f64)> {
+    let MatMulDims { m, k, n } = dims;
+    let mut dots = Vec::with_capacity(m * n);
+    for i in 0..m {
+        for j in 0..n {
+            let (mut s, mut abs) = (0.0f64, 0.0f64);
+            for p in 0..k {
+                let t = a[i * k + p] as f64 * b_at(b, dims, layout, p, j) as f64;
+                s += t;
+                abs += t.abs();
+            }
+            dots.push((s, abs));
+        }
+    }
+    dots
+}
+
 /// Every element within `tol * (1 + scale)` of the reference.
 pub fn assert_close(
     what: &str,
@@ -182,6 +209,19 @@ pub fn assert_close(
         );
     }
     Ok(())
+}
+
+/// Inputs of the short-slice tests: the dims, A, B (f32 and f16) and C of `(m, k, n)`, from
+/// fixed seeds.
+pub fn short_slice_inputs(
+    m: usize,
+    k: usize,
+    n: usize,
+) -> (MatMulDims, Vec<f32>, Vec<f32>, Vec<f16>, Vec<f32>) {
+    let dims = MatMulDims { m, k, n };
+    let (a, b, c) = (values(1, m * k), values(2, k * n), values(3, m * n));
+    let b16: Vec<f16> = b.iter().map(|&x| f16::from_f32(x)).collect();
+    (dims, a, b, b16, c)
 }
 
 /// All `(m, k, n)` combinations of the three lists.
