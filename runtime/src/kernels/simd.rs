@@ -520,7 +520,9 @@ unsafe fn unary_op<V: Vector, const OP: u8>(x: V) -> V {
     }
 }
 
-/// `out[i] = a[i] op b[i]` for `i < len`, the tail through partial loads and stores.
+/// `out[i] = a[i] op b[i]` for `i < len`, the tail through partial loads and stores. (The loops
+/// of full vectors run to `full`, a multiple of `LANES`: a bound LLVM counts, so it unrolls them,
+/// which it does not for `i + LANES <= len`.)
 ///
 /// # Safety
 /// `len` elements readable at `a` and `b`, writable at `out`; `V`'s ISA available.
@@ -531,8 +533,8 @@ pub(super) unsafe fn binary_loop<V: Vector, const OP: u8>(
     out: *mut f32,
     len: usize,
 ) {
-    let mut i = 0;
-    while i + V::LANES <= len {
+    let (mut i, full) = (0, len - len % V::LANES);
+    while i < full {
         // SAFETY: elements i..i+LANES <= len.
         unsafe { binary_op::<V, OP>(V::load(a.add(i)), V::load(b.add(i))).store(out.add(i)) };
         i += V::LANES;
@@ -560,8 +562,8 @@ pub(super) unsafe fn binary_scalar_loop<V: Vector, const OP: u8>(
 ) {
     // SAFETY: ISA available (caller).
     let y = unsafe { V::splat(s) };
-    let mut i = 0;
-    while i + V::LANES <= len {
+    let (mut i, full) = (0, len - len % V::LANES);
+    while i < full {
         // SAFETY: elements i..i+LANES <= len.
         unsafe { binary_op::<V, OP>(V::load(a.add(i)), y).store(out.add(i)) };
         i += V::LANES;
@@ -581,8 +583,8 @@ pub(super) unsafe fn binary_scalar_loop<V: Vector, const OP: u8>(
 /// `len` elements readable and writable at `x`; `V`'s ISA available.
 #[inline(always)]
 pub(super) unsafe fn unary_loop<V: Vector, const OP: u8>(x: *mut f32, len: usize) {
-    let mut i = 0;
-    while i + V::LANES <= len {
+    let (mut i, full) = (0, len - len % V::LANES);
+    while i < full {
         // SAFETY: elements i..i+LANES <= len.
         unsafe { unary_op::<V, OP>(V::load(x.add(i))).store(x.add(i)) };
         i += V::LANES;
