@@ -4,71 +4,14 @@
 //! epilogue. Shapes 1, 3, 7, 17, 64, 255, 1000 and random ones, unaligned slices, both
 //! layouts, f32 and f16 weights, every activation, with and without bias and alpha.
 
-use ctr_edge_runtime::kernels::{
-    self, Activation, BLayout, Epilogue, KernelVariant, Kernels, MatMulDims,
+mod kernel_support;
+
+use ctr_edge_runtime::kernels::{self, Activation, BLayout, Epilogue, Kernels, MatMulDims};
+use kernel_support::{
+    all_tables, assert_close, layout, naive_dots, product, shapes, short_slice_inputs, simd_tables,
+    values, Case, Product,
 };
-use half::f16;
 use proptest::prelude::*;
-
-/// SIMD tables available on this machine, with a check that the ones this CPU should have are
-/// there (so that the comparison cannot silently run against nothing).
-fn simd_tables() -> Vec<&'static Kernels> {
-    let tables: Vec<&Kernels> = [KernelVariant::Avx2Fma, KernelVariant::Neon]
-        .into_iter()
-        .filter_map(kernels::for_variant)
-        .collect();
-    #[cfg(target_arch = "aarch64")]
-    assert_eq!(
-        tables.iter().map(|t| t.variant).collect::<Vec<_>>(),
-        [KernelVariant::Neon]
-    );
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2")
-        && std::is_x86_feature_detected!("fma")
-        && std::is_x86_feature_detected!("f16c")
-    {
-        assert_eq!(
-            tables.iter().map(|t| t.variant).collect::<Vec<_>>(),
-            [KernelVariant::Avx2Fma]
-        );
-    }
-    tables
-}
-
-/// Deterministic values in `[-1, 1)` from a seed (xorshift64*).
-fn values(seed: u64, len: usize) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s >> 12;
-            s ^= s << 25;
-            s ^= s >> 27;
-            let bits = s.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40;
-            bits as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
-
-fn dim() -> impl Strategy<Value = usize> {
-    prop_oneof![
-        prop::sample::select(vec![1usize, 3, 7, 8, 16, 17, 24, 25, 64, 255, 1000]),
-        1usize..40,
-    ]
-}
-
-const MAX_MACS: usize = 400_000;
-
-fn dims() -> impl Strategy<Value = MatMulDims> {
-    (dim(), dim(), dim()).prop_map(|(m, k, n)| {
-        let n = n.min((MAX_MACS / k).max(1));
-        let m = m.min((MAX_MACS / (k * n)).max(1));
-        MatMulDims { m, k, n }
-    })
-}
-
-fn layout() -> impl Strategy<Value = BLayout> {
-    prop_oneof![Just(BLayout::KxN), Just(BLayout::NxK)]
-}
 
 fn activation() -> impl Strategy<Value = Activation> {
     prop_oneof![
@@ -79,113 +22,55 @@ fn activation() -> impl Strategy<Value = Activation> {
     ]
 }
 
-/// One case: buffers starting at `offset` in their allocations (unaligned for 1..3).
-struct Case {
-    dims: MatMulDims,
-    a: Vec<f32>,
-    b: Vec<f32>,
-    b16: Vec<f16>,
-    bias: Vec<f32>,
-    offset: usize,
+/// One case: buffers starting at `offset` in their allocations (unaligned for 1..3), A scaled
+/// so that pre-activations spread over the activations' curved parts.
+fn case(dims: MatMulDims, seed: u64, offset: usize) -> Case {
+    let mut case = Case::new(dims, seed, offset);
+    let k = dims.k as f32;
+    case.a = case.a.iter().map(|x| x * 3.0 / k.sqrt()).collect();
+    case
 }
 
-impl Case {
-    fn new(dims: MatMulDims, seed: u64, offset: usize) -> Case {
-        let MatMulDims { m, k, n } = dims;
-        let b = values(seed ^ 0xb, offset + k * n);
-        Case {
-            dims,
-            // A scaled so that pre-activations spread over the activations' curved parts.
-            a: values(seed ^ 0xa, offset + m * k)
-                .iter()
-                .map(|x| x * 3.0 / (k as f32).sqrt())
-                .collect(),
-            b16: b.iter().map(|&x| f16::from_f32(x)).collect(),
-            b,
-            bias: values(seed ^ 0xc, offset + n),
-            offset,
-        }
-    }
+/// `table`'s fused product into a C prefilled with NaN (every element must be written).
+fn run(case: &Case, table: &Kernels, layout: BLayout, half: bool, ep: Ep) -> Vec<f32> {
+    let o = case.offset;
+    let MatMulDims { m, n, .. } = case.dims;
+    let ep = Epilogue {
+        alpha: ep.alpha,
+        bias: ep.bias.then(|| &case.bias[o..]),
+        act: ep.act,
+    };
+    case.run_with(
+        vec![f32::NAN; o + m * n],
+        half,
+        |dims, a, b, c| (table.matmul_ep_f32)(dims, a, b, layout, c, ep),
+        |dims, a, b, c| (table.matmul_ep_f16)(dims, a, b, layout, c, ep),
+    )
+}
 
-    /// `table`'s fused product into a C prefilled with NaN (every element must be written).
-    fn run(&self, table: &Kernels, layout: BLayout, half: bool, ep: Ep) -> Vec<f32> {
-        let o = self.offset;
-        let MatMulDims { m, n, .. } = self.dims;
-        let mut c = vec![f32::NAN; o + m * n];
-        let ep = Epilogue {
-            alpha: ep.alpha,
-            bias: ep.bias.then(|| &self.bias[o..]),
-            act: ep.act,
+/// Naive f64 product and epilogue, and per element the scale of the rounding error of the
+/// product (`|alpha| sum |a b|` plus the bias).
+fn reference(case: &Case, layout: BLayout, half: bool, ep: Ep) -> (Vec<f64>, Vec<f64>) {
+    let MatMulDims { m, n, .. } = case.dims;
+    let (a, b, bias) = (
+        &case.a[case.offset..],
+        case.weights(half),
+        &case.bias[case.offset..],
+    );
+    let mut want = vec![0.0; m * n];
+    let mut scale = vec![0.0; m * n];
+    for (idx, (s, abs)) in naive_dots(case.dims, a, &b, layout).into_iter().enumerate() {
+        let bj = if ep.bias { bias[idx % n] as f64 } else { 0.0 };
+        let x = ep.alpha as f64 * s + bj;
+        want[idx] = match ep.act {
+            Activation::Identity => x,
+            Activation::Relu => x.max(0.0),
+            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Activation::Tanh => x.tanh(),
         };
-        if half {
-            (table.matmul_ep_f16)(
-                self.dims,
-                &self.a[o..],
-                &self.b16[o..],
-                layout,
-                &mut c[o..],
-                ep,
-            );
-        } else {
-            (table.matmul_ep_f32)(
-                self.dims,
-                &self.a[o..],
-                &self.b[o..],
-                layout,
-                &mut c[o..],
-                ep,
-            );
-        }
-        c.drain(..o);
-        c
+        scale[idx] = (ep.alpha as f64).abs() * abs + bj.abs();
     }
-
-    /// The weights as the kernels see them.
-    fn weights(&self, half: bool) -> Vec<f32> {
-        let o = self.offset;
-        if half {
-            self.b16[o..].iter().map(|w| w.to_f32()).collect()
-        } else {
-            self.b[o..].to_vec()
-        }
-    }
-
-    /// Naive f64 product and epilogue, and per element the scale of the rounding error of the
-    /// product (`|alpha| sum |a b|` plus the bias).
-    fn reference(&self, layout: BLayout, half: bool, ep: Ep) -> (Vec<f64>, Vec<f64>) {
-        let MatMulDims { m, k, n } = self.dims;
-        let (a, b, bias) = (
-            &self.a[self.offset..],
-            self.weights(half),
-            &self.bias[self.offset..],
-        );
-        let mut want = vec![0.0; m * n];
-        let mut scale = vec![0.0; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                let (mut s, mut abs) = (0.0f64, 0.0f64);
-                for p in 0..k {
-                    let w = match layout {
-                        BLayout::KxN => b[p * n + j],
-                        BLayout::NxK => b[j * k + p],
-                    };
-                    let t = a[i * k + p] as f64 * w as f64;
-                    s += t;
-                    abs += t.abs();
-                }
-                let bj = if ep.bias { bias[j] as f64 } else { 0.0 };
-                let x = ep.alpha as f64 * s + bj;
-                want[i * n + j] = match ep.act {
-                    Activation::Identity => x,
-                    Activation::Relu => x.max(0.0),
-                    Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-                    Activation::Tanh => x.tanh(),
-                };
-                scale[i * n + j] = (ep.alpha as f64).abs() * abs + bj.abs();
-            }
-        }
-        (want, scale)
-    }
+    (want, scale)
 }
 
 /// The epilogue of a case (the bias slice is the case's).
@@ -205,30 +90,8 @@ fn epilogue() -> impl Strategy<Value = Ep> {
         .prop_map(|(alpha, bias, act)| Ep { alpha, bias, act })
 }
 
-/// Every element within `tol * (1 + scale)` of the reference (activations have slopes <= 1,
-/// so the product's rounding error bounds theirs; sigmoid/tanh add ~1e-6 absolute).
-fn assert_close(
-    what: &str,
-    got: &[f32],
-    want: &[f64],
-    scale: &[f64],
-    tol: f64,
-) -> Result<(), TestCaseError> {
-    prop_assert_eq!(got.len(), want.len());
-    for (idx, ((&g, &w), &s)) in got.iter().zip(want).zip(scale).enumerate() {
-        let bound = tol * (1.0 + s);
-        prop_assert!(
-            (g as f64 - w).abs() <= bound,
-            "{}: element {} is {}, want {} (tolerance {})",
-            what,
-            idx,
-            g,
-            w,
-            bound
-        );
-    }
-    Ok(())
-}
+// Closeness: every element within `tol * (1 + scale)` of the reference (activations have
+// slopes <= 1, so the product's rounding error bounds theirs; sigmoid/tanh add ~1e-6 absolute).
 
 fn config() -> ProptestConfig {
     ProptestConfig::with_cases(96)
@@ -239,20 +102,14 @@ proptest! {
 
     /// Each SIMD table's fused products match the scalar table's.
     #[test]
-    fn simd_matmul_ep_matches_scalar(
-        dims in dims(),
-        seed in any::<u64>(),
-        offset in 0usize..4,
-        layout in layout(),
-        half in any::<bool>(),
-        ep in epilogue(),
-    ) {
-        let case = Case::new(dims, seed, offset);
-        let want = case.run(kernels::scalar(), layout, half, ep);
+    fn simd_matmul_ep_matches_scalar(p in product(), ep in epilogue()) {
+        let Product { dims, seed, offset, layout, half } = p;
+        let case = case(dims, seed, offset);
+        let want = run(&case, kernels::scalar(), layout, half, ep);
         let want64: Vec<f64> = want.iter().map(|&x| x as f64).collect();
-        let (_, scale) = case.reference(layout, half, ep);
+        let (_, scale) = reference(&case, layout, half, ep);
         for table in simd_tables() {
-            let got = case.run(table, layout, half, ep);
+            let got = run(&case, table, layout, half, ep);
             let what = format!("{} {dims:?} {layout:?} f16={half} {ep:?}", table.variant.name());
             assert_close(&what, &got, &want64, &scale, 2e-5)?;
         }
@@ -260,17 +117,11 @@ proptest! {
 
     /// The scalar fused product matches a naive f64 product and epilogue.
     #[test]
-    fn scalar_matmul_ep_matches_naive_f64(
-        dims in dims(),
-        seed in any::<u64>(),
-        offset in 0usize..4,
-        layout in layout(),
-        half in any::<bool>(),
-        ep in epilogue(),
-    ) {
-        let case = Case::new(dims, seed, offset);
-        let got = case.run(kernels::scalar(), layout, half, ep);
-        let (want, scale) = case.reference(layout, half, ep);
+    fn scalar_matmul_ep_matches_naive_f64(p in product(), ep in epilogue()) {
+        let Product { dims, seed, offset, layout, half } = p;
+        let case = case(dims, seed, offset);
+        let got = run(&case, kernels::scalar(), layout, half, ep);
+        let (want, scale) = reference(&case, layout, half, ep);
         assert_close(&format!("scalar {dims:?} {layout:?} {ep:?}"), &got, &want, &scale, 2e-5)?;
     }
 
@@ -278,17 +129,16 @@ proptest! {
     /// `add` and activation kernels (the unfused plan's steps), to float rounding.
     #[test]
     fn fused_equals_product_then_elementwise_kernels(
-        dims in dims(),
+        dims in kernel_support::dims(),
         seed in any::<u64>(),
         layout in layout(),
         half in any::<bool>(),
         ep in epilogue(),
     ) {
-        let case = Case::new(dims, seed, 0);
+        let case = case(dims, seed, 0);
         let MatMulDims { m, n, .. } = dims;
-        let (_, scale) = case.reference(layout, half, ep);
-        let tables = std::iter::once(kernels::scalar()).chain(simd_tables());
-        for t in tables {
+        let (_, scale) = reference(&case, layout, half, ep);
+        for t in all_tables() {
             let mut c = vec![0.0f32; m * n];
             if half {
                 (t.matmul_f16)(dims, &case.a, &case.b16, layout, &mut c, false);
@@ -312,7 +162,7 @@ proptest! {
                 Activation::Tanh => (t.tanh)(&mut c),
             }
             let want: Vec<f64> = c.iter().map(|&x| x as f64).collect();
-            let got = case.run(t, layout, half, ep);
+            let got = run(&case, t, layout, half, ep);
             let what = format!("{} {dims:?} {layout:?} f16={half} {ep:?}", t.variant.name());
             assert_close(&what, &got, &want, &scale, 1e-6)?;
         }
@@ -330,30 +180,25 @@ fn matmul_ep_at_block_edges() {
         Activation::Sigmoid,
         Activation::Tanh,
     ];
-    for &m in &[1usize, 2, 3, 4, 7, 13] {
-        for &k in &[1usize, 9, 256, 257, 600] {
-            for &n in &[1usize, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33] {
-                let dims = MatMulDims { m, k, n };
-                let case = Case::new(dims, (m * 1_000_003 + k * 1009 + n) as u64, 1);
-                for layout in [BLayout::KxN, BLayout::NxK] {
-                    for (i, &act) in acts.iter().enumerate() {
-                        let half = i % 2 == 1;
-                        let ep = Ep {
-                            alpha: if i == 2 { 0.5 } else { 1.0 },
-                            bias: i != 3,
-                            act,
-                        };
-                        let (want, scale) = case.reference(layout, half, ep);
-                        for t in std::iter::once(kernels::scalar()).chain(simd_tables()) {
-                            let got = case.run(t, layout, half, ep);
-                            let what = format!(
-                                "{} {dims:?} {layout:?} f16={half} {ep:?}",
-                                t.variant.name()
-                            );
-                            if let Err(e) = assert_close(&what, &got, &want, &scale, 2e-5) {
-                                panic!("{e}");
-                            }
-                        }
+    let (ms, ks) = ([1, 2, 3, 4, 7, 13], [1, 9, 256, 257, 600]);
+    for (m, k, n) in shapes(&ms, &ks, &[1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33]) {
+        let dims = MatMulDims { m, k, n };
+        let case = case(dims, (m * 1_000_003 + k * 1009 + n) as u64, 1);
+        for layout in [BLayout::KxN, BLayout::NxK] {
+            for (i, &act) in acts.iter().enumerate() {
+                let half = i % 2 == 1;
+                let ep = Ep {
+                    alpha: if i == 2 { 0.5 } else { 1.0 },
+                    bias: i != 3,
+                    act,
+                };
+                let (want, scale) = reference(&case, layout, half, ep);
+                for t in all_tables() {
+                    let got = run(&case, t, layout, half, ep);
+                    let what =
+                        format!("{} {dims:?} {layout:?} f16={half} {ep:?}", t.variant.name());
+                    if let Err(e) = assert_close(&what, &got, &want, &scale, 2e-5) {
+                        panic!("{e}");
                     }
                 }
             }
@@ -366,7 +211,7 @@ fn matmul_ep_at_block_edges() {
 /// epilogue of zeros.
 #[test]
 fn matmul_ep_special_values_and_empty_k() {
-    for t in std::iter::once(kernels::scalar()).chain(simd_tables()) {
+    for t in all_tables() {
         let name = t.variant.name();
         // A = identity rows, so C = B's rows: the pre-activation values are chosen directly.
         let pre = [
@@ -431,13 +276,11 @@ fn matmul_ep_special_values_and_empty_k() {
 /// Too-short slices or a bias shorter than `n`: no panic, C untouched.
 #[test]
 fn matmul_ep_short_slices_are_safe() {
-    for t in std::iter::once(kernels::scalar()).chain(simd_tables()) {
+    for t in all_tables() {
         let name = t.variant.name();
         for layout in [BLayout::KxN, BLayout::NxK] {
             for (m, k, n) in [(4, 9, 17), (1, 33, 1), (7, 8, 24), (3, 1, 2)] {
-                let dims = MatMulDims { m, k, n };
-                let (a, b, c) = (values(1, m * k), values(2, k * n), values(3, m * n));
-                let b16: Vec<f16> = b.iter().map(|&x| f16::from_f32(x)).collect();
+                let (dims, a, b, b16, c) = short_slice_inputs(m, k, n);
                 let bias = values(4, n);
                 let ep = |bias| Epilogue {
                     alpha: 1.0,

@@ -3,64 +3,13 @@
 //! and f16 weights), the scalar reference against a naive f64 product, short slices, and the
 //! table `best()` picks.
 
+mod kernel_support;
+
 use ctr_edge_runtime::kernels::{self, BLayout, KernelVariant, Kernels, MatMulDims};
-use half::f16;
+use kernel_support::{
+    all_tables, naive_dots, product, shapes, short_slice_inputs, simd_tables, values, Case, Product,
+};
 use proptest::prelude::*;
-
-/// SIMD tables available on this machine (none on targets without SIMD kernels).
-fn simd_tables() -> Vec<&'static Kernels> {
-    [KernelVariant::Avx2Fma, KernelVariant::Neon]
-        .into_iter()
-        .filter_map(kernels::for_variant)
-        .collect()
-}
-
-/// Deterministic values in `[-1, 1)` from a seed (xorshift64*), so that proptest shrinks the
-/// seed and the shape rather than megabytes of floats.
-fn values(seed: u64, len: usize) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s >> 12;
-            s ^= s << 25;
-            s ^= s >> 27;
-            let bits = s.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40; // 24 random bits
-            bits as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
-
-/// Sizes that exercise every tail: 1, 3, 7, 17, 64, 255, 1000 and small random ones.
-fn dim() -> impl Strategy<Value = usize> {
-    prop_oneof![
-        prop::sample::select(vec![1usize, 3, 7, 8, 16, 17, 24, 25, 64, 255, 1000]),
-        1usize..40,
-    ]
-}
-
-/// Multiply-adds per case, kept moderate so the suite stays quick under qemu.
-const MAX_MACS: usize = 400_000;
-
-/// `(m, k, n)` with `m` (then `n`) shrunk so that `m*k*n <= MAX_MACS`.
-fn dims() -> impl Strategy<Value = MatMulDims> {
-    (dim(), dim(), dim()).prop_map(|(m, k, n)| {
-        let n = n.min((MAX_MACS / k).max(1));
-        let m = m.min((MAX_MACS / (k * n)).max(1));
-        MatMulDims { m, k, n }
-    })
-}
-
-fn layout() -> impl Strategy<Value = BLayout> {
-    prop_oneof![Just(BLayout::KxN), Just(BLayout::NxK)]
-}
-
-/// Element `(p, j)` of B (logical `k x n`) stored as `layout` says.
-fn b_at<T: Copy>(b: &[T], dims: MatMulDims, layout: BLayout, p: usize, j: usize) -> T {
-    match layout {
-        BLayout::KxN => b[p * dims.n + j],
-        BLayout::NxK => b[j * dims.k + p],
-    }
-}
 
 /// Naive f64 product and, per element of C, `sum_p |a_ip b_pj|` (the scale of rounding error).
 fn naive_f64(
@@ -70,104 +19,30 @@ fn naive_f64(
     layout: BLayout,
     c0: Option<&[f32]>,
 ) -> (Vec<f64>, Vec<f64>) {
-    let MatMulDims { m, k, n } = dims;
-    let mut c = vec![0.0f64; m * n];
-    let mut scale = vec![0.0f64; m * n];
-    for i in 0..m {
-        for j in 0..n {
-            let (mut s, mut abs) = (0.0f64, 0.0f64);
-            for p in 0..k {
-                let t = a[i * k + p] as f64 * b_at(b, dims, layout, p, j) as f64;
-                s += t;
-                abs += t.abs();
-            }
-            let init = c0.map_or(0.0, |c0| c0[i * n + j] as f64);
-            c[i * n + j] = init + s;
-            scale[i * n + j] = abs + init.abs();
-        }
-    }
-    (c, scale)
+    let dots = naive_dots(dims, a, b, layout);
+    let init = |idx: usize| c0.map_or(0.0, |c0| c0[idx] as f64);
+    let c = dots.iter().enumerate().map(|(i, &(s, _))| init(i) + s);
+    let scale = dots
+        .iter()
+        .enumerate()
+        .map(|(i, &(_, abs))| abs + init(i).abs());
+    (c.collect(), scale.collect())
 }
 
 /// Every element within `1e-5 * (1 + scale)` of the reference.
 fn assert_close(what: &str, got: &[f32], want: &[f64], scale: &[f64]) -> Result<(), TestCaseError> {
-    prop_assert_eq!(got.len(), want.len());
-    for (idx, ((&g, &w), &s)) in got.iter().zip(want).zip(scale).enumerate() {
-        let tol = 1e-5 * (1.0 + s);
-        prop_assert!(
-            (g as f64 - w).abs() <= tol,
-            "{}: element {} is {}, want {} (tolerance {})",
-            what,
-            idx,
-            g,
-            w,
-            tol
-        );
-    }
-    Ok(())
+    kernel_support::assert_close(what, got, want, scale, 1e-5)
 }
 
-/// Buffers for one case, each starting at `offset` inside its allocation (an unaligned
-/// pointer for offsets 1..3).
-struct Case {
-    dims: MatMulDims,
-    a: Vec<f32>,
-    b: Vec<f32>,
-    b16: Vec<f16>,
-    c0: Vec<f32>,
-    offset: usize,
-}
-
-impl Case {
-    fn new(dims: MatMulDims, seed: u64, offset: usize) -> Case {
-        let MatMulDims { m, k, n } = dims;
-        let b = values(seed ^ 0xb, offset + k * n);
-        Case {
-            dims,
-            a: values(seed ^ 0xa, offset + m * k),
-            b16: b.iter().map(|&x| f16::from_f32(x)).collect(),
-            b,
-            c0: values(seed ^ 0xc, offset + m * n),
-            offset,
-        }
-    }
-
-    /// Runs `table`'s product (f16 weights when `half`) at the offset; C starts as `c0`.
-    fn run(&self, table: &Kernels, layout: BLayout, accumulate: bool, half: bool) -> Vec<f32> {
-        let o = self.offset;
-        let mut c = self.c0.clone();
-        if half {
-            (table.matmul_f16)(
-                self.dims,
-                &self.a[o..],
-                &self.b16[o..],
-                layout,
-                &mut c[o..],
-                accumulate,
-            );
-        } else {
-            (table.matmul_f32)(
-                self.dims,
-                &self.a[o..],
-                &self.b[o..],
-                layout,
-                &mut c[o..],
-                accumulate,
-            );
-        }
-        c.drain(..o);
-        c
-    }
-
-    /// The weights as the kernels see them (f16 rounded when `half`).
-    fn weights(&self, half: bool) -> Vec<f32> {
-        let o = self.offset;
-        if half {
-            self.b16[o..].iter().map(|w| w.to_f32()).collect()
-        } else {
-            self.b[o..].to_vec()
-        }
-    }
+/// Runs `table`'s product (f16 weights when `half`) on the case at its offset; C starts as
+/// `c0`.
+fn run(case: &Case, table: &Kernels, layout: BLayout, accumulate: bool, half: bool) -> Vec<f32> {
+    case.run_with(
+        case.c0.clone(),
+        half,
+        |dims, a, b, c| (table.matmul_f32)(dims, a, b, layout, c, accumulate),
+        |dims, a, b, c| (table.matmul_f16)(dims, a, b, layout, c, accumulate),
+    )
 }
 
 fn config() -> ProptestConfig {
@@ -179,21 +54,15 @@ proptest! {
 
     /// Each SIMD table's products match the scalar table's.
     #[test]
-    fn simd_matmul_matches_scalar(
-        dims in dims(),
-        seed in any::<u64>(),
-        offset in 0usize..4,
-        layout in layout(),
-        accumulate in any::<bool>(),
-        half in any::<bool>(),
-    ) {
+    fn simd_matmul_matches_scalar(p in product(), accumulate in any::<bool>()) {
+        let Product { dims, seed, offset, layout, half } = p;
         let case = Case::new(dims, seed, offset);
-        let want = case.run(kernels::scalar(), layout, accumulate, half);
+        let want = run(&case, kernels::scalar(), layout, accumulate, half);
         let want: Vec<f64> = want.iter().map(|&x| x as f64).collect();
         let c0 = accumulate.then(|| &case.c0[offset..]);
         let (_, scale) = naive_f64(dims, &case.a[offset..], &case.weights(half), layout, c0);
         for table in simd_tables() {
-            let got = case.run(table, layout, accumulate, half);
+            let got = run(&case, table, layout, accumulate, half);
             let name = table.variant.name();
             let what = format!("{name} {dims:?} {layout:?} acc={accumulate} f16={half}");
             assert_close(&what, &got, &want, &scale)?;
@@ -202,16 +71,10 @@ proptest! {
 
     /// The scalar oracle itself matches a naive f64 product.
     #[test]
-    fn scalar_matmul_matches_naive_f64(
-        dims in dims(),
-        seed in any::<u64>(),
-        offset in 0usize..4,
-        layout in layout(),
-        accumulate in any::<bool>(),
-        half in any::<bool>(),
-    ) {
+    fn scalar_matmul_matches_naive_f64(p in product(), accumulate in any::<bool>()) {
+        let Product { dims, seed, offset, layout, half } = p;
         let case = Case::new(dims, seed, offset);
-        let got = case.run(kernels::scalar(), layout, accumulate, half);
+        let got = run(&case, kernels::scalar(), layout, accumulate, half);
         let c0 = accumulate.then(|| &case.c0[offset..]);
         let (want, scale) = naive_f64(dims, &case.a[offset..], &case.weights(half), layout, c0);
         assert_close(&format!("scalar {dims:?} {layout:?}"), &got, &want, &scale)?;
@@ -322,16 +185,11 @@ fn best_is_the_simd_table_of_this_cpu() {
 /// the common length and leave the rest of `out` untouched.
 #[test]
 fn short_slices_are_safe() {
-    let tables: Vec<&Kernels> = std::iter::once(kernels::scalar())
-        .chain(simd_tables())
-        .collect();
-    for t in tables {
+    for t in all_tables() {
         let name = t.variant.name();
         for layout in [BLayout::KxN, BLayout::NxK] {
             for (m, k, n) in [(4, 9, 17), (1, 33, 1), (5, 8, 24), (3, 1, 2)] {
-                let dims = MatMulDims { m, k, n };
-                let (a, b, c) = (values(1, m * k), values(2, k * n), values(3, m * n));
-                let b16: Vec<f16> = b.iter().map(|&x| f16::from_f32(x)).collect();
+                let (dims, a, b, b16, c) = short_slice_inputs(m, k, n);
                 let shorts = [
                     (&a[..m * k - 1], &b[..], &b16[..], m * n),
                     (&a[..], &b[..k * n - 1], &b16[..k * n - 1], m * n),
@@ -390,9 +248,7 @@ fn short_slices_are_safe() {
 #[ignore = "timing report, run by hand in release"]
 fn matmul_throughput_report() {
     use std::time::Instant;
-    let tables: Vec<&Kernels> = std::iter::once(kernels::scalar())
-        .chain(simd_tables())
-        .collect();
+    let tables = all_tables();
     let shapes = [
         (256, 624, 400),
         (1024, 400, 400),
@@ -451,12 +307,12 @@ fn simd_matmul_matches_scalar_at_block_edges() {
         let case = Case::new(dims, (m * 1_000_003 + k * 1009 + n) as u64, 1);
         for layout in [BLayout::KxN, BLayout::NxK] {
             for (accumulate, half) in [(false, false), (true, false), (false, true), (true, true)] {
-                let want = case.run(kernels::scalar(), layout, accumulate, half);
+                let want = run(&case, kernels::scalar(), layout, accumulate, half);
                 let want: Vec<f64> = want.iter().map(|&x| x as f64).collect();
                 let c0 = accumulate.then(|| &case.c0[1..]);
                 let (_, scale) = naive_f64(dims, &case.a[1..], &case.weights(half), layout, c0);
                 for table in simd_tables() {
-                    let got = case.run(table, layout, accumulate, half);
+                    let got = run(&case, table, layout, accumulate, half);
                     let what = format!(
                         "{} {dims:?} {layout:?} acc={accumulate} f16={half}",
                         table.variant.name()
@@ -468,17 +324,4 @@ fn simd_matmul_matches_scalar_at_block_edges() {
             }
         }
     }
-}
-
-/// All `(m, k, n)` combinations of the three lists.
-fn shapes(ms: &[usize], ks: &[usize], ns: &[usize]) -> Vec<(usize, usize, usize)> {
-    let mut all = Vec::new();
-    for &m in ms {
-        for &k in ks {
-            for &n in ns {
-                all.push((m, k, n));
-            }
-        }
-    }
-    all
 }

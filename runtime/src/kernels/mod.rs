@@ -7,12 +7,18 @@
 //! slices computes on what fits and must not panic).
 //!
 //! Design (after tract's `linalg` ops table and memchr's dispatch):
-//! - [`scalar()`] is the portable reference: plain loops, the oracle of every test;
-//! - `avx2` (x86-64) and `neon` (aarch64) fill a whole table each; the AVX2 table is only handed
-//!   out after run-time detection of AVX2, FMA and F16C (cached in an atomic), the NEON table is
-//!   chosen at compile time (NEON is part of every aarch64 target that enables it); both share
-//!   one blocking scheme (packed 6 x 16 panels for 4+ rows of A, B read in place for GEMV-like
-//!   products; see `avx2.rs`) and one Cephes `exp` (see [`crate::math`]);
+//! - [`scalar()`] is the portable reference (`scalar.rs`): plain loops, the oracle of every
+//!   test, and the table of targets without SIMD kernels (armv7, thumbv7em, ...);
+//! - the SIMD families share their code, written once over a register trait: `simd.rs` (the
+//!   `Vector` trait of registers, the `Isa` trait of a family's `#[target_feature]` entry
+//!   points, the safe table entries, the operands of a product, the elementwise loops) and
+//!   `blocked.rs` (the blocked matrix products: packed 6 x 16 panels for 4+ rows of A, B read
+//!   in place for GEMV-like products, the epilogue in the stores);
+//! - `avx2.rs` (x86-64, `__m256`) and `neon.rs` (aarch64, `float32x4_t`) keep only the trait
+//!   impls, their tile shapes, their entry points and their Cephes `exp` (see [`crate::math`]);
+//!   the AVX2 table is only handed out after run-time detection of AVX2, FMA and F16C (cached
+//!   in an atomic), the NEON table is chosen at compile time (NEON is part of every aarch64
+//!   target that enables it);
 //! - [`best()`] returns the fastest table of this CPU, [`for_variant`] a given one if supported;
 //! - the `matmul_ep_*` entries (plan-time fusions) are the same products whose stores apply an
 //!   [`Epilogue`] (alpha, bias per column, activation) to each tile of C in registers, after the
@@ -30,9 +36,19 @@ use half::f16;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
+mod blocked;
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 mod neon;
 mod scalar;
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+))]
+mod simd;
 #[cfg(test)]
 mod tests;
 
@@ -235,188 +251,9 @@ pub(crate) fn matmul_fits(dims: MatMulDims, a_len: usize, b_len: usize, c_len: u
     )
 }
 
-/// Operands of a checked product (or of a block of one), for the SIMD kernels: A is `m x k`
-/// with row stride `lda`, C is `m x n` with row stride `ldc`, B is `k x n` (`KxN`) or `n x k`
-/// (`NxK`) with row stride `ldb`; every element those describe is valid to read (A, B) and
-/// write (C).
-#[cfg(any(
-    target_arch = "x86_64",
-    all(target_arch = "aarch64", target_feature = "neon")
-))]
-#[derive(Clone, Copy)]
-struct Operands<W> {
-    m: usize,
-    k: usize,
-    n: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const W,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-    /// Applied when a tile of C is stored for the last time (after the last panel along `k`).
-    ep: Ep,
-}
-
-/// The epilogue as the SIMD kernels carry it: `bias` points at the bias of column 0 of the
-/// operands' C (null when none), so blocks of C offset it like C.
-#[cfg(any(
-    target_arch = "x86_64",
-    all(target_arch = "aarch64", target_feature = "neon")
-))]
-#[derive(Clone, Copy)]
-struct Ep {
-    /// Whether stores apply the epilogue at all (false for plain products and for the panels
-    /// along `k` before the last).
-    on: bool,
-    alpha: f32,
-    bias: *const f32,
-    act: Activation,
-}
-
-#[cfg(any(
-    target_arch = "x86_64",
-    all(target_arch = "aarch64", target_feature = "neon")
-))]
-impl Ep {
-    /// Stores write the product unchanged.
-    const OFF: Ep = Ep {
-        on: false,
-        alpha: 1.0,
-        bias: core::ptr::null(),
-        act: Activation::Identity,
-    };
-
-    /// The epilogue of a checked product: `bias`, when given, has at least `n` elements.
-    fn new(ep: &Epilogue<'_>) -> Ep {
-        Ep {
-            on: true,
-            alpha: ep.alpha,
-            bias: ep.bias.map_or(core::ptr::null(), |b| b.as_ptr()),
-            act: ep.act,
-        }
-    }
-
-    /// The same epilogue for a block of C starting `j` columns further.
-    ///
-    /// # Safety
-    /// Column `j` is inside C (so inside the bias, which covers C's columns).
-    #[inline(always)]
-    unsafe fn at(self, j: usize) -> Ep {
-        Ep {
-            // SAFETY: as the caller guarantees; a null bias stays null.
-            bias: if self.bias.is_null() {
-                self.bias
-            } else {
-                unsafe { self.bias.add(j) }
-            },
-            ..self
-        }
-    }
-}
-
 /// Whether the bias of an epilogue covers the `n` columns of C (kernels write nothing when
 /// not).
 #[inline]
 pub(crate) fn epilogue_fits(ep: &Epilogue<'_>, n: usize) -> bool {
     ep.bias.is_none_or(|b| b.len() >= n)
-}
-
-#[cfg(any(
-    target_arch = "x86_64",
-    all(target_arch = "aarch64", target_feature = "neon")
-))]
-impl<W> Operands<W> {
-    /// The operands of `C (+)= A * B` once the slices are checked against `dims`, with the
-    /// layout to compute in; `None` when there is nothing (more) to compute: a slice is too
-    /// short, C is empty, or `k == 0` (then C is cleared here unless accumulating). So the
-    /// kernels see `m, k, n >= 1` and non-empty slices, and every offset they compute stays
-    /// inside them. A `k x 1` `KxN` B is returned as `NxK` (the same memory), which the
-    /// dot-product kernels serve better.
-    fn prepare(
-        dims: MatMulDims,
-        a: &[f32],
-        b: &[W],
-        layout: BLayout,
-        c: &mut [f32],
-        accumulate: bool,
-        ep: Ep,
-    ) -> Option<(Operands<W>, BLayout)> {
-        let MatMulDims { m, k, n } = dims;
-        if !matmul_fits(dims, a.len(), b.len(), c.len()) || m == 0 || n == 0 {
-            return None;
-        }
-        if k == 0 {
-            if !accumulate {
-                c[..m * n].fill(0.0);
-            }
-            return None;
-        }
-        let layout = if n == 1 { BLayout::NxK } else { layout };
-        let ldb = match layout {
-            BLayout::KxN => n,
-            BLayout::NxK => k,
-        };
-        let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
-        let ops = Operands {
-            m,
-            k,
-            n,
-            a,
-            lda: k,
-            b,
-            ldb,
-            c,
-            ldc: n,
-            accumulate,
-            ep,
-        };
-        Some((ops, layout))
-    }
-}
-
-/// Copies `count <= 8` elements from `src` to `dst` with constant-length copies, for the tails
-/// of SIMD loops (a variable-length `copy_nonoverlapping` becomes a call to `memcpy`). Copies
-/// nothing when `count > 8`.
-///
-/// # Safety
-/// `src..src+count` readable, `dst..dst+count` writable, not overlapping.
-#[cfg(any(
-    target_arch = "x86_64",
-    all(target_arch = "aarch64", target_feature = "neon")
-))]
-#[inline(always)]
-unsafe fn copy_few<T: Copy>(src: *const T, dst: *mut T, count: usize) {
-    use core::ptr::copy_nonoverlapping as copy;
-    // SAFETY: each arm copies exactly `count` elements, valid as the caller guarantees.
-    unsafe {
-        match count {
-            1 => copy(src, dst, 1),
-            2 => copy(src, dst, 2),
-            3 => copy(src, dst, 3),
-            4 => copy(src, dst, 4),
-            5 => copy(src, dst, 5),
-            6 => copy(src, dst, 6),
-            7 => copy(src, dst, 7),
-            8 => copy(src, dst, 8),
-            _ => {}
-        }
-    }
-}
-
-/// Operation codes of the elementwise SIMD kernels (const generic parameters).
-#[cfg(any(
-    target_arch = "x86_64",
-    all(target_arch = "aarch64", target_feature = "neon")
-))]
-mod op {
-    pub(super) const ADD: u8 = 0;
-    pub(super) const SUB: u8 = 1;
-    pub(super) const MUL: u8 = 2;
-    pub(super) const DIV: u8 = 3;
-    pub(super) const RELU: u8 = 0;
-    pub(super) const SIGMOID: u8 = 1;
-    pub(super) const TANH: u8 = 2;
-    pub(super) const EXP: u8 = 3;
 }

@@ -13,10 +13,14 @@ use crate::math;
 /// The scalar table.
 pub(super) static TABLE: Kernels = Kernels {
     variant: KernelVariant::Scalar,
-    matmul_f32,
-    matmul_f16,
-    matmul_ep_f32,
-    matmul_ep_f16,
+    matmul_f32: |dims, a, b, layout, c, acc| matmul(dims, a, b, layout, c, acc, None, |w| w),
+    matmul_f16: |dims, a, b, layout, c, acc| matmul(dims, a, b, layout, c, acc, None, f16::to_f32),
+    matmul_ep_f32: |dims, a, b, layout, c, ep| {
+        matmul(dims, a, b, layout, c, false, Some(ep), |w| w)
+    },
+    matmul_ep_f16: |dims, a, b, layout, c, ep| {
+        matmul(dims, a, b, layout, c, false, Some(ep), f16::to_f32)
+    },
     add: |a, b, out| binary(a, b, out, |x, y| x + y),
     sub: |a, b, out| binary(a, b, out, |x, y| x - y),
     mul: |a, b, out| binary(a, b, out, |x, y| x * y),
@@ -29,36 +33,6 @@ pub(super) static TABLE: Kernels = Kernels {
     exp: |x| unary_in_place(x, math::exp),
     sum,
 };
-
-fn matmul_f32(dims: MatMulDims, a: &[f32], b: &[f32], layout: BLayout, c: &mut [f32], acc: bool) {
-    matmul(dims, a, b, layout, c, acc, None, |w| w);
-}
-
-fn matmul_f16(dims: MatMulDims, a: &[f32], b: &[f16], layout: BLayout, c: &mut [f32], acc: bool) {
-    matmul(dims, a, b, layout, c, acc, None, f16::to_f32);
-}
-
-fn matmul_ep_f32(
-    dims: MatMulDims,
-    a: &[f32],
-    b: &[f32],
-    layout: BLayout,
-    c: &mut [f32],
-    ep: Epilogue<'_>,
-) {
-    matmul(dims, a, b, layout, c, false, Some(ep), |w| w);
-}
-
-fn matmul_ep_f16(
-    dims: MatMulDims,
-    a: &[f32],
-    b: &[f16],
-    layout: BLayout,
-    c: &mut [f32],
-    ep: Epilogue<'_>,
-) {
-    matmul(dims, a, b, layout, c, false, Some(ep), f16::to_f32);
-}
 
 /// `C = A * B` (or `C += A * B`), weights converted to f32 one by one by `to_f32`, then the
 /// epilogue (if any) on each row of C right after the row is computed.
