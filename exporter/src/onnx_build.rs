@@ -43,24 +43,27 @@ pub fn value_info(name: &str, elem: DataType, dims: &[Option<i64>]) -> ValueInfo
 
 /// An f32 initializer with its values in `raw_data`.
 pub fn tensor_f32(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
-    assert_eq!(dims.iter().product::<usize>(), values.len(), "{name}");
     TensorProto {
-        name: name.into(),
-        data_type: DataType::Float as i32,
-        dims: dims.iter().map(|&d| d as i64).collect(),
         raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
+        ..tensor(name, dims, DataType::Float, values.len())
     }
 }
 
 /// An i64 initializer with its values in `int64_data`.
 pub fn tensor_i64(name: &str, dims: &[usize], values: &[i64]) -> TensorProto {
-    assert_eq!(dims.iter().product::<usize>(), values.len(), "{name}");
+    TensorProto {
+        int64_data: values.to_vec(),
+        ..tensor(name, dims, DataType::Int64, values.len())
+    }
+}
+
+/// An initializer without values, checked to hold `len` of them.
+fn tensor(name: &str, dims: &[usize], data_type: DataType, len: usize) -> TensorProto {
+    assert_eq!(dims.iter().product::<usize>(), len, "{name}");
     TensorProto {
         name: name.into(),
-        data_type: DataType::Int64 as i32,
+        data_type: data_type as i32,
         dims: dims.iter().map(|&d| d as i64).collect(),
-        int64_data: values.to_vec(),
         ..Default::default()
     }
 }
