@@ -70,14 +70,9 @@ fn tensor(name: &str, dims: &[usize], data_type: DataType, len: usize) -> Tensor
 
 /// A node of the default domain, named after its first output.
 pub fn node(op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        op_type: op.into(),
-        name: outputs.first().map_or_else(String::new, |s| s.to_string()),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        attribute: attrs,
-        ..Default::default()
-    }
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+    let name = outputs.first().map_or_else(String::new, |s| s.to_string());
+    crate::compress::graph::node(op, name, strings(inputs), strings(outputs), attrs)
 }
 
 /// An INT attribute.

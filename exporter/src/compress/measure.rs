@@ -3,9 +3,8 @@
 //! each site's output error (original and compressed side by side), and the scores that AUC
 //! and LogLoss are computed from.
 //!
-//! Every function here takes a planned model, so the pipeline plans each distinct model once
-//! and runs it on calibration and evaluation data alike; the public wrappers plan the model
-//! they are given.
+//! Calibration and measurement take planned models, so that the pipeline plans the original
+//! once for both; the public [`calibrate`] plans the model it is given.
 
 use std::borrow::Cow;
 
@@ -60,7 +59,18 @@ pub fn calibrate(
 ) -> Result<Vec<AfmStats>> {
     let (outputs, _) = site_outputs(sites.iter().copied());
     let planned = PlannedModel::new(model, outputs)?;
-    calibrate_on(&planned, sites, calib, batch_size, label, progress)
+    let batches = Batches {
+        size: batch_size,
+        label,
+    };
+    calibrate_on(&planned, sites, calib, batches, progress)
+}
+
+/// Rows per model call, and the label progress is reported under.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Batches<'a> {
+    pub size: usize,
+    pub label: &'a str,
 }
 
 /// [`calibrate`] with a planned model that returns (at least) the sites' outputs.
@@ -68,8 +78,7 @@ pub(super) fn calibrate_on(
     planned: &PlannedModel<'_>,
     sites: &[&Site],
     calib: &[NpyArray],
-    batch_size: usize,
-    label: &str,
+    Batches { size, label }: Batches<'_>,
     progress: Progress<'_>,
 ) -> Result<Vec<AfmStats>> {
     let (outputs, owner) = site_outputs(sites.iter().copied());
@@ -78,18 +87,14 @@ pub(super) fn calibrate_on(
         .iter()
         .map(|s| AfmStats::new(s.feature_dim()))
         .collect();
-    runner.for_each_batch(
-        batch_size,
-        &mut |d, t| progress(label, d, t),
-        |_, _, outs| {
-            for (o, (shape, values)) in outs.iter().enumerate() {
-                let s = owner[o];
-                let rows = feature_rows(sites[s], &outputs[o], shape, values)?;
-                stats[s].add_rows(&rows);
-            }
-            Ok(())
-        },
-    )?;
+    runner.for_each_batch(size, &mut |d, t| progress(label, d, t), |_, _, outs| {
+        for (o, (shape, values)) in outs.iter().enumerate() {
+            let s = owner[o];
+            let rows = feature_rows(sites[s], &outputs[o], shape, values)?;
+            stats[s].add_rows(&rows);
+        }
+        Ok(())
+    })?;
     Ok(stats)
 }
 
@@ -238,55 +243,10 @@ pub fn evaluate(
     label: &str,
     progress: Progress<'_>,
 ) -> Result<(f64, f64)> {
-    evaluate_on(
-        &scores_plan(model)?,
-        inputs,
-        labels,
-        batch_size,
-        label,
-        progress,
-    )
-}
-
-/// [`evaluate`] with a planned model that returns (at least) the model's first output
-/// (planned for it alone, [`scores_plan`], the scores are those of [`evaluate`]).
-pub(super) fn evaluate_on(
-    planned: &PlannedModel<'_>,
-    inputs: &[NpyArray],
-    labels: &[f64],
-    batch_size: usize,
-    label: &str,
-    progress: Progress<'_>,
-) -> Result<(f64, f64)> {
-    let scores = predict_on(planned, inputs, labels.len(), batch_size, label, progress)?;
+    let scores = predict(model, inputs, labels.len(), batch_size, label, progress)?;
     let auc = metrics::auc(&scores, labels)?;
     let logloss = metrics::logloss(&scores, labels)?;
     Ok((auc, logloss))
-}
-
-/// `model`'s first output on `inputs` with tract, one score per row; `rows` is the number of
-/// rows expected (the labels').
-pub fn predict(
-    model: &ModelProto,
-    inputs: &[NpyArray],
-    rows: usize,
-    batch_size: usize,
-    label: &str,
-    progress: Progress<'_>,
-) -> Result<Vec<f64>> {
-    predict_on(
-        &scores_plan(model)?,
-        inputs,
-        rows,
-        batch_size,
-        label,
-        progress,
-    )
-}
-
-/// `model` planned for its first output alone: the plan of [`evaluate_on`].
-pub(super) fn scores_plan(model: &ModelProto) -> Result<PlannedModel<'_>> {
-    PlannedModel::new(model, first_output(model)?)
 }
 
 /// The first output of `model`, alone.
@@ -300,15 +260,20 @@ fn first_output(model: &ModelProto) -> Result<Vec<String>> {
     Ok(vec![first])
 }
 
-fn predict_on(
-    planned: &PlannedModel<'_>,
+/// `model`'s first output on `inputs` with tract, one score per row; `rows` is the number of
+/// rows expected (the labels'). The model is planned for that output alone: tract fuses
+/// differently when intermediate tensors are outputs, and the scores would move in their last
+/// bits.
+pub fn predict(
+    model: &ModelProto,
     inputs: &[NpyArray],
     rows: usize,
     batch_size: usize,
     label: &str,
     progress: Progress<'_>,
 ) -> Result<Vec<f64>> {
-    let first = first_output(planned.model())?;
+    let first = first_output(model)?;
+    let planned = PlannedModel::new(model, first.clone())?;
     let runner = planned.runner_of(inputs, &first)?;
     if runner.rows() != rows {
         return Err(Error::InvalidArgument {

@@ -12,8 +12,7 @@
 //! The original model is planned by tract once for its tensors ([`PlannedModel`]): the site
 //! outputs and the model outputs, which its calibration and the error measurement share; the
 //! compressed model is planned once for the same tensors. Evaluation plans each model for its
-//! first output alone: tract fuses differently when intermediate tensors are outputs, and the
-//! scores would move in their last bits.
+//! first output alone ([`super::measure::predict`] says why).
 
 use faer::Mat;
 use prost::Message;
@@ -23,8 +22,8 @@ use super::factorize::{self, Pca, Svd};
 use super::fuse::{self, FuseReport};
 use super::graph::{self, f32_values};
 use super::measure::{
-    calibrate as calibrate_model, calibrate_on, checked_outputs, evaluate_on, measure_errors,
-    scores_plan, MeasuredErrors,
+    calibrate as calibrate_model, calibrate_on, checked_outputs, evaluate, measure_errors, Batches,
+    MeasuredErrors,
 };
 use super::ranks::{
     choose_ranks, factorized_params, original_params, RankChoice, RankPolicy, SiteBudget,
@@ -231,14 +230,11 @@ fn calibrate(
 ) -> Result<()> {
     if options.method == Method::Afm {
         let all: Vec<&Site> = plans.iter().map(|p| p.site).collect();
-        let stats = calibrate_on(
-            original,
-            &all,
-            calib.unwrap_or(&[]),
-            options.batch_size,
-            "calibrating",
-            progress,
-        )?;
+        let batches = Batches {
+            size: options.batch_size,
+            label: "calibrating",
+        };
+        let stats = calibrate_on(original, &all, calib.unwrap_or(&[]), batches, progress)?;
         for (p, s) in plans.iter_mut().zip(&stats) {
             p.pca = Some(factorize::pca(s).map_err(|e| with_site(e, p.site))?);
         }
@@ -416,16 +412,16 @@ fn verify(
     let eval = match data.test {
         Some((arrays, labels)) => {
             let batch = options.batch_size;
-            let before = evaluate_on(
-                &scores_plan(original.model())?,
+            let before = evaluate(
+                original.model(),
                 arrays,
                 labels,
                 batch,
                 "evaluating original",
                 progress,
             )?;
-            let after = evaluate_on(
-                &scores_plan(&rewritten.compressed)?,
+            let after = evaluate(
+                &rewritten.compressed,
                 arrays,
                 labels,
                 batch,
