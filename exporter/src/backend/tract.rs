@@ -527,3 +527,67 @@ fn array_of(name: &str, t: &Tensor) -> Result<TractResult<NpyArray>> {
         data,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use tract_onnx::pb::tensor_proto::DataType;
+
+    use super::*;
+    use crate::onnx_build::{model, node, tensor_f32, value_info};
+
+    /// `h = x W`, `y = Relu(h)`, x: [N, 2].
+    fn two_step_model() -> ModelProto {
+        model(
+            vec![
+                node("MatMul", &["x", "w"], &["h"], vec![]),
+                node("Relu", &["h"], &["y"], vec![]),
+            ],
+            vec![tensor_f32("w", &[2, 3], &[1., -1., 0.5, 2., 0., -2.])],
+            vec![value_info("x", DataType::Float, &[None, Some(2)])],
+            vec![value_info("y", DataType::Float, &[None, Some(3)])],
+        )
+    }
+
+    fn x(rows: usize, dtype_f64: bool) -> Vec<NpyArray> {
+        let values: Vec<f32> = (0..rows * 2).map(|i| i as f32 - 3.0).collect();
+        let data = if dtype_f64 {
+            ArrayData::F64(values.iter().map(|&v| f64::from(v)).collect())
+        } else {
+            ArrayData::F32(values)
+        };
+        vec![NpyArray::new("x", vec![rows, 2], data).unwrap()]
+    }
+
+    #[test]
+    fn one_plan_serves_every_data_set_of_the_same_kind() {
+        let m = two_step_model();
+        let planned = PlannedModel::new(&m, vec!["h".into(), "y".into()]).unwrap();
+        let (a, b) = (x(5, false), x(3, false));
+        let ra = planned.runner(&a).unwrap();
+        let rb = planned.runner_of(&b, &["y".into()]).unwrap();
+        assert_eq!(planned.plans.borrow().len(), 1);
+        assert_eq!((ra.rows(), rb.rows()), (5, 3));
+        let outs = ra.run_rows(0, 2).unwrap();
+        assert_eq!(outs.len(), 2);
+        assert_eq!(outs[0].0, vec![2, 3]);
+        // Relu of the first output, picked alone from the same plan.
+        let y = rb.run_rows(0, 2).unwrap();
+        assert_eq!(y.len(), 1);
+        let relu: Vec<f32> = outs[0].1.iter().map(|v| v.max(0.0)).collect();
+        assert_eq!(y[0].1, relu);
+        assert!(planned.runner_of(&a, &["nope".into()]).is_err());
+    }
+
+    #[test]
+    fn the_model_outputs_by_default_and_bad_data_is_refused() {
+        let m = two_step_model();
+        let planned = PlannedModel::new(&m, Vec::new()).unwrap();
+        assert_eq!(planned.outputs, vec!["y".to_string()]);
+        let e = planned.runner(&x(0, false)).err().unwrap();
+        assert!(e.to_string().contains("no rows"), "{e}");
+        let e = planned.runner(&x(2, true)).err().unwrap();
+        assert!(e.to_string().contains("f64"), "{e}");
+        // Nothing was planned for data that does not fit.
+        assert!(planned.plans.borrow().is_empty());
+    }
+}
