@@ -77,21 +77,15 @@ pub fn node(op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributePro
 
 /// An INT attribute.
 pub fn attr_int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Int as i32,
-        i: v,
-        ..Default::default()
-    }
+    crate::compress::graph::int_attr(name, v)
 }
 
 /// An INTS attribute.
 pub fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto {
-        name: name.into(),
         r#type: AttributeType::Ints as i32,
         ints: v.to_vec(),
-        ..Default::default()
+        ..attr_int(name, 0)
     }
 }
 

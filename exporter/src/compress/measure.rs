@@ -1,5 +1,5 @@
 //! Running models on data for compression, with the tract engine
-//! ([`crate::backend::tract::PlannedModel`]): calibration statistics at the sites' outputs,
+//! (`crate::backend::tract::PlannedModel`): calibration statistics at the sites' outputs,
 //! each site's output error (original and compressed side by side), and the scores that AUC
 //! and LogLoss are computed from.
 //!

@@ -5,7 +5,7 @@
 //! 1. [`graph`]: decode the ONNX file (prost) with every weight in memory; [`simplify`]: inline
 //!    `If`s that static shapes decide (tract cannot type them);
 //! 2. [`sites`]: find the embedding tables and dense layers that can be rewritten;
-//! 3. [`measure`] + [`stats`]: run the model with tract ([`crate::backend::tract`]) on
+//! 3. [`measure`] + [`stats`]: run the model with tract (`crate::backend::tract`) on
 //!    calibration data, the site outputs exposed, and stream per-site statistics (N, sum y,
 //!    sum y y^T) in f64;
 //! 4. [`factorize`]: eigendecompose (AFM) or SVD (baseline), build the two factors;

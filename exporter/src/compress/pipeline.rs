@@ -1,15 +1,15 @@
-//! [`compress_model`] as a sequence of stages over one [`SitePlan`] per site:
-//! 1. [`calibrate`]: the spectrum of every site, from calibration statistics (AFM) or from
+//! [`compress_model`] as a sequence of stages over one `SitePlan` per site:
+//! 1. `calibrate`: the spectrum of every site, from calibration statistics (AFM) or from
 //!    the SVD of its weight;
-//! 2. [`allocate`]: the ranks, from the policy and the spectra;
-//! 3. [`factorize`]: the factors of every site that got a rank (with `sequential`, level by
+//! 2. `allocate`: the ranks, from the policy and the spectra;
+//! 3. `factorize`: the factors of every site that got a rank (with `sequential`, level by
 //!    level, each level recalibrated on the partly compressed model);
-//! 4. [`rewrite`]: the factors written into the graph, embedding projections fused, f16;
-//! 5. [`verify`]: each site's output error on calibration data, AUC and LogLoss before and
+//! 4. `rewrite`: the factors written into the graph, embedding projections fused, f16;
+//! 5. `verify`: each site's output error on calibration data, AUC and LogLoss before and
 //!    after on evaluation data;
-//! 6. [`report`], then the AUC gate; `compress_to_dir` writes the artifact.
+//! 6. `report`, then the AUC gate; `compress_to_dir` writes the artifact.
 //!
-//! The original model is planned by tract once for its tensors ([`PlannedModel`]): the site
+//! The original model is planned by tract once for its tensors (`PlannedModel`): the site
 //! outputs and the model outputs, which its calibration and the error measurement share; the
 //! compressed model is planned once for the same tensors. Evaluation plans each model for its
 //! first output alone ([`super::measure::predict`] says why).
