@@ -286,6 +286,16 @@ mod tests {
         wins / pairs
     }
 
+    /// A deterministic xorshift64 sequence from `state`.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     #[test]
     fn auc_hand_computed_cases() {
         // Perfect, inverted, and all tied.
@@ -310,13 +320,7 @@ mod tests {
     #[test]
     fn auc_matches_pair_counting_on_tied_data() {
         // Deterministic pseudo-random scores quantized to force many ties.
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
         for n in [2usize, 3, 10, 57, 200] {
             let scores: Vec<f64> = (0..n).map(|_| (next() % 7) as f64 / 7.0).collect();
             let mut labels: Vec<f64> = (0..n).map(|_| (next() % 2) as f64).collect();
@@ -392,13 +396,7 @@ mod tests {
 
     #[test]
     fn weighted_auc_equals_auc_of_the_replicated_rows() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
         for n in [2usize, 5, 40, 300] {
             let scores: Vec<f64> = (0..n).map(|_| (next() % 11) as f64 / 11.0).collect();
             let mut labels: Vec<f64> = (0..n).map(|_| (next() % 2) as f64).collect();

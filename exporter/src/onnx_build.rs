@@ -43,57 +43,49 @@ pub fn value_info(name: &str, elem: DataType, dims: &[Option<i64>]) -> ValueInfo
 
 /// An f32 initializer with its values in `raw_data`.
 pub fn tensor_f32(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
-    assert_eq!(dims.iter().product::<usize>(), values.len(), "{name}");
     TensorProto {
-        name: name.into(),
-        data_type: DataType::Float as i32,
-        dims: dims.iter().map(|&d| d as i64).collect(),
         raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
+        ..tensor(name, dims, DataType::Float, values.len())
     }
 }
 
 /// An i64 initializer with its values in `int64_data`.
 pub fn tensor_i64(name: &str, dims: &[usize], values: &[i64]) -> TensorProto {
-    assert_eq!(dims.iter().product::<usize>(), values.len(), "{name}");
+    TensorProto {
+        int64_data: values.to_vec(),
+        ..tensor(name, dims, DataType::Int64, values.len())
+    }
+}
+
+/// An initializer without values, checked to hold `len` of them.
+fn tensor(name: &str, dims: &[usize], data_type: DataType, len: usize) -> TensorProto {
+    assert_eq!(dims.iter().product::<usize>(), len, "{name}");
     TensorProto {
         name: name.into(),
-        data_type: DataType::Int64 as i32,
+        data_type: data_type as i32,
         dims: dims.iter().map(|&d| d as i64).collect(),
-        int64_data: values.to_vec(),
         ..Default::default()
     }
 }
 
 /// A node of the default domain, named after its first output.
 pub fn node(op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        op_type: op.into(),
-        name: outputs.first().map_or_else(String::new, |s| s.to_string()),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        attribute: attrs,
-        ..Default::default()
-    }
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+    let name = outputs.first().map_or_else(String::new, |s| s.to_string());
+    crate::compress::graph::node(op, name, strings(inputs), strings(outputs), attrs)
 }
 
 /// An INT attribute.
 pub fn attr_int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Int as i32,
-        i: v,
-        ..Default::default()
-    }
+    crate::compress::graph::int_attr(name, v)
 }
 
 /// An INTS attribute.
 pub fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto {
-        name: name.into(),
         r#type: AttributeType::Ints as i32,
         ints: v.to_vec(),
-        ..Default::default()
+        ..attr_int(name, 0)
     }
 }
 

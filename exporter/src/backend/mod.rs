@@ -10,11 +10,9 @@
 
 pub(crate) mod inputs;
 mod native;
-mod tract;
+pub(crate) mod tract;
 
-use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 
 use crate::error::{Error, Result};
 use crate::npz::{ArrayData, NpyArray};
@@ -41,24 +39,46 @@ impl Backend {
     }
 }
 
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Backend {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Backend> {
-        match s {
-            "native" => Ok(Backend::Native),
-            "tract" => Ok(Backend::Tract),
-            _ => Err(Error::InvalidArgument {
-                reason: format!("unknown backend '{s}' (expected native or tract)"),
-            }),
+/// `Display` (the name) and `FromStr` (by name; anything else is an error that lists the
+/// names) for a field-less enum with `fn name(self) -> &'static str`.
+macro_rules! by_name {
+    ($ty:ident, $what:literal, [$($variant:ident),+]) => {
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
         }
-    }
+
+        impl std::str::FromStr for $ty {
+            type Err = $crate::Error;
+
+            fn from_str(s: &str) -> $crate::Result<$ty> {
+                $crate::backend::parse_name(s, &[$($ty::$variant),+], $ty::name, $what)
+            }
+        }
+    };
+}
+pub(crate) use by_name;
+
+by_name!(Backend, "backend", [Native, Tract]);
+
+/// The value of `all` named `s`, or an error `unknown {what} '{s}' (expected a, b or c)`.
+pub(crate) fn parse_name<T: Copy>(
+    s: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+    what: &str,
+) -> Result<T> {
+    all.iter().copied().find(|&v| name(v) == s).ok_or_else(|| {
+        let names: Vec<&str> = all.iter().map(|&v| name(v)).collect();
+        let expected = match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.join(""),
+        };
+        Error::InvalidArgument {
+            reason: format!("unknown {what} '{s}' (expected {expected})"),
+        }
+    })
 }
 
 /// Run the model at `path` on `inputs` (one array per model input, matched by name, first

@@ -18,7 +18,9 @@ use faer::Mat;
 use tract_onnx::pb::{AttributeProto, GraphProto, ModelProto, NodeProto};
 
 use super::graph::{attr_float, attr_int, dims, f32_tensor, f32_values, is_f32, Names};
-use super::runner::TractRunner;
+use super::rewrite::remove_unread;
+use super::sites::readers;
+use crate::backend::tract::PlannedModel;
 use crate::error::{Error, Result};
 use crate::npz::NpyArray;
 
@@ -79,24 +81,16 @@ pub fn fuse_projections(
 ) -> Result<(ModelProto, FuseReport)> {
     let mut report = FuseReport::default();
     let g = super::graph::graph(model)?;
-    let producer: HashMap<&str, usize> = g
-        .node
-        .iter()
-        .enumerate()
-        .flat_map(|(ix, n)| n.output.iter().map(move |o| (o.as_str(), ix)))
-        .collect();
-    let mut readers: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
-    for (ix, n) in g.node.iter().enumerate() {
-        for (slot, input) in n.input.iter().enumerate() {
-            readers.entry(input.as_str()).or_default().push((ix, slot));
-        }
-    }
-    let graph_outputs: HashSet<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
     let ctx = Ctx {
         g,
-        producer,
-        readers,
-        graph_outputs,
+        producer: g
+            .node
+            .iter()
+            .enumerate()
+            .flat_map(|(ix, n)| n.output.iter().map(move |o| (o.as_str(), ix)))
+            .collect(),
+        readers: readers(g),
+        graph_outputs: g.output.iter().map(|o| o.name.as_str()).collect(),
     };
 
     // Chains, grouped by the site they belong to; a site fuses only when all its lookups do.
@@ -112,158 +106,35 @@ pub fn fuse_projections(
     if chains.is_empty() {
         return Ok((model.clone(), report));
     }
-
-    // Shapes of every tensor involved, from one run of the unfused graph.
     let mut targets: Vec<usize> = chains.iter().map(|c| c.target).collect();
     targets.sort_unstable();
     targets.dedup();
-    let mut wanted: Vec<String> = Vec::new();
-    for &t in &targets {
-        ctx.collect_layout_tensors(&g_input(ctx.g, t), &mut wanted);
-    }
-    wanted.sort();
-    wanted.dedup();
-    // The same run gives the unfused outputs the fused graph is checked against.
-    let graph_outputs: Vec<String> = g.output.iter().map(|o| o.name.clone()).collect();
-    let selected: Vec<String> = wanted.iter().chain(&graph_outputs).cloned().collect();
-    let runner = TractRunner::new(model, calib, &selected)?;
-    let mut results = runner.run_rows(0, runner.rows().min(CHECK_ROWS))?;
-    let unfused_outputs = results.split_off(wanted.len());
-    let shapes: HashMap<String, Vec<usize>> = wanted
-        .iter()
-        .cloned()
-        .zip(results.into_iter().map(|(s, _)| s))
-        .collect();
+    let (shapes, unfused_outputs) = ctx.layout_shapes(model, &targets, calib)?;
 
-    // Per target: the layout of its input, and which of its segments are fused chains.
     let mut out = model.clone();
     let out_graph = out.graph.as_mut().expect("checked by graph()");
     let mut names = Names::of(out_graph);
-    let mut new_inits = Vec::new();
-    let mut extra_nodes: Vec<(usize, NodeProto)> = Vec::new();
-    let mut remove_nodes: HashSet<usize> = HashSet::new();
-    let mut dropped: HashSet<String> = HashSet::new();
-    let mut reshaped: HashSet<String> = HashSet::new();
-    let mut fused_sites: HashMap<String, String> = HashMap::new();
-    let mut failed_sites: HashMap<String, String> = HashMap::new();
-    for &t in &targets {
-        let here: Vec<&Chain> = chains.iter().filter(|c| c.target == t).collect();
-        let x = g_input(ctx.g, t);
-        let layout = match ctx.layout(&x, &shapes) {
-            Ok(l) => l,
-            Err(reason) => {
-                for c in &here {
-                    failed_sites.insert(c.site.clone(), reason.clone());
-                }
-                continue;
-            }
-        };
-        match rewrite_target(ctx.g, t, &layout, &here, &mut names) {
-            Ok(rw) => {
-                out_graph.node[t] = rw.node;
-                new_inits.extend(rw.initializers);
-                if let Some(add) = rw.bias_add {
-                    extra_nodes.push((t, add));
-                }
-                dropped.extend(rw.replaced);
-                report
-                    .weight_change
-                    .push((rw.weight_name.clone(), rw.weight_change));
-                for c in &here {
-                    reshaped.extend(c.path.iter().cloned());
-                    fused_sites.insert(c.site.clone(), rw.weight_name.clone());
-                }
-            }
-            Err(reason) => {
-                for c in &here {
-                    failed_sites.insert(c.site.clone(), reason.clone());
-                }
-            }
-        }
-    }
+    let edits = ctx.rewrite_targets(&targets, &chains, &shapes, &mut names);
     // A site with one lookup that could not fuse keeps all its projections.
-    if !failed_sites.is_empty() {
-        for (site, reason) in &failed_sites {
-            if fused_sites.contains_key(site) {
-                return Ok((
-                    model.clone(),
-                    kept_all(
-                        report,
-                        sites,
-                        &format!("another lookup of '{site}' could not fuse: {reason}"),
-                    ),
-                ));
-            }
+    for (site, reason) in &edits.failed_sites {
+        if edits.fused_sites.contains_key(site) {
+            let reason = format!("another lookup of '{site}' could not fuse: {reason}");
+            return Ok((model.clone(), kept_all(report, sites, &reason)));
         }
     }
-    if fused_sites.is_empty() {
-        for (site, reason) in failed_sites {
-            report.kept.push((site, reason));
-        }
+    if edits.fused_sites.is_empty() {
+        report.kept.extend(edits.failed_sites);
         return Ok((model.clone(), report));
     }
-
-    // The fused branches read the k-wide lookups; a projection other readers still need
-    // (an interaction layer) stays.
-    let fused_chains: Vec<&Chain> = chains
-        .iter()
-        .filter(|c| fused_sites.contains_key(&c.site))
-        .collect();
-    for c in &fused_chains {
-        out_graph.node[c.entry.0].input[c.entry.1] = c.gather_out.clone();
-    }
-    for c in &fused_chains {
-        let all_fused = ctx.readers.get(c.out.as_str()).is_some_and(|rs| {
-            rs.iter()
-                .all(|r| fused_chains.iter().any(|f| f.out == c.out && f.entry == *r))
-        });
-        if all_fused {
-            remove_nodes.extend(c.nodes.iter().copied());
-            for &ix in &c.nodes {
-                dropped.extend(ctx.g.node[ix].input.iter().skip(1).cloned());
-            }
-        } else {
-            report.projection_kept.insert(c.site.clone());
-        }
-    }
-    let old_nodes = std::mem::take(&mut out_graph.node);
-    for (ix, n) in old_nodes.into_iter().enumerate() {
-        if !remove_nodes.contains(&ix) {
-            out_graph.node.push(n);
-        }
-        for (_, add) in extra_nodes.iter().filter(|(t, _)| *t == ix) {
-            out_graph.node.push(add.clone());
-        }
-    }
-    let still_read: HashSet<&str> = out_graph
-        .node
-        .iter()
-        .flat_map(|n| n.input.iter().map(String::as_str))
-        .collect();
-    let unused: HashSet<String> = dropped
-        .into_iter()
-        .filter(|d| !still_read.contains(d.as_str()))
-        .collect();
-    out_graph.initializer.retain(|t| !unused.contains(&t.name));
-    out_graph.input.retain(|v| !unused.contains(&v.name));
-    // Widths changed along the fused paths: drop their recorded shapes.
-    out_graph
-        .value_info
-        .retain(|v| !unused.contains(&v.name) && !reshaped.contains(&v.name));
-    out_graph.initializer.extend(new_inits);
+    let (fused_sites, failed_sites) = (edits.fused_sites.clone(), edits.failed_sites.clone());
+    ctx.splice(out_graph, &chains, edits, &mut report);
 
     // The fused graph must compute what the unfused one does.
     let diff = max_output_diff(&unfused_outputs, &out, calib)?;
     report.checked_max_diff = Some(diff);
     if diff > CHECK_TOLERANCE {
-        return Ok((
-            model.clone(),
-            kept_all(
-                report,
-                sites,
-                &format!("the fused graph differs from the unfused one by {diff:.2e}"),
-            ),
-        ));
+        let reason = format!("the fused graph differs from the unfused one by {diff:.2e}");
+        return Ok((model.clone(), kept_all(report, sites, &reason)));
     }
     for (site, _) in sites {
         if let Some(w) = fused_sites.get(site) {
@@ -273,6 +144,24 @@ pub fn fuse_projections(
         }
     }
     Ok((out, report))
+}
+
+/// The rewrites of the dense layers that fusion reaches.
+struct Edits {
+    /// Per target node: the node reading the lookups, and its Add of the bias change (MatMul
+    /// with a mean).
+    nodes: Vec<(usize, NodeProto, Option<NodeProto>)>,
+    initializers: Vec<tract_onnx::pb::TensorProto>,
+    /// Initializers the rewrites replaced (removed when nothing else reads them).
+    dropped: HashSet<String>,
+    /// Per dense weight (unfused name): the change of its number of values.
+    weight_change: Vec<(String, i64)>,
+    /// Tensors on the fused paths, whose widths changed.
+    reshaped: HashSet<String>,
+    /// Site -> the dense weight (unfused name) it now feeds.
+    fused_sites: HashMap<String, String>,
+    /// Site -> why one of its lookups could not fuse.
+    failed_sites: HashMap<String, String>,
 }
 
 fn kept_all(mut report: FuseReport, sites: &[(String, Vec<String>)], reason: &str) -> FuseReport {
@@ -453,6 +342,147 @@ impl Ctx<'_> {
         }
     }
 
+    /// The shapes of every tensor the layouts of `targets` involve, and the model outputs,
+    /// from one run of the unfused graph on the first calibration rows.
+    #[allow(clippy::type_complexity)]
+    fn layout_shapes(
+        &self,
+        model: &ModelProto,
+        targets: &[usize],
+        calib: &[NpyArray],
+    ) -> Result<(HashMap<String, Vec<usize>>, Vec<(Vec<usize>, Vec<f32>)>)> {
+        let mut wanted: Vec<String> = Vec::new();
+        for &t in targets {
+            self.collect_layout_tensors(&g_input(self.g, t), &mut wanted);
+        }
+        wanted.sort();
+        wanted.dedup();
+        // The same run gives the unfused outputs the fused graph is checked against.
+        let graph_outputs: Vec<String> = self.g.output.iter().map(|o| o.name.clone()).collect();
+        let selected: Vec<String> = wanted.iter().chain(&graph_outputs).cloned().collect();
+        let planned = PlannedModel::new(model, selected)?;
+        let runner = planned.runner(calib)?;
+        let mut results = runner.run_rows(0, runner.rows().min(CHECK_ROWS))?;
+        let unfused_outputs = results.split_off(wanted.len());
+        let shapes = wanted
+            .into_iter()
+            .zip(results.into_iter().map(|(s, _)| s))
+            .collect();
+        Ok((shapes, unfused_outputs))
+    }
+
+    /// Per target: the layout of its input, and the target rewritten to read the k-wide
+    /// lookups of its chains.
+    fn rewrite_targets(
+        &self,
+        targets: &[usize],
+        chains: &[Chain],
+        shapes: &HashMap<String, Vec<usize>>,
+        names: &mut Names,
+    ) -> Edits {
+        let mut edits = Edits {
+            nodes: Vec::new(),
+            initializers: Vec::new(),
+            dropped: HashSet::new(),
+            weight_change: Vec::new(),
+            reshaped: HashSet::new(),
+            fused_sites: HashMap::new(),
+            failed_sites: HashMap::new(),
+        };
+        for &t in targets {
+            let here: Vec<&Chain> = chains.iter().filter(|c| c.target == t).collect();
+            let x = g_input(self.g, t);
+            let rewritten = self
+                .layout(&x, shapes)
+                .and_then(|layout| rewrite_target(self.g, t, &layout, &here, names));
+            match rewritten {
+                Ok(rw) => {
+                    edits.nodes.push((t, rw.node, rw.bias_add));
+                    edits.initializers.extend(rw.initializers);
+                    edits.dropped.extend(rw.replaced);
+                    edits
+                        .weight_change
+                        .push((rw.weight_name.clone(), rw.weight_change));
+                    for c in &here {
+                        edits.reshaped.extend(c.path.iter().cloned());
+                        edits
+                            .fused_sites
+                            .insert(c.site.clone(), rw.weight_name.clone());
+                    }
+                }
+                Err(reason) => {
+                    for c in &here {
+                        edits.failed_sites.insert(c.site.clone(), reason.clone());
+                    }
+                }
+            }
+        }
+        edits
+    }
+
+    /// Writes `edits` into `out`: the fused branches read the k-wide lookups; a projection
+    /// other readers still need (an interaction layer) stays, the others go.
+    fn splice(
+        &self,
+        out: &mut GraphProto,
+        chains: &[Chain],
+        edits: Edits,
+        report: &mut FuseReport,
+    ) {
+        let Edits {
+            nodes,
+            initializers,
+            mut dropped,
+            reshaped,
+            fused_sites,
+            weight_change,
+            ..
+        } = edits;
+        let mut extra_nodes: Vec<(usize, NodeProto)> = Vec::new();
+        for (t, node, bias_add) in nodes {
+            out.node[t] = node;
+            if let Some(add) = bias_add {
+                extra_nodes.push((t, add));
+            }
+        }
+        let fused_chains: Vec<&Chain> = chains
+            .iter()
+            .filter(|c| fused_sites.contains_key(&c.site))
+            .collect();
+        for c in &fused_chains {
+            out.node[c.entry.0].input[c.entry.1] = c.gather_out.clone();
+        }
+        let mut remove_nodes: HashSet<usize> = HashSet::new();
+        for c in &fused_chains {
+            let all_fused = self.readers.get(c.out.as_str()).is_some_and(|rs| {
+                rs.iter()
+                    .all(|r| fused_chains.iter().any(|f| f.out == c.out && f.entry == *r))
+            });
+            if all_fused {
+                remove_nodes.extend(c.nodes.iter().copied());
+                for &ix in &c.nodes {
+                    dropped.extend(self.g.node[ix].input.iter().skip(1).cloned());
+                }
+            } else {
+                report.projection_kept.insert(c.site.clone());
+            }
+        }
+        let old_nodes = std::mem::take(&mut out.node);
+        for (ix, n) in old_nodes.into_iter().enumerate() {
+            if !remove_nodes.contains(&ix) {
+                out.node.push(n);
+            }
+            for (_, add) in extra_nodes.iter().filter(|(t, _)| *t == ix) {
+                out.node.push(add.clone());
+            }
+        }
+        remove_unread(out, dropped, false);
+        // Widths changed along the fused paths: drop their recorded shapes.
+        out.value_info.retain(|v| !reshaped.contains(&v.name));
+        out.initializer.extend(initializers);
+        report.weight_change.extend(weight_change);
+    }
+
     /// Tensors whose shapes [`Ctx::layout`] needs, starting from the dense input `x`.
     fn collect_layout_tensors(&self, x: &str, out: &mut Vec<String>) {
         out.push(x.to_owned());
@@ -548,8 +578,7 @@ fn rewrite_target(
     names: &mut Names,
 ) -> std::result::Result<TargetRewrite, String> {
     let n = &g.node[t];
-    let init = |name: &str| g.initializer.iter().find(|i| i.name == name);
-    let wt = init(&n.input[1]).ok_or("the dense weight is not an initializer")?;
+    let wt = initializer(g, &n.input[1]).ok_or("the dense weight is not an initializer")?;
     let wd = dims(wt).ok_or("the dense weight has invalid dims")?;
     let wv: Vec<f64> = f32_values(wt)
         .map_err(|e| e.to_string())?
@@ -587,7 +616,48 @@ fn rewrite_target(
             ));
         }
     }
-    // New rows and the bias change.
+    let (rows, delta) = fused_rows(&m, layout, chains)?;
+    let new_in = rows.len();
+    let values: Vec<f32> = if trans_b {
+        (0..n_out)
+            .flat_map(|j| rows.iter().map(move |r| r[j] as f32))
+            .collect()
+    } else {
+        rows.iter().flatten().map(|&v| v as f32).collect()
+    };
+    let new_dims = if trans_b {
+        [n_out, new_in]
+    } else {
+        [new_in, n_out]
+    };
+    let weight_name = names.fresh(&format!("{}/fused", wt.name));
+    let mut rw = TargetRewrite {
+        node: n.clone(),
+        initializers: vec![f32_tensor(&weight_name, &new_dims, &values)],
+        bias_add: None,
+        replaced: vec![wt.name.clone()],
+        weight_name: wt.name.clone(),
+        weight_change: (new_in as i64 - n_in as i64) * n_out as i64,
+    };
+    rw.node.input[1] = weight_name;
+    if chains.iter().any(|c| c.mean.is_some()) {
+        add_bias_change(g, n, &delta, names, &mut rw)?;
+    }
+    Ok(rw)
+}
+
+fn initializer<'g>(g: &'g GraphProto, name: &str) -> Option<&'g tract_onnx::pb::TensorProto> {
+    g.initializer.iter().find(|i| i.name == name)
+}
+
+/// The rows of the fused weight (math orientation: one per input feature), the rows `M_i` of
+/// each chain's block replaced by `P M_i`, and the bias change `sum mu M_i`.
+fn fused_rows(
+    m: &Mat<f64>,
+    layout: &[Segment],
+    chains: &[&Chain],
+) -> std::result::Result<(Vec<Vec<f64>>, Vec<f64>), String> {
+    let n_out = m.ncols();
     let mut rows: Vec<Vec<f64>> = Vec::new();
     let mut delta = vec![0.0f64; n_out];
     let mut offset = 0;
@@ -616,71 +686,65 @@ fn rewrite_target(
         }
         offset += seg.width;
     }
-    let new_in = rows.len();
-    let values: Vec<f32> = if trans_b {
-        (0..n_out)
-            .flat_map(|j| rows.iter().map(move |r| r[j] as f32))
-            .collect()
-    } else {
-        rows.iter().flatten().map(|&v| v as f32).collect()
-    };
-    let new_dims = if trans_b {
-        [n_out, new_in]
-    } else {
-        [new_in, n_out]
-    };
-    let weight_name = names.fresh(&format!("{}/fused", wt.name));
-    let mut initializers = vec![f32_tensor(&weight_name, &new_dims, &values)];
-    let mut node = n.clone();
-    node.input[1] = weight_name.clone();
-    let mut replaced = vec![wt.name.clone()];
-    let mut bias_add = None;
-    let has_mean = chains.iter().any(|c| c.mean.is_some());
-    if has_mean && gemm {
+    Ok((rows, delta))
+}
+
+/// Adds the bias change `delta` of fused means to the rewritten dense node `n`: into the
+/// Gemm's bias (scaled by alpha / beta), or, after a MatMul, as an Add.
+fn add_bias_change(
+    g: &GraphProto,
+    n: &NodeProto,
+    delta: &[f64],
+    names: &mut Names,
+    rw: &mut TargetRewrite,
+) -> std::result::Result<(), String> {
+    let n_out = delta.len();
+    let weight = rw.weight_name.clone();
+    if n.op_type == "Gemm" {
         let alpha = f64::from(attr_float(n, "alpha").unwrap_or(1.0));
         let beta = f64::from(attr_float(n, "beta").unwrap_or(1.0));
         let c_name = n.input.get(2).filter(|s| !s.is_empty());
         let (bias, scale) = match c_name {
             Some(c) => {
-                let ct = init(c).ok_or("the Gemm bias is not an initializer")?;
+                let ct = initializer(g, c).ok_or("the Gemm bias is not an initializer")?;
                 let cv = f32_values(ct).map_err(|e| e.to_string())?;
                 if cv.len() != n_out || beta == 0.0 {
                     return Err(format!(
                         "the Gemm bias '{c}' is not a per-output vector (or beta is 0)"
                     ));
                 }
-                replaced.push(c.clone());
+                rw.replaced.push(c.clone());
                 (
                     cv.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
                     alpha / beta,
                 )
             }
             None => {
-                set_float_attr(&mut node, "beta", 1.0);
+                set_float_attr(&mut rw.node, "beta", 1.0);
                 (vec![0.0; n_out], alpha)
             }
         };
         let b: Vec<f32> = bias
             .iter()
-            .zip(&delta)
+            .zip(delta)
             .map(|(b, d)| (b + scale * d) as f32)
             .collect();
-        let b_name = names.fresh(&format!("{}/fused_bias", wt.name));
-        initializers.push(f32_tensor(&b_name, &[n_out], &b));
-        if node.input.len() < 3 {
-            node.input.resize(3, String::new());
+        let b_name = names.fresh(&format!("{weight}/fused_bias"));
+        rw.initializers.push(f32_tensor(&b_name, &[n_out], &b));
+        if rw.node.input.len() < 3 {
+            rw.node.input.resize(3, String::new());
         }
-        node.input[2] = b_name;
-    } else if has_mean {
+        rw.node.input[2] = b_name;
+    } else {
         // MatMul: z = (x M') + delta.
         let z = n.output[0].clone();
         let tmp = names.fresh(&format!("{z}/unbiased"));
-        node.output[0] = tmp.clone();
-        let b_name = names.fresh(&format!("{}/fused_bias", wt.name));
+        rw.node.output[0] = tmp.clone();
+        let b_name = names.fresh(&format!("{weight}/fused_bias"));
         let b: Vec<f32> = delta.iter().map(|&d| d as f32).collect();
-        initializers.push(f32_tensor(&b_name, &[n_out], &b));
+        rw.initializers.push(f32_tensor(&b_name, &[n_out], &b));
         let add_name = names.fresh(&format!("{}/fused_bias", n.name));
-        bias_add = Some(super::graph::node(
+        rw.bias_add = Some(super::graph::node(
             "Add",
             add_name,
             vec![tmp, b_name],
@@ -688,14 +752,7 @@ fn rewrite_target(
             vec![],
         ));
     }
-    Ok(TargetRewrite {
-        node,
-        initializers,
-        bias_add,
-        replaced,
-        weight_name: wt.name.clone(),
-        weight_change: (new_in as i64 - n_in as i64) * n_out as i64,
-    })
+    Ok(())
 }
 
 fn set_float_attr(n: &mut NodeProto, name: &str, value: f32) {
@@ -716,7 +773,8 @@ fn max_output_diff(
     fused: &ModelProto,
     calib: &[NpyArray],
 ) -> Result<f64> {
-    let runner = TractRunner::new(fused, calib, &[])?;
+    let planned = PlannedModel::new(fused, Vec::new())?;
+    let runner = planned.runner(calib)?;
     let rows = runner.rows().min(CHECK_ROWS);
     let oa = unfused;
     let ob = runner.run_rows(0, rows)?;

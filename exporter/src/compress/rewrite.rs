@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 
 use faer::Mat;
 use tract_onnx::pb::tensor_proto::DataType;
-use tract_onnx::pb::{ModelProto, NodeProto, TensorProto};
+use tract_onnx::pb::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
 
 use super::factorize::{DenseFactors, EmbeddingFactors};
 use super::graph::{f16_tensor, f32_tensor, f32_values, int_attr, node, Names};
@@ -73,12 +73,9 @@ pub fn apply_factors(model: &ModelProto, replaced: &[(&Site, &Factors)]) -> Resu
             reason: "the model has no graph".into(),
         });
     };
-    let mut names = Names::of(graph);
-    let mut new_inits: Vec<TensorProto> = Vec::new();
-    let mut add_init = |names: &mut Names, base: &str, (dims, data): (Vec<usize>, Vec<f32>)| {
-        let name = names.fresh(base);
-        new_inits.push(f32_tensor(&name, &dims, &data));
-        name
+    let mut b = Builder {
+        names: Names::of(graph),
+        inits: Vec::new(),
     };
     // Node index -> the nodes replacing it.
     let mut replacement: HashMap<usize, Vec<NodeProto>> = HashMap::new();
@@ -88,229 +85,17 @@ pub fn apply_factors(model: &ModelProto, replaced: &[(&Site, &Factors)]) -> Resu
         dropped.insert(site.name.clone());
         match (&site.kind, factors) {
             (SiteKind::Dense { op, bias, .. }, Factors::Dense(f)) => {
-                if let Some(b) = bias {
-                    dropped.insert(b.clone());
+                if let Some(bias) = bias {
+                    dropped.insert(bias.clone());
                 }
                 let [ix] = site.nodes[..] else {
                     return Err(internal(site, "a dense site has one node"));
                 };
-                let orig = &graph.node[ix];
-                // The data input: the one that is not the weight.
-                let x = if *op == DenseOp::MatMulLeft {
-                    orig.input[1].clone()
-                } else {
-                    orig.input[0].clone()
-                };
-                let y = orig.output[0].clone();
-                let base = &site.name;
-                let h = names.fresh(&format!("{base}/h"));
-                let node_name = |names: &mut Names, suffix: &str| {
-                    let n = if orig.name.is_empty() {
-                        base
-                    } else {
-                        &orig.name
-                    };
-                    names.fresh(&format!("{n}/{suffix}"))
-                };
-                let mut nodes = Vec::new();
-                match op {
-                    DenseOp::Gemm { .. } => {
-                        let w1 = add_init(
-                            &mut names,
-                            &format!("{base}/first"),
-                            values(&f.first, false),
-                        );
-                        let mut in1 = vec![x, w1];
-                        if let Some(b1) = &f.first_bias {
-                            in1.push(add_init(
-                                &mut names,
-                                &format!("{base}/first_bias"),
-                                vector(b1),
-                            ));
-                        }
-                        let w2 = add_init(
-                            &mut names,
-                            &format!("{base}/second"),
-                            values(&f.second, false),
-                        );
-                        let mut in2 = vec![h.clone(), w2];
-                        if let Some(b2) = &f.second_bias {
-                            in2.push(add_init(
-                                &mut names,
-                                &format!("{base}/second_bias"),
-                                vector(b2),
-                            ));
-                        }
-                        let trans_b = || vec![int_attr("transB", 1)];
-                        nodes.push(node(
-                            "Gemm",
-                            node_name(&mut names, "first"),
-                            in1,
-                            vec![h],
-                            trans_b(),
-                        ));
-                        nodes.push(node(
-                            "Gemm",
-                            node_name(&mut names, "second"),
-                            in2,
-                            vec![y],
-                            trans_b(),
-                        ));
-                    }
-                    DenseOp::Conv1x1 => {
-                        // Two kernel-size-1 convolutions with the original's attributes.
-                        let kernel = |m: &Mat<f64>| {
-                            let (mut dims, data) = values(m, false);
-                            dims.push(1);
-                            (dims, data)
-                        };
-                        let w1 = add_init(&mut names, &format!("{base}/first"), kernel(&f.first));
-                        let mut in1 = vec![x, w1];
-                        if let Some(b1) = &f.first_bias {
-                            in1.push(add_init(
-                                &mut names,
-                                &format!("{base}/first_bias"),
-                                vector(b1),
-                            ));
-                        }
-                        let w2 = add_init(&mut names, &format!("{base}/second"), kernel(&f.second));
-                        let mut in2 = vec![h.clone(), w2];
-                        if let Some(b2) = &f.second_bias {
-                            in2.push(add_init(
-                                &mut names,
-                                &format!("{base}/second_bias"),
-                                vector(b2),
-                            ));
-                        }
-                        let attrs = orig.attribute.clone();
-                        nodes.push(node(
-                            "Conv",
-                            node_name(&mut names, "first"),
-                            in1,
-                            vec![h],
-                            attrs.clone(),
-                        ));
-                        nodes.push(node(
-                            "Conv",
-                            node_name(&mut names, "second"),
-                            in2,
-                            vec![y],
-                            attrs,
-                        ));
-                    }
-                    DenseOp::MatMulLeft | DenseOp::MatMul => {
-                        // `W @ x` (features on the second-to-last axis): weights as stored
-                        // (k x in, out x k), biases as columns. `x @ W^T`: transposed weights,
-                        // biases as rows.
-                        let left = *op == DenseOp::MatMulLeft;
-                        let bias = |v: &[f64]| {
-                            let data = v.iter().map(|&x| x as f32).collect();
-                            if left {
-                                (vec![v.len(), 1], data)
-                            } else {
-                                (vec![v.len()], data)
-                            }
-                        };
-                        let w1 = add_init(
-                            &mut names,
-                            &format!("{base}/first"),
-                            values(&f.first, !left),
-                        );
-                        let w2 = add_init(
-                            &mut names,
-                            &format!("{base}/second"),
-                            values(&f.second, !left),
-                        );
-                        let b1 = f
-                            .first_bias
-                            .as_ref()
-                            .map(|b| add_init(&mut names, &format!("{base}/first_bias"), bias(b)));
-                        let b2 = f
-                            .second_bias
-                            .as_ref()
-                            .map(|b| add_init(&mut names, &format!("{base}/second_bias"), bias(b)));
-                        let operands =
-                            |w: String, v: String| if left { vec![w, v] } else { vec![v, w] };
-                        let first = node_name(&mut names, "first");
-                        let first_bias = node_name(&mut names, "first_bias");
-                        matmul_plus_bias(
-                            &mut nodes,
-                            &mut names,
-                            (first, first_bias),
-                            operands(w1, x),
-                            b1,
-                            h.clone(),
-                            &format!("{base}/h0"),
-                        );
-                        let second = node_name(&mut names, "second");
-                        let second_bias = node_name(&mut names, "second_bias");
-                        matmul_plus_bias(
-                            &mut nodes,
-                            &mut names,
-                            (second, second_bias),
-                            operands(w2, h),
-                            b2,
-                            y,
-                            &format!("{base}/y0"),
-                        );
-                    }
-                }
+                let nodes = b.dense(site, *op, &graph.node[ix], f);
                 replacement.insert(ix, nodes);
             }
             (SiteKind::Embedding { .. }, Factors::Embedding(f)) => {
-                let base = &site.name;
-                let table = add_init(
-                    &mut names,
-                    &format!("{base}/table"),
-                    values(&f.table, false),
-                );
-                let projection = add_init(
-                    &mut names,
-                    &format!("{base}/projection"),
-                    values(&f.projection, false),
-                );
-                let mean = f
-                    .mean
-                    .as_ref()
-                    .map(|mu| add_init(&mut names, &format!("{base}/mean"), vector(mu)));
-                for &ix in &site.nodes {
-                    let orig = &graph.node[ix];
-                    let prefix = if orig.name.is_empty() {
-                        base.clone()
-                    } else {
-                        orig.name.clone()
-                    };
-                    let y = orig.output[0].clone();
-                    let g = names.fresh(&format!("{base}/g"));
-                    let mut inputs = orig.input.clone();
-                    inputs[0] = table.clone();
-                    let mut gather = orig.clone();
-                    gather.name = names.fresh(&format!("{prefix}/gather"));
-                    gather.input = inputs;
-                    gather.output = vec![g.clone()];
-                    let mut nodes = vec![gather];
-                    let project = names.fresh(&format!("{prefix}/project"));
-                    match &mean {
-                        None => nodes.push(node(
-                            "MatMul",
-                            project,
-                            vec![g, projection.clone()],
-                            vec![y],
-                            vec![],
-                        )),
-                        Some(mu) => {
-                            let p = names.fresh(&format!("{base}/p"));
-                            nodes.push(node(
-                                "MatMul",
-                                project,
-                                vec![g, projection.clone()],
-                                vec![p.clone()],
-                                vec![],
-                            ));
-                            let add = names.fresh(&format!("{prefix}/add_mean"));
-                            nodes.push(node("Add", add, vec![p, mu.clone()], vec![y], vec![]));
-                        }
-                    }
+                for (ix, nodes) in b.embedding(site, &graph.node, f) {
                     replacement.insert(ix, nodes);
                 }
             }
@@ -326,11 +111,24 @@ pub fn apply_factors(model: &ModelProto, replaced: &[(&Site, &Factors)]) -> Resu
         }
     }
     // Drop the replaced weights (and biases) that nothing reads any more.
+    remove_unread(graph, dropped, true);
+    graph.initializer.extend(b.inits);
+    Ok(out)
+}
+
+/// Removes the initializers named in `dropped` that no node reads (nor a graph output, with
+/// `outputs_read`), with their graph inputs and value infos; returns the names removed.
+pub(super) fn remove_unread(
+    graph: &mut GraphProto,
+    dropped: HashSet<String>,
+    outputs_read: bool,
+) -> HashSet<String> {
+    let outputs = graph.output.iter().filter(|_| outputs_read);
     let still_read: HashSet<&str> = graph
         .node
         .iter()
         .flat_map(|n| n.input.iter().map(String::as_str))
-        .chain(graph.output.iter().map(|o| o.name.as_str()))
+        .chain(outputs.map(|o| o.name.as_str()))
         .collect();
     let unused: HashSet<String> = dropped
         .into_iter()
@@ -339,34 +137,255 @@ pub fn apply_factors(model: &ModelProto, replaced: &[(&Site, &Factors)]) -> Resu
     graph.initializer.retain(|t| !unused.contains(&t.name));
     graph.input.retain(|v| !unused.contains(&v.name));
     graph.value_info.retain(|v| !unused.contains(&v.name));
-    graph.initializer.extend(new_inits);
-    Ok(out)
+    unused
 }
 
-/// `MatMul(operands) -> out`, or `MatMul(operands) -> tmp`, `Add(tmp, bias) -> out`.
-fn matmul_plus_bias(
-    nodes: &mut Vec<NodeProto>,
-    names: &mut Names,
-    (matmul_name, add_name): (String, String),
-    operands: Vec<String>,
-    bias: Option<String>,
-    out: String,
-    tmp_base: &str,
-) {
-    match bias {
-        None => nodes.push(node("MatMul", matmul_name, operands, vec![out], vec![])),
-        Some(b) => {
-            let tmp = names.fresh(tmp_base);
-            nodes.push(node(
-                "MatMul",
-                matmul_name,
-                operands,
-                vec![tmp.clone()],
-                vec![],
-            ));
-            nodes.push(node("Add", add_name, vec![tmp, b], vec![out], vec![]));
+/// Fresh names and the new initializers of a rewrite.
+struct Builder {
+    names: Names,
+    inits: Vec<TensorProto>,
+}
+
+impl Builder {
+    /// A new f32 initializer named after `base`; returns its name.
+    fn init(&mut self, base: &str, (dims, data): (Vec<usize>, Vec<f32>)) -> String {
+        let name = self.names.fresh(base);
+        self.inits.push(f32_tensor(&name, &dims, &data));
+        name
+    }
+
+    /// The nodes replacing the dense node `orig` of `site`: two layers through `h`.
+    fn dense(
+        &mut self,
+        site: &Site,
+        op: DenseOp,
+        orig: &NodeProto,
+        f: &DenseFactors,
+    ) -> Vec<NodeProto> {
+        // The data input: the one that is not the weight.
+        let x = if op == DenseOp::MatMulLeft {
+            orig.input[1].clone()
+        } else {
+            orig.input[0].clone()
+        };
+        let y = orig.output[0].clone();
+        let base = site.name.as_str();
+        let h = self.names.fresh(&format!("{base}/h"));
+        let prefix = if orig.name.is_empty() {
+            base
+        } else {
+            &orig.name
+        };
+        let io = Io {
+            base,
+            prefix,
+            x,
+            h,
+            y,
+        };
+        match op {
+            DenseOp::Gemm { .. } => self.stacked(
+                "Gemm",
+                io,
+                f,
+                |m| values(m, false),
+                vec![int_attr("transB", 1)],
+            ),
+            // Two kernel-size-1 convolutions with the original's attributes.
+            DenseOp::Conv1x1 => self.stacked(
+                "Conv",
+                io,
+                f,
+                |m| {
+                    let (mut dims, data) = values(m, false);
+                    dims.push(1);
+                    (dims, data)
+                },
+                orig.attribute.clone(),
+            ),
+            DenseOp::MatMulLeft | DenseOp::MatMul => self.matmuls(op == DenseOp::MatMulLeft, io, f),
         }
     }
+
+    /// `op(x, W1, b1) -> h`, `op(h, W2, b2) -> y`, the weights laid out by `weight`, each
+    /// node with `attrs`.
+    fn stacked(
+        &mut self,
+        op: &str,
+        io: Io<'_>,
+        f: &DenseFactors,
+        weight: impl Fn(&Mat<f64>) -> (Vec<usize>, Vec<f32>),
+        attrs: Vec<AttributeProto>,
+    ) -> Vec<NodeProto> {
+        let Io {
+            base,
+            prefix,
+            x,
+            h,
+            y,
+        } = io;
+        let mut layer = |input: String, m: &Mat<f64>, bias: &Option<Vec<f64>>, which: &str| {
+            let w = self.init(&format!("{base}/{which}"), weight(m));
+            let mut inputs = vec![input, w];
+            if let Some(b) = bias {
+                inputs.push(self.init(&format!("{base}/{which}_bias"), vector(b)));
+            }
+            inputs
+        };
+        let in1 = layer(x, &f.first, &f.first_bias, "first");
+        let in2 = layer(h.clone(), &f.second, &f.second_bias, "second");
+        let first = self.names.fresh(&format!("{prefix}/first"));
+        let second = self.names.fresh(&format!("{prefix}/second"));
+        vec![
+            node(op, first, in1, vec![h], attrs.clone()),
+            node(op, second, in2, vec![y], attrs),
+        ]
+    }
+
+    /// `W @ x` (features on the second-to-last axis, `left`): weights as stored (k x in,
+    /// out x k), biases as columns. `x @ W^T`: transposed weights, biases as rows. Each layer
+    /// a MatMul and, with a bias, an Add.
+    fn matmuls(&mut self, left: bool, io: Io<'_>, f: &DenseFactors) -> Vec<NodeProto> {
+        let Io {
+            base,
+            prefix,
+            x,
+            h,
+            y,
+        } = io;
+        let bias = |v: &[f64]| {
+            let (mut dims, data) = vector(v);
+            if left {
+                dims.push(1);
+            }
+            (dims, data)
+        };
+        let w1 = self.init(&format!("{base}/first"), values(&f.first, !left));
+        let w2 = self.init(&format!("{base}/second"), values(&f.second, !left));
+        let b1 = f
+            .first_bias
+            .as_ref()
+            .map(|b| self.init(&format!("{base}/first_bias"), bias(b)));
+        let b2 = f
+            .second_bias
+            .as_ref()
+            .map(|b| self.init(&format!("{base}/second_bias"), bias(b)));
+        let operands = |w: String, v: String| if left { vec![w, v] } else { vec![v, w] };
+        let mut nodes = Vec::new();
+        self.matmul_plus_bias(
+            &mut nodes,
+            &format!("{prefix}/first"),
+            operands(w1, x),
+            b1,
+            h.clone(),
+            &format!("{base}/h0"),
+        );
+        self.matmul_plus_bias(
+            &mut nodes,
+            &format!("{prefix}/second"),
+            operands(w2, h),
+            b2,
+            y,
+            &format!("{base}/y0"),
+        );
+        nodes
+    }
+
+    /// `MatMul(operands) -> out`, or `MatMul(operands) -> tmp`, `Add(tmp, bias) -> out`; the
+    /// nodes named `name` and `{name}_bias`.
+    fn matmul_plus_bias(
+        &mut self,
+        nodes: &mut Vec<NodeProto>,
+        name: &str,
+        operands: Vec<String>,
+        bias: Option<String>,
+        out: String,
+        tmp_base: &str,
+    ) {
+        let matmul_name = self.names.fresh(name);
+        let add_name = self.names.fresh(&format!("{name}_bias"));
+        match bias {
+            None => nodes.push(node("MatMul", matmul_name, operands, vec![out], vec![])),
+            Some(b) => {
+                let tmp = self.names.fresh(tmp_base);
+                nodes.push(node(
+                    "MatMul",
+                    matmul_name,
+                    operands,
+                    vec![tmp.clone()],
+                    vec![],
+                ));
+                nodes.push(node("Add", add_name, vec![tmp, b], vec![out], vec![]));
+            }
+        }
+    }
+
+    /// For every `Gather` of the table of `site`: `Gather(E', ids) -> g`,
+    /// `MatMul(g, P) [+ mu] -> y` (the new table and projection shared), by node index.
+    fn embedding(
+        &mut self,
+        site: &Site,
+        nodes: &[NodeProto],
+        f: &EmbeddingFactors,
+    ) -> Vec<(usize, Vec<NodeProto>)> {
+        let base = &site.name;
+        let table = self.init(&format!("{base}/table"), values(&f.table, false));
+        let projection = self.init(&format!("{base}/projection"), values(&f.projection, false));
+        let mean = f
+            .mean
+            .as_ref()
+            .map(|mu| self.init(&format!("{base}/mean"), vector(mu)));
+        let mut out = Vec::new();
+        for &ix in &site.nodes {
+            let orig = &nodes[ix];
+            let prefix = if orig.name.is_empty() {
+                base.clone()
+            } else {
+                orig.name.clone()
+            };
+            let y = orig.output[0].clone();
+            let g = self.names.fresh(&format!("{base}/g"));
+            let mut gather = orig.clone();
+            gather.name = self.names.fresh(&format!("{prefix}/gather"));
+            gather.input[0] = table.clone();
+            gather.output = vec![g.clone()];
+            let mut replaced = vec![gather];
+            let project = self.names.fresh(&format!("{prefix}/project"));
+            match &mean {
+                None => replaced.push(node(
+                    "MatMul",
+                    project,
+                    vec![g, projection.clone()],
+                    vec![y],
+                    vec![],
+                )),
+                Some(mu) => {
+                    let p = self.names.fresh(&format!("{base}/p"));
+                    replaced.push(node(
+                        "MatMul",
+                        project,
+                        vec![g, projection.clone()],
+                        vec![p.clone()],
+                        vec![],
+                    ));
+                    let add = self.names.fresh(&format!("{prefix}/add_mean"));
+                    replaced.push(node("Add", add, vec![p, mu.clone()], vec![y], vec![]));
+                }
+            }
+            out.push((ix, replaced));
+        }
+        out
+    }
+}
+
+/// The names around a dense site being replaced: the site (base of new tensor names), the
+/// original node's name (base of new node names), input, hidden tensor and output.
+struct Io<'a> {
+    base: &'a str,
+    prefix: &'a str,
+    x: String,
+    h: String,
+    y: String,
 }
 
 fn internal(site: &Site, what: &str) -> Error {

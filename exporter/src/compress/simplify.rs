@@ -21,7 +21,8 @@ use tract_onnx::prelude::{Framework, InferenceModelExt};
 use tract_onnx::tract_hir::infer::Factoid;
 
 use super::graph::{f32_tensor, node, Names};
-use crate::error::{Error, Result};
+use crate::backend::tract::in_memory_error;
+use crate::error::Result;
 
 /// Both clean-ups: a copy of `model` with explicit `ConstantOfShape` values and its statically
 /// decided `If`s inlined (their number returned with it).
@@ -59,16 +60,9 @@ pub fn inline_static_ifs(model: &ModelProto) -> Result<(ModelProto, usize)> {
     if !has_if {
         return Ok((model.clone(), 0));
     }
-    let tract_err = |stage: &'static str| {
-        move |e: tract_onnx::prelude::TractError| Error::Tract {
-            path: "(model in memory)".into(),
-            stage,
-            reason: format!("{e:#}"),
-        }
-    };
     let mut im = tract_onnx::onnx()
         .model_for_proto_model(model)
-        .map_err(tract_err("loading"))?;
+        .map_err(in_memory_error("loading"))?;
     // Analysis may stop at the very If it cannot type; the facts found so far are enough.
     let _ = im.analyse(true);
 

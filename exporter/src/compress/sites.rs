@@ -167,6 +167,17 @@ pub struct Sites {
     pub rejected: Vec<Rejected>,
 }
 
+/// Who reads each tensor of `graph`: (node index, input slot).
+pub(super) fn readers(graph: &GraphProto) -> HashMap<&str, Vec<(usize, usize)>> {
+    let mut readers: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+    for (ix, n) in graph.node.iter().enumerate() {
+        for (slot, input) in n.input.iter().enumerate() {
+            readers.entry(input.as_str()).or_default().push((ix, slot));
+        }
+    }
+    readers
+}
+
 /// Finds the sites of `graph`. The nodes must be in topological order (as ONNX requires).
 pub fn find_sites(graph: &GraphProto) -> Sites {
     let initializers: HashMap<&str, usize> = graph
@@ -175,13 +186,7 @@ pub fn find_sites(graph: &GraphProto) -> Sites {
         .enumerate()
         .map(|(i, t)| (t.name.as_str(), i))
         .collect();
-    // Who reads each tensor: (node index, input slot).
-    let mut readers: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
-    for (ix, n) in graph.node.iter().enumerate() {
-        for (slot, input) in n.input.iter().enumerate() {
-            readers.entry(input.as_str()).or_default().push((ix, slot));
-        }
-    }
+    let readers = readers(graph);
     let graph_outputs: Vec<&str> = graph.output.iter().map(|v| v.name.as_str()).collect();
 
     let mut result = Sites::default();
