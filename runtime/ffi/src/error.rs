@@ -140,6 +140,20 @@ impl FfiError {
 /// Result of an entry point's body.
 pub type FfiResult<T = ()> = Result<T, FfiError>;
 
+/// The start of every constructor (`*_open*`, `*_new`): `out` must not be NULL, and is set to
+/// NULL at once, so that it reads NULL after any failure.
+///
+/// # Safety
+/// `out` is NULL or valid for a pointer write.
+pub(crate) unsafe fn clear_out<T>(function: &str, out: *mut *mut T) -> FfiResult {
+    if out.is_null() {
+        return Err(FfiError::null(function, "out"));
+    }
+    // SAFETY: checked non-NULL; valid for a pointer write by contract.
+    unsafe { out.write(core::ptr::null_mut()) };
+    Ok(())
+}
+
 /// The `pthread` key of the last-error slot, plus one; 0 until the first failure creates it.
 static KEY: AtomicUsize = AtomicUsize::new(0);
 

@@ -8,7 +8,6 @@
 
 use alloc::ffi::CString;
 use alloc::format;
-use alloc::string::ToString;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ffi::{c_char, CStr};
@@ -16,7 +15,7 @@ use core::ffi::{c_char, CStr};
 use ctr_edge_runtime::model::IoInfo;
 use ctr_edge_runtime::{DType, Error, KernelVariant, Model};
 
-use crate::error::{ctr_edge_status, FfiError, FfiResult};
+use crate::error::{clear_out, ctr_edge_status, FfiError, FfiResult};
 use crate::panic::{guard, guard_void};
 use crate::sys::{sibling, FileMap};
 
@@ -190,11 +189,8 @@ pub unsafe extern "C" fn ctr_edge_model_open(
 ) -> ctr_edge_status {
     const F: &str = "ctr_edge_model_open";
     guard(F, || {
-        if out.is_null() {
-            return Err(FfiError::null(F, "out"));
-        }
-        // SAFETY: checked non-NULL; valid for a pointer write by contract.
-        unsafe { out.write(core::ptr::null_mut()) };
+        // SAFETY: NULL or valid for a pointer write by contract.
+        unsafe { clear_out(F, out) }?;
         if onnx_path.is_null() {
             return Err(FfiError::null(F, "onnx_path"));
         }
@@ -205,27 +201,18 @@ pub unsafe extern "C" fn ctr_edge_model_open(
     })
 }
 
-/// `Model::open` of the runtime's `std` build, on the C library: the ONNX file is mapped
-/// while it is decoded; the weights file stays mapped, owned by the model.
+/// `Model::open` of the runtime's `std` build, on the C library: [`Model::open_with`] over
+/// the C library's `mmap` of the ONNX file (mapped while it is decoded) and of the weights
+/// file (which stays mapped, owned by the model).
 fn open_path(path: &CStr) -> ctr_edge_runtime::Result<Model<'static>> {
     let onnx = FileMap::open(path)?;
-    let location = {
-        let decoded = ctr_edge_runtime::onnx::decode_model(onnx.bytes())?;
-        ctr_edge_runtime::onnx::external_location(&decoded)?.map(|s| s.to_string())
-    };
-    let Some(location) = location else {
-        return Model::from_bytes(onnx.bytes(), &[]);
-    };
-    // The runtime checked `location` is a plain file name (no '/', no NUL).
-    let weights_path = sibling(path, &location).ok_or_else(|| Error::Weights {
-        reason: format!("external data location {location:?} is not a file name"),
-    })?;
-    let weights = FileMap::open(&weights_path)?;
-    if weights.bytes().is_empty() {
-        Model::from_bytes(onnx.bytes(), &[])
-    } else {
-        Model::from_owned(onnx.bytes(), weights)
-    }
+    Model::open_with(onnx.bytes(), |location| {
+        // The runtime checked `location` is a plain file name (no '/', no NUL).
+        let weights_path = sibling(path, location).ok_or_else(|| Error::Weights {
+            reason: format!("external data location {location:?} is not a file name"),
+        })?;
+        Ok(FileMap::open(&weights_path)?)
+    })
 }
 
 /// Loads a model from caller-owned bytes: the ONNX file (`onnx`, `onnx_len` bytes; read during
@@ -252,11 +239,8 @@ pub unsafe extern "C" fn ctr_edge_model_open_bytes(
 ) -> ctr_edge_status {
     const F: &str = "ctr_edge_model_open_bytes";
     guard(F, || {
-        if out.is_null() {
-            return Err(FfiError::null(F, "out"));
-        }
-        // SAFETY: checked non-NULL; valid for a pointer write by contract.
-        unsafe { out.write(core::ptr::null_mut()) };
+        // SAFETY: NULL or valid for a pointer write by contract.
+        unsafe { clear_out(F, out) }?;
         if onnx.is_null() {
             return Err(FfiError::null(F, "onnx"));
         }
