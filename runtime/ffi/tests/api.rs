@@ -65,35 +65,39 @@ fn version_and_status_names() {
 
 #[test]
 fn status_codes_are_never_renumbered() {
-    // The ABI: these numbers are published in ctr_edge.h and must not change.
+    // The ABI: these numbers (status codes, then dtype codes) are published in ctr_edge.h and
+    // must not change.
     let expected = [
-        (ctr_edge_status::Ok, 0),
-        (ctr_edge_status::NullArgument, 1),
-        (ctr_edge_status::InvalidArgument, 2),
-        (ctr_edge_status::Io, 3),
-        (ctr_edge_status::InvalidModel, 4),
-        (ctr_edge_status::Unsupported, 5),
-        (ctr_edge_status::InputMismatch, 6),
-        (ctr_edge_status::IndexOutOfRange, 7),
-        (ctr_edge_status::BufferTooSmall, 8),
-        (ctr_edge_status::Panic, 9),
-        (ctr_edge_status::IdOutOfRange, 10),
-        (ctr_edge_status::NotFinite, 11),
-        (ctr_edge_status::NoResult, 12),
-        (ctr_edge_status::Other, 13),
+        ("Ok", ctr_edge_status::Ok as u32, 0),
+        ("NullArgument", ctr_edge_status::NullArgument as u32, 1),
+        (
+            "InvalidArgument",
+            ctr_edge_status::InvalidArgument as u32,
+            2,
+        ),
+        ("Io", ctr_edge_status::Io as u32, 3),
+        ("InvalidModel", ctr_edge_status::InvalidModel as u32, 4),
+        ("Unsupported", ctr_edge_status::Unsupported as u32, 5),
+        ("InputMismatch", ctr_edge_status::InputMismatch as u32, 6),
+        (
+            "IndexOutOfRange",
+            ctr_edge_status::IndexOutOfRange as u32,
+            7,
+        ),
+        ("BufferTooSmall", ctr_edge_status::BufferTooSmall as u32, 8),
+        ("Panic", ctr_edge_status::Panic as u32, 9),
+        ("IdOutOfRange", ctr_edge_status::IdOutOfRange as u32, 10),
+        ("NotFinite", ctr_edge_status::NotFinite as u32, 11),
+        ("NoResult", ctr_edge_status::NoResult as u32, 12),
+        ("Other", ctr_edge_status::Other as u32, 13),
+        ("F32", ctr_edge_dtype::F32 as u32, 1),
+        ("I32", ctr_edge_dtype::I32 as u32, 6),
+        ("I64", ctr_edge_dtype::I64 as u32, 7),
+        ("Bool", ctr_edge_dtype::Bool as u32, 9),
+        ("F16", ctr_edge_dtype::F16 as u32, 10),
     ];
-    for (status, code) in expected {
-        assert_eq!(status as u32, code, "{status:?}");
-    }
-    let dtypes = [
-        (ctr_edge_dtype::F32, 1),
-        (ctr_edge_dtype::I32, 6),
-        (ctr_edge_dtype::I64, 7),
-        (ctr_edge_dtype::Bool, 9),
-        (ctr_edge_dtype::F16, 10),
-    ];
-    for (dtype, code) in dtypes {
-        assert_eq!(dtype as u32, code, "{dtype:?}");
+    for (name, got, code) in expected {
+        assert_eq!(got, code, "{name}");
     }
 }
 
@@ -154,8 +158,8 @@ fn describes_inputs_and_outputs() {
 fn scores_match_the_rust_api_and_outputs_stay_readable() {
     let rows = example_rows();
     let expected = rust_scores(&rows);
-    let model = open_model();
-    let session = new_session(model);
+    let opened = Opened::new();
+    let session = opened.session;
     assert_close(&c_scores(session, &rows), &expected);
     assert_eq!(last_error(), "", "a successful call leaves no message");
 
@@ -182,8 +186,6 @@ fn scores_match_the_rust_api_and_outputs_stay_readable() {
             ctr_edge_status::Ok
         );
         assert_eq!(&dims[..rank], &[7, 1]);
-        ctr_edge_session_free(session);
-        ctr_edge_model_free(model);
     }
 }
 
@@ -199,13 +201,8 @@ fn open_bytes_scores_like_open_path() {
     };
     assert_eq!(status, ctr_edge_status::Ok, "{}", last_error());
     drop(onnx); // the ONNX bytes are only read during the call
-    let session = new_session(model);
-    assert_close(&c_scores(session, &rows), &rust_scores(&rows));
-    // SAFETY: live handles, freed once.
-    unsafe {
-        ctr_edge_session_free(session);
-        ctr_edge_model_free(model);
-    }
+    let opened = Opened::with_model(model);
+    assert_close(&c_scores(opened.session, &rows), &rust_scores(&rows));
 }
 
 #[test]

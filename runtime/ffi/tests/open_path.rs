@@ -41,6 +41,14 @@ fn tiny_scores(model: *const ctr_edge_model, x: &[f32]) -> Vec<f32> {
     out
 }
 
+/// Asserts that an open succeeded, and frees the model.
+#[track_caller]
+fn assert_opened((status, model): (ctr_edge_status, *mut ctr_edge_model)) {
+    assert_eq!(status, ctr_edge_status::Ok, "{}", last_error());
+    // SAFETY: the model just opened, freed once.
+    unsafe { ctr_edge_model_free(model) };
+}
+
 /// The failure `open` must report for `path`: Io, and std's message for the same file.
 #[track_caller]
 fn assert_io_error(status: ctr_edge_status, model: *mut ctr_edge_model, path: &Path) {
@@ -127,9 +135,7 @@ fn unreadable_files_are_io_errors_unless_root_reads_them() {
     if std::fs::read(&path).is_ok() {
         // Root reads any file: then so does the library.
         eprintln!("running as root: the unreadable-file case reads as readable");
-        assert_eq!(status, ctr_edge_status::Ok, "{}", last_error());
-        // SAFETY: freed once.
-        unsafe { ctr_edge_model_free(model) };
+        assert_opened((status, model));
     } else {
         assert_io_error(status, model, &path);
     }
@@ -145,10 +151,7 @@ fn paths_are_bytes_not_utf8() {
     let mut odd = dir.as_os_str().as_bytes().to_vec();
     odd.extend_from_slice(b"/model-\xff.onnx");
     std::fs::rename(&path, std::ffi::OsStr::from_bytes(&odd)).unwrap();
-    let (status, model) = open_bytes_path(&odd);
-    assert_eq!(status, ctr_edge_status::Ok, "{}", last_error());
-    // SAFETY: freed once.
-    unsafe { ctr_edge_model_free(model) };
+    assert_opened(open_bytes_path(&odd));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
