@@ -15,7 +15,7 @@ use core::ffi::{c_char, CStr};
 use ctr_edge_runtime::model::IoInfo;
 use ctr_edge_runtime::{DType, Error, KernelVariant, Model};
 
-use crate::error::{clear_out, ctr_edge_status, FfiError, FfiResult};
+use crate::error::{construct, ctr_edge_status, FfiError, FfiResult};
 use crate::panic::{guard, guard_void};
 use crate::sys::{sibling, FileMap};
 
@@ -156,20 +156,13 @@ pub(crate) unsafe fn model_ref<'a>(
     unsafe { model.as_ref() }.ok_or_else(|| FfiError::null(function, "model"))
 }
 
-/// Writes a new handle for `model` to `out`.
-///
-/// # Safety
-/// `out` is valid for a pointer write.
-unsafe fn publish(
-    out: *mut *mut ctr_edge_model,
+/// A new handle for `model` (the pointer `ctr_edge_model_free` takes).
+fn publish(
     model: ctr_edge_runtime::Result<Model<'static>>,
     function: &str,
-) -> FfiResult {
+) -> FfiResult<*mut ctr_edge_model> {
     let model = model.map_err(|e| FfiError::runtime(function, &e))?;
-    let handle = Arc::new(ctr_edge_model::new(model)?);
-    // SAFETY: checked non-NULL by the caller of `publish`; valid for writes by contract.
-    unsafe { out.write(Arc::into_raw(handle).cast_mut()) };
-    Ok(())
+    Ok(Arc::into_raw(Arc::new(ctr_edge_model::new(model)?)).cast_mut())
 }
 
 /// Opens `onnx_path` (NUL-terminated bytes, as `open` takes them) and memory-maps the weights
@@ -188,17 +181,16 @@ pub unsafe extern "C" fn ctr_edge_model_open(
     out: *mut *mut ctr_edge_model,
 ) -> ctr_edge_status {
     const F: &str = "ctr_edge_model_open";
-    guard(F, || {
-        // SAFETY: NULL or valid for a pointer write by contract.
-        unsafe { clear_out(F, out) }?;
+    let body = || {
         if onnx_path.is_null() {
             return Err(FfiError::null(F, "onnx_path"));
         }
         // SAFETY: non-NULL and NUL-terminated by contract.
         let path = unsafe { CStr::from_ptr(onnx_path) };
-        // SAFETY: `out` checked above.
-        unsafe { publish(out, open_path(path), F) }
-    })
+        publish(open_path(path), F)
+    };
+    // SAFETY: `out` is NULL or valid for a pointer write by contract.
+    unsafe { construct(F, out, body) }
 }
 
 /// `Model::open` of the runtime's `std` build, on the C library: [`Model::open_with`] over
@@ -238,9 +230,7 @@ pub unsafe extern "C" fn ctr_edge_model_open_bytes(
     out: *mut *mut ctr_edge_model,
 ) -> ctr_edge_status {
     const F: &str = "ctr_edge_model_open_bytes";
-    guard(F, || {
-        // SAFETY: NULL or valid for a pointer write by contract.
-        unsafe { clear_out(F, out) }?;
+    let body = || {
         if onnx.is_null() {
             return Err(FfiError::null(F, "onnx"));
         }
@@ -262,9 +252,10 @@ pub unsafe extern "C" fn ctr_edge_model_open_bytes(
             // `'static` here stands for: the slice never escapes the model's handle.
             unsafe { core::slice::from_raw_parts(weights, weights_len) }
         };
-        // SAFETY: `out` checked above.
-        unsafe { publish(out, Model::from_bytes(onnx, weights), F) }
-    })
+        publish(Model::from_bytes(onnx, weights), F)
+    };
+    // SAFETY: `out` is NULL or valid for a pointer write by contract.
+    unsafe { construct(F, out, body) }
 }
 
 /// Releases the caller's reference to `model`. Sessions created from it keep it alive until

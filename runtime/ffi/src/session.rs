@@ -13,7 +13,7 @@ use core::ffi::{c_char, c_void, CStr};
 use ctr_edge_runtime::session::InputData;
 use ctr_edge_runtime::{Input, Model, Session};
 
-use crate::error::{clear_out, ctr_edge_status, FfiError, FfiResult};
+use crate::error::{construct, ctr_edge_status, FfiError, FfiResult};
 use crate::model::{ctr_edge_dtype, ctr_edge_model, model_ref};
 use crate::panic::{guard, guard_void};
 
@@ -59,9 +59,7 @@ pub unsafe extern "C" fn ctr_edge_session_new(
     out: *mut *mut ctr_edge_session,
 ) -> ctr_edge_status {
     const F: &str = "ctr_edge_session_new";
-    guard(F, || {
-        // SAFETY: NULL or valid for a pointer write by contract.
-        unsafe { clear_out(F, out) }?;
+    let body = || {
         // SAFETY: forwarded contract (NULL or live).
         unsafe { model_ref(F, model) }?;
         // SAFETY: `model` is a live `Arc::into_raw` pointer (see `model.rs`); we take one more
@@ -81,10 +79,10 @@ pub unsafe extern "C" fn ctr_edge_session_new(
             has_result: false,
             model: owner,
         });
-        // SAFETY: checked non-NULL above.
-        unsafe { out.write(Box::into_raw(handle)) };
-        Ok(())
-    })
+        Ok(Box::into_raw(handle))
+    };
+    // SAFETY: `out` is NULL or valid for a pointer write by contract.
+    unsafe { construct(F, out, body) }
 }
 
 /// Frees a session (and its reference to the model). NULL is ignored; freeing the same pointer
@@ -132,14 +130,7 @@ pub unsafe extern "C" fn ctr_edge_session_run(
     const F: &str = "ctr_edge_session_run";
     guard(F, || {
         // SAFETY: `out_written` is NULL or valid for a write by contract.
-        unsafe {
-            check_reader(
-                F,
-                session,
-                (out_written, "out_written"),
-                (out, out_len, "out"),
-            )
-        }?;
+        unsafe { check_output_args(F, session, out, out_len, out_written) }?;
         // SAFETY: checked non-NULL; a live session, not shared during the call, by contract.
         let handle = unsafe { &mut *session };
         if inputs.is_null() && n_inputs != 0 {
@@ -197,14 +188,7 @@ pub unsafe extern "C" fn ctr_edge_session_output(
     const F: &str = "ctr_edge_session_output";
     guard(F, || {
         // SAFETY: `out_written` is NULL or valid for a write by contract.
-        unsafe {
-            check_reader(
-                F,
-                session,
-                (out_written, "out_written"),
-                (out, out_len, "out"),
-            )
-        }?;
+        unsafe { check_output_args(F, session, out, out_len, out_written) }?;
         // SAFETY: checked non-NULL; a live session by contract.
         let handle = unsafe { &*session };
         check_output_index(F, handle, output_index)?;
@@ -282,6 +266,22 @@ unsafe fn check_reader<T>(
         return Err(FfiError::null(function, buf_name));
     }
     Ok(())
+}
+
+/// [`check_reader`] of the output readers: `out_written`, `session`, `out` (`out_len` floats).
+///
+/// # Safety
+/// `out_written` is NULL or valid for a write.
+unsafe fn check_output_args(
+    function: &str,
+    session: *const ctr_edge_session,
+    out: *mut f32,
+    out_len: usize,
+    out_written: *mut usize,
+) -> FfiResult {
+    let count = (out_written, "out_written");
+    // SAFETY: forwarded contract.
+    unsafe { check_reader(function, session, count, (out, out_len, "out")) }
 }
 
 fn check_output_index(function: &str, handle: &ctr_edge_session, index: usize) -> FfiResult {

@@ -118,10 +118,8 @@ fn queries_reject_nulls_and_out_of_range_indices() {
 
 #[test]
 fn run_rejects_null_arguments() {
-    let opened = Opened::new();
-    let session = opened.session;
-    let batch = XBatch::new(2);
-    let input = batch.input();
+    let (opened, batch) = (Opened::new(), XBatch::new(2));
+    let (session, input) = (opened.session, batch.input());
     let mut out = [0.0f32; 2];
     let mut written = 0;
     // SAFETY (all calls): every non-NULL pointer is valid for the lengths passed.
@@ -172,9 +170,8 @@ fn run_rejects_null_arguments() {
 
 #[test]
 fn run_rejects_inputs_that_do_not_match_the_model() {
-    let opened = Opened::new();
+    let (opened, batch) = (Opened::new(), XBatch::new(2));
     let session = opened.session;
-    let batch = XBatch::new(2);
     let ids: Vec<i64> = batch.rows.iter().map(|&v| v as i64).collect();
     let good = batch.input();
     let mut out = [0.0f32; 64];
@@ -288,10 +285,8 @@ fn ids_outside_their_table_are_reported() {
 
 #[test]
 fn small_buffers_and_missing_results() {
-    let opened = Opened::new();
-    let session = opened.session;
-    let batch = XBatch::new(4);
-    let input = batch.input();
+    let (opened, batch) = (Opened::new(), XBatch::new(4));
+    let (session, input) = (opened.session, batch.input());
     let mut written = 0;
     let mut rank = 0;
     let mut dims = [0usize; 1];
