@@ -16,7 +16,7 @@ use ctr_edge_runtime::model::IoInfo;
 use ctr_edge_runtime::{DType, Error, KernelVariant, Model};
 
 use crate::error::{construct, ctr_edge_status, FfiError, FfiResult};
-use crate::panic::{guard, guard_void};
+use crate::panic::{guard, guard_free};
 use crate::sys::{sibling, FileMap};
 
 /// Element types, numbered as ONNX `TensorProto.DataType` (stable, never renumbered).
@@ -265,10 +265,7 @@ pub unsafe extern "C" fn ctr_edge_model_open_bytes(
 /// `model` is NULL or a pointer from `ctr_edge_model_open*` not freed before.
 #[no_mangle]
 pub unsafe extern "C" fn ctr_edge_model_free(model: *mut ctr_edge_model) {
-    if model.is_null() {
-        return;
-    }
-    guard_void(|| {
+    guard_free(model, |model| {
         // SAFETY: a pointer from `Arc::into_raw` (in `publish`) whose reference the caller gives
         // back exactly once.
         drop(unsafe { Arc::from_raw(model.cast_const()) });

@@ -15,7 +15,7 @@ use ctr_edge_runtime::{Input, Model, Session};
 
 use crate::error::{construct, ctr_edge_status, FfiError, FfiResult};
 use crate::model::{ctr_edge_dtype, ctr_edge_model, model_ref};
-use crate::panic::{guard, guard_void};
+use crate::panic::{guard, guard_free};
 
 /// Most inputs one `ctr_edge_session_run` call accepts.
 pub const CTR_EDGE_MAX_INPUTS: usize = 128;
@@ -93,10 +93,7 @@ pub unsafe extern "C" fn ctr_edge_session_new(
 /// another thread.
 #[no_mangle]
 pub unsafe extern "C" fn ctr_edge_session_free(session: *mut ctr_edge_session) {
-    if session.is_null() {
-        return;
-    }
-    guard_void(|| {
+    guard_free(session, |session| {
         // SAFETY: a pointer from `Box::into_raw` in `ctr_edge_session_new`, given back once.
         drop(unsafe { Box::from_raw(session) });
     });
