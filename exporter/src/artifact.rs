@@ -1,5 +1,7 @@
-//! The artifact: the one place that knows how ctr-edge lays out `model.onnx` + `model.weights`,
-//! the pair the exporter writes and the runtime memory-maps.
+//! The artifact writer: lays out `model.onnx` + `model.weights`, the pair the runtime
+//! memory-maps. The contract's constants (file names, alignment, metadata keys) and the
+//! checksum function live in the runtime (`ctr_edge_runtime::artifact`) and are re-exported
+//! here; this module owns the writing.
 //!
 //! Layout rules (the runtime relies on each; the tests check each with an independent reader):
 //! - [`MODEL_FILE`] is a standard ONNX `ModelProto`. Every initializer of more than
@@ -35,20 +37,13 @@ use tract_onnx::pb::{GraphProto, ModelProto, StringStringEntryProto, TensorProto
 
 use crate::error::{Error, Result};
 
-/// File name of the ONNX graph inside an artifact folder.
-pub const MODEL_FILE: &str = "model.onnx";
-/// File name of the external weights inside an artifact folder (the `location` of every
-/// external tensor).
-pub const WEIGHTS_FILE: &str = "model.weights";
-/// Alignment, in bytes, of every tensor's offset in [`WEIGHTS_FILE`] (a cache line; enough for
-/// any SIMD load the runtime does).
-pub const ALIGNMENT: u64 = 64;
+use ctr_edge_runtime::artifact::Fnv1a64;
+pub use ctr_edge_runtime::artifact::{
+    weights_checksum, ALIGNMENT, META_VERSION, META_WEIGHTS_CHECKSUM, MODEL_FILE, WEIGHTS_FILE,
+};
+
 /// Initializers of at most this many bytes stay inline in [`MODEL_FILE`].
 pub const INLINE_MAX_BYTES: u64 = 64;
-/// `metadata_props` key: the version of the exporter that wrote the artifact.
-pub const META_VERSION: &str = "ctr_edge.version";
-/// `metadata_props` key: the checksum of [`WEIGHTS_FILE`], as [`weights_checksum`] writes it.
-pub const META_WEIGHTS_CHECKSUM: &str = "ctr_edge.weights_checksum";
 
 /// What [`write_artifact`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,39 +62,6 @@ pub struct ArtifactInfo {
     pub inline_tensors: usize,
     /// The value recorded under [`META_WEIGHTS_CHECKSUM`].
     pub weights_checksum: String,
-}
-
-/// The checksum of a weights file as recorded in the metadata: `fnv1a64:` and the 64-bit FNV-1a
-/// hash of `bytes` in 16 lowercase hex digits. (FNV-1a: start from `0xcbf29ce484222325`; for
-/// each byte, xor it in, then multiply by `0x100000001b3` modulo 2^64.)
-pub fn weights_checksum(bytes: &[u8]) -> String {
-    let mut h = Fnv1a64::new();
-    h.update(bytes);
-    h.finish_string()
-}
-
-/// Streaming 64-bit FNV-1a.
-struct Fnv1a64(u64);
-
-impl Fnv1a64 {
-    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-
-    fn new() -> Self {
-        Fnv1a64(Self::OFFSET_BASIS)
-    }
-
-    fn update(&mut self, bytes: &[u8]) {
-        let mut h = self.0;
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(Self::PRIME);
-        }
-        self.0 = h;
-    }
-
-    fn finish_string(&self) -> String {
-        format!("fnv1a64:{:016x}", self.0)
-    }
 }
 
 /// Writes `model` as an artifact in `out_dir` (created when missing): [`MODEL_FILE`] and
@@ -353,6 +315,12 @@ fn dtype_layout(data_type: i32) -> Option<(u64, TypedField)> {
     })
 }
 
+/// Size in bytes of one element of an ONNX dtype; `None` for the dtypes this writer leaves
+/// inline (STRING, 4-bit and 8-bit floats...).
+pub(crate) fn element_size(data_type: i32) -> Option<u64> {
+    dtype_layout(data_type).map(|(size, _)| size)
+}
+
 /// When `t` is to become external: its values as little-endian bytes, taken out of the tensor
 /// (every data field cleared). `None` leaves `t` untouched (small, or a dtype kept inline).
 fn take_le_bytes(t: &mut TensorProto) -> Result<Option<Vec<u8>>> {
@@ -405,40 +373,22 @@ fn take_le_bytes(t: &mut TensorProto) -> Result<Option<Vec<u8>>> {
         }
         std::mem::take(&mut t.raw_data)
     } else {
-        let mut bytes = Vec::with_capacity(byte_size);
+        use TypedField::*;
+        let (per_elem, len) = match field {
+            Float { per_elem } => (per_elem, t.float_data.len()),
+            Int32 { .. } => (1, t.int32_data.len()),
+            Int64 => (1, t.int64_data.len()),
+            Double { per_elem } => (per_elem, t.double_data.len()),
+            Uint64 { .. } => (1, t.uint64_data.len()),
+        };
+        typed_len(per_elem, len)?;
         match field {
-            TypedField::Float { per_elem } => {
-                typed_len(per_elem, t.float_data.len())?;
-                t.float_data
-                    .iter()
-                    .for_each(|v| bytes.extend(v.to_le_bytes()));
-            }
-            TypedField::Int32 { bytes: n } => {
-                typed_len(1, t.int32_data.len())?;
-                t.int32_data
-                    .iter()
-                    .for_each(|v| bytes.extend(&v.to_le_bytes()[..n]));
-            }
-            TypedField::Int64 => {
-                typed_len(1, t.int64_data.len())?;
-                t.int64_data
-                    .iter()
-                    .for_each(|v| bytes.extend(v.to_le_bytes()));
-            }
-            TypedField::Double { per_elem } => {
-                typed_len(per_elem, t.double_data.len())?;
-                t.double_data
-                    .iter()
-                    .for_each(|v| bytes.extend(v.to_le_bytes()));
-            }
-            TypedField::Uint64 { bytes: n } => {
-                typed_len(1, t.uint64_data.len())?;
-                t.uint64_data
-                    .iter()
-                    .for_each(|v| bytes.extend(&v.to_le_bytes()[..n]));
-            }
+            Float { .. } => le_bytes(&t.float_data, 4, f32::to_le_bytes),
+            Int32 { bytes: n } => le_bytes(&t.int32_data, n, i32::to_le_bytes),
+            Int64 => le_bytes(&t.int64_data, 8, i64::to_le_bytes),
+            Double { .. } => le_bytes(&t.double_data, 8, f64::to_le_bytes),
+            Uint64 { bytes: n } => le_bytes(&t.uint64_data, n, u64::to_le_bytes),
         }
-        bytes
     };
     t.float_data = Vec::new();
     t.int32_data = Vec::new();
@@ -447,6 +397,19 @@ fn take_le_bytes(t: &mut TensorProto) -> Result<Option<Vec<u8>>> {
     t.uint64_data = Vec::new();
     t.raw_data = Vec::new();
     Ok(Some(bytes))
+}
+
+/// The first `keep` little-endian bytes of each value, concatenated.
+fn le_bytes<T: Copy, const N: usize>(
+    values: &[T],
+    keep: usize,
+    to_le: fn(T) -> [u8; N],
+) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(values.len() * keep);
+    values
+        .iter()
+        .for_each(|&v| bytes.extend_from_slice(&to_le(v)[..keep]));
+    bytes
 }
 
 #[cfg(test)]

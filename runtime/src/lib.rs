@@ -7,7 +7,9 @@
 //! - [`tensor`]: dtypes, constant tensors and their zero-copy storage;
 //! - [`kernels`]: the kernel table (scalar reference, NEON, AVX2+FMA) chosen once;
 //! - [`graph`]: the planner (constant folding, shape resolution) and the op implementations;
-//! - [`model`] / [`session`]: the public API: an immutable `Model`, a per-thread `Session`.
+//! - [`model`] / [`session`]: the public API: an immutable `Model`, a per-thread `Session`;
+//! - [`artifact`]: the contract with the exporter (file names, alignment, metadata keys, the
+//!   weights checksum).
 //!
 //! The core is `no_std` + `alloc`; the `std` feature (default) adds loading from paths with
 //! memory-mapped weights.
@@ -19,6 +21,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod artifact;
 pub mod error;
 pub mod graph;
 pub mod kernels;

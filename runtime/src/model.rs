@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 use crate::error::Result;
 use crate::graph::{self, LoadedGraph};
 use crate::kernels::{KernelVariant, Kernels};
+use crate::onnx::OnnxModel;
 use crate::session::Session;
 use crate::tensor::DType;
 
@@ -37,13 +38,11 @@ impl IoInfo {
     }
 }
 
-/// The bytes of the weights file: borrowed from the caller, owned by the model (any owner of
-/// bytes, such as a file mapping of the C ABI) or memory-mapped.
+/// The bytes of the weights file: borrowed from the caller, or owned by the model (any owner of
+/// bytes: a file mapping of [`Model::open`] or of the C ABI, a `Vec`...).
 enum Backing<'w> {
     Borrowed(&'w [u8]),
     Owned(Box<dyn AsRef<[u8]> + Send + Sync>),
-    #[cfg(feature = "std")]
-    Mapped(memmap2::Mmap),
 }
 
 impl Backing<'_> {
@@ -51,8 +50,6 @@ impl Backing<'_> {
         match self {
             Backing::Borrowed(b) => b,
             Backing::Owned(owner) => (**owner).as_ref(),
-            #[cfg(feature = "std")]
-            Backing::Mapped(m) => m,
         }
     }
 }
@@ -91,9 +88,13 @@ impl<'w> Model<'w> {
     }
 
     fn build(onnx: &[u8], backing: Backing<'w>) -> Result<Model<'w>> {
-        let decoded = crate::onnx::decode_model(onnx)?;
+        Self::build_decoded(&crate::onnx::decode_model(onnx)?, backing)
+    }
+
+    /// The one loading path: every constructor decodes the ONNX bytes once and ends here.
+    fn build_decoded(decoded: &OnnxModel<'_>, backing: Backing<'w>) -> Result<Model<'w>> {
         let weights = backing.bytes();
-        let graph = graph::load_graph(&decoded, weights)?;
+        let graph = graph::load_graph(decoded, weights)?;
         let kernels = crate::kernels::best();
         // Validate shapes and attributes once now, so a broken model fails at load.
         let shapes: Vec<Vec<usize>> = graph
@@ -175,55 +176,92 @@ impl Model<'static> {
     /// Load from the ONNX bytes and an owner of the weights file's bytes, which the model keeps
     /// (and drops with itself): weights are viewed in place in `weights.as_ref()`, as with
     /// [`Model::from_bytes`], without a borrow to outlive. For weights mapped or allocated by
-    /// the caller without `std` (the C ABI maps files itself). `as_ref` must return the same
-    /// bytes on every call, as a `Vec`, a `Box<[u8]>` or a file mapping does.
+    /// the caller. `as_ref` must return the same bytes on every call, as a `Vec`, a
+    /// `Box<[u8]>` or a file mapping does.
     pub fn from_owned(
         onnx: &[u8],
         weights: impl AsRef<[u8]> + Send + Sync + 'static,
     ) -> Result<Model<'static>> {
         Self::build(onnx, Backing::Owned(Box::new(weights)))
     }
+
+    /// Load from the ONNX bytes (decoded once, read during the call only) and the weights file
+    /// their external data names, which `map_weights` supplies: it is called at most once,
+    /// with that file's `location` (checked to be a plain file name: no directory, no `..`,
+    /// no NUL; [`crate::onnx::check_location`]), and only when some tensor is external. The
+    /// model keeps what it returns, as [`Model::from_owned`] does (an empty file is as no
+    /// weights). The path openers are this plus a file mapping: [`Model::open`] with
+    /// `memmap2`, the C ABI with the C library's `mmap`.
+    pub fn open_with<W>(
+        onnx: &[u8],
+        map_weights: impl FnOnce(&str) -> Result<W>,
+    ) -> Result<Model<'static>>
+    where
+        W: AsRef<[u8]> + Send + Sync + 'static,
+    {
+        let decoded = crate::onnx::decode_model(onnx)?;
+        let backing = match crate::onnx::external_location(&decoded)? {
+            None => Backing::Borrowed(&[]),
+            Some(location) => {
+                let weights = map_weights(location)?;
+                if weights.as_ref().is_empty() {
+                    Backing::Borrowed(&[])
+                } else {
+                    Backing::Owned(Box::new(weights))
+                }
+            }
+        };
+        Self::build_decoded(&decoded, backing)
+    }
 }
 
 #[cfg(feature = "std")]
 impl Model<'static> {
     /// Open `model.onnx` and memory-map the weights file its external data names (relative to
-    /// the model's folder).
+    /// the model's folder): [`Model::open_with`] over a `memmap2` mapping.
     pub fn open(onnx_path: impl AsRef<std::path::Path>) -> Result<Model<'static>> {
-        use crate::error::Error;
         let path = onnx_path.as_ref();
-        let io = |p: &std::path::Path, e: std::io::Error| Error::Io {
-            path: p.display().to_string(),
-            reason: e.to_string(),
-        };
-        let onnx = std::fs::read(path).map_err(|e| io(path, e))?;
-        let location = {
-            let decoded = crate::onnx::decode_model(&onnx)?;
-            crate::onnx::external_location(&decoded)?.map(|s| s.to_string())
-        };
-        let backing = match location {
-            None => Backing::Borrowed(&[]),
-            Some(loc) => {
-                let wpath = path
-                    .parent()
-                    .unwrap_or(std::path::Path::new("."))
-                    .join(&loc);
-                let file = std::fs::File::open(&wpath).map_err(|e| io(&wpath, e))?;
-                let len = file.metadata().map_err(|e| io(&wpath, e))?.len();
-                if len == 0 {
-                    Backing::Borrowed(&[])
-                } else {
-                    // SAFETY: the map is read-only and private to this model. Another process
-                    // truncating or rewriting the file while it is mapped would change or
-                    // fault the bytes under us; the exporter writes artifacts atomically
-                    // (new file + rename), so a published weights file is never modified in
-                    // place. This is the documented contract of `Model::open`.
-                    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io(&wpath, e))?;
-                    Backing::Mapped(map)
-                }
-            }
-        };
-        Self::build(&onnx, backing)
+        let onnx = std::fs::read(path).map_err(|e| io_error(path, e))?;
+        Self::open_with(&onnx, |location| {
+            let dir = path.parent().unwrap_or(std::path::Path::new("."));
+            MappedFile::open(&dir.join(location))
+        })
+    }
+}
+
+/// A read-only mapping of a whole file (`None` for an empty file, which cannot be mapped).
+#[cfg(feature = "std")]
+struct MappedFile(Option<memmap2::Mmap>);
+
+#[cfg(feature = "std")]
+impl MappedFile {
+    fn open(path: &std::path::Path) -> Result<MappedFile> {
+        let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+        let len = file.metadata().map_err(|e| io_error(path, e))?.len();
+        if len == 0 {
+            return Ok(MappedFile(None));
+        }
+        // SAFETY: the map is read-only and private to this model. Another process truncating
+        // or rewriting the file while it is mapped would change or fault the bytes under us;
+        // the exporter writes artifacts atomically (new file + rename), so a published weights
+        // file is never modified in place. This is the documented contract of `Model::open`.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io_error(path, e))?;
+        Ok(MappedFile(Some(map)))
+    }
+}
+
+#[cfg(feature = "std")]
+impl AsRef<[u8]> for MappedFile {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_deref().unwrap_or(&[])
+    }
+}
+
+#[cfg(feature = "std")]
+fn io_error(path: &std::path::Path, e: std::io::Error) -> crate::error::Error {
+    crate::error::Error::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
     }
 }
 

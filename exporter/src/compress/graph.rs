@@ -12,10 +12,12 @@ use std::path::{Component, Path};
 
 use half::f16;
 use prost::Message;
-use tract_onnx::pb::attribute_proto::AttributeType;
 use tract_onnx::pb::tensor_proto::{DataLocation, DataType};
 use tract_onnx::pb::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
 
+use ctr_edge_runtime::onnx::{external_bytes, tensor_byte_len};
+
+use crate::artifact::element_size;
 use crate::error::{Error, Result};
 
 /// Reads and decodes the ONNX file at `path`, and loads the values of external initializers
@@ -47,6 +49,14 @@ pub fn load_model(path: &Path) -> Result<ModelProto> {
 }
 
 /// Moves the bytes an external tensor points to into its `raw_data`.
+///
+/// The location may name a file in a subfolder of the model's folder (ONNX allows it; the
+/// runtime's artifacts use a plain file name), never one outside it; several files may be
+/// used. Offset, length and the range in the file follow the runtime's rules
+/// ([`ctr_edge_runtime::onnx::external_bytes`]): the tensor's size comes from its dims and
+/// data type, `length` when given must equal it. For data types the artifact writer has no
+/// element size for (STRING, 4-bit and 8-bit floats...) the size is `length`, or the rest of
+/// the file when absent.
 fn load_external(
     t: &mut TensorProto,
     base: &Path,
@@ -69,10 +79,10 @@ fn load_external(
             "external data location '{location}' leaves the model's folder"
         ));
     }
-    let parse = |key: &str| -> std::result::Result<Option<usize>, String> {
+    let parse = |key: &str| -> std::result::Result<Option<u64>, String> {
         entry(key)
             .map(|v| {
-                v.parse::<usize>()
+                v.parse::<u64>()
                     .map_err(|e| format!("bad external {key} '{v}': {e}"))
             })
             .transpose()
@@ -85,18 +95,19 @@ fn load_external(
         files.insert(location.clone(), bytes);
     }
     let file = &files[&location];
-    let end = match length {
-        Some(len) => offset
-            .checked_add(len)
-            .ok_or("external data range overflows")?,
-        None => file.len(),
+    let reason = |e: ctr_edge_runtime::Error| match e {
+        ctr_edge_runtime::Error::InvalidTensor { reason, .. } => reason,
+        other => other.to_string(),
     };
-    let bytes = file.get(offset..end).ok_or_else(|| {
-        format!(
-            "external data {offset}..{end} lies outside '{location}' ({} bytes)",
-            file.len()
-        )
-    })?;
+    let byte_len = match element_size(t.data_type) {
+        Some(size) => tensor_byte_len(&t.name, &t.dims, size as usize).map_err(reason)?,
+        None => {
+            // No element size: `length`, or the rest of the file.
+            let len = length.unwrap_or_else(|| (file.len() as u64).saturating_sub(offset));
+            usize::try_from(len).unwrap_or(usize::MAX)
+        }
+    };
+    let bytes = external_bytes(&t.name, offset, length, byte_len, file).map_err(reason)?;
     t.raw_data = bytes.to_vec();
     t.data_location = None;
     t.external_data.clear();
@@ -190,15 +201,8 @@ pub fn attr_float(node: &NodeProto, name: &str) -> Option<f32> {
     node.attribute.iter().find(|a| a.name == name).map(|a| a.f)
 }
 
-/// An INT attribute.
-pub fn int_attr(name: &str, value: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.to_owned(),
-        r#type: AttributeType::Int as i32,
-        i: value,
-        ..AttributeProto::default()
-    }
-}
+/// An INT attribute (the builder the tests use too).
+pub use crate::onnx_build::attr_int as int_attr;
 
 /// A node of the default domain.
 pub fn node(

@@ -54,12 +54,8 @@ pub const REPORT_FILE: &str = "report.json";
 pub const LABEL: &str = "label";
 /// Default bound on the AUC drop when evaluation data is given.
 pub const DEFAULT_MAX_AUC_DROP: f64 = 0.002;
-/// `metadata_props` key: the method (`afm`, `svd` or `none`).
-pub const META_METHOD: &str = "ctr_edge.method";
-/// `metadata_props` key: the ranks, a JSON object from site name to rank (factorized sites).
-pub const META_RANKS: &str = "ctr_edge.ranks";
-/// `metadata_props` key: the weight precision (`f32` or `f16`).
-pub const META_WEIGHTS: &str = "ctr_edge.weights";
+/// `metadata_props` keys of the compressor, defined with the artifact contract in the runtime.
+pub use ctr_edge_runtime::artifact::{META_METHOD, META_RANKS, META_WEIGHTS};
 
 /// The compression method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

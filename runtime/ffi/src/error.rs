@@ -140,6 +140,30 @@ impl FfiError {
 /// Result of an entry point's body.
 pub type FfiResult<T = ()> = Result<T, FfiError>;
 
+/// The body of every constructor (`*_open*`, `*_new`), inside [`crate::panic::guard`]: `out`
+/// must not be NULL and is set to NULL at once (so that it reads NULL after any failure); then
+/// the handle `body` makes is written to it.
+///
+/// # Safety
+/// `out` is NULL or valid for a pointer write.
+pub(crate) unsafe fn construct<T>(
+    function: &str,
+    out: *mut *mut T,
+    body: impl FnOnce() -> FfiResult<*mut T>,
+) -> ctr_edge_status {
+    crate::panic::guard(function, || {
+        if out.is_null() {
+            return Err(FfiError::null(function, "out"));
+        }
+        // SAFETY: checked non-NULL; valid for a pointer write by contract.
+        unsafe { out.write(core::ptr::null_mut()) };
+        let handle = body()?;
+        // SAFETY: as above.
+        unsafe { out.write(handle) };
+        Ok(())
+    })
+}
+
 /// The `pthread` key of the last-error slot, plus one; 0 until the first failure creates it.
 static KEY: AtomicUsize = AtomicUsize::new(0);
 

@@ -8,7 +8,6 @@
 
 use alloc::ffi::CString;
 use alloc::format;
-use alloc::string::ToString;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ffi::{c_char, CStr};
@@ -16,8 +15,8 @@ use core::ffi::{c_char, CStr};
 use ctr_edge_runtime::model::IoInfo;
 use ctr_edge_runtime::{DType, Error, KernelVariant, Model};
 
-use crate::error::{ctr_edge_status, FfiError, FfiResult};
-use crate::panic::{guard, guard_void};
+use crate::error::{construct, ctr_edge_status, FfiError, FfiResult};
+use crate::panic::{guard, guard_free};
 use crate::sys::{sibling, FileMap};
 
 /// Element types, numbered as ONNX `TensorProto.DataType` (stable, never renumbered).
@@ -157,20 +156,13 @@ pub(crate) unsafe fn model_ref<'a>(
     unsafe { model.as_ref() }.ok_or_else(|| FfiError::null(function, "model"))
 }
 
-/// Writes a new handle for `model` to `out`.
-///
-/// # Safety
-/// `out` is valid for a pointer write.
-unsafe fn publish(
-    out: *mut *mut ctr_edge_model,
+/// A new handle for `model` (the pointer `ctr_edge_model_free` takes).
+fn publish(
     model: ctr_edge_runtime::Result<Model<'static>>,
     function: &str,
-) -> FfiResult {
+) -> FfiResult<*mut ctr_edge_model> {
     let model = model.map_err(|e| FfiError::runtime(function, &e))?;
-    let handle = Arc::new(ctr_edge_model::new(model)?);
-    // SAFETY: checked non-NULL by the caller of `publish`; valid for writes by contract.
-    unsafe { out.write(Arc::into_raw(handle).cast_mut()) };
-    Ok(())
+    Ok(Arc::into_raw(Arc::new(ctr_edge_model::new(model)?)).cast_mut())
 }
 
 /// Opens `onnx_path` (NUL-terminated bytes, as `open` takes them) and memory-maps the weights
@@ -189,43 +181,30 @@ pub unsafe extern "C" fn ctr_edge_model_open(
     out: *mut *mut ctr_edge_model,
 ) -> ctr_edge_status {
     const F: &str = "ctr_edge_model_open";
-    guard(F, || {
-        if out.is_null() {
-            return Err(FfiError::null(F, "out"));
-        }
-        // SAFETY: checked non-NULL; valid for a pointer write by contract.
-        unsafe { out.write(core::ptr::null_mut()) };
+    let body = || {
         if onnx_path.is_null() {
             return Err(FfiError::null(F, "onnx_path"));
         }
         // SAFETY: non-NULL and NUL-terminated by contract.
         let path = unsafe { CStr::from_ptr(onnx_path) };
-        // SAFETY: `out` checked above.
-        unsafe { publish(out, open_path(path), F) }
-    })
+        publish(open_path(path), F)
+    };
+    // SAFETY: `out` is NULL or valid for a pointer write by contract.
+    unsafe { construct(F, out, body) }
 }
 
-/// `Model::open` of the runtime's `std` build, on the C library: the ONNX file is mapped
-/// while it is decoded; the weights file stays mapped, owned by the model.
+/// `Model::open` of the runtime's `std` build, on the C library: [`Model::open_with`] over
+/// the C library's `mmap` of the ONNX file (mapped while it is decoded) and of the weights
+/// file (which stays mapped, owned by the model).
 fn open_path(path: &CStr) -> ctr_edge_runtime::Result<Model<'static>> {
     let onnx = FileMap::open(path)?;
-    let location = {
-        let decoded = ctr_edge_runtime::onnx::decode_model(onnx.bytes())?;
-        ctr_edge_runtime::onnx::external_location(&decoded)?.map(|s| s.to_string())
-    };
-    let Some(location) = location else {
-        return Model::from_bytes(onnx.bytes(), &[]);
-    };
-    // The runtime checked `location` is a plain file name (no '/', no NUL).
-    let weights_path = sibling(path, &location).ok_or_else(|| Error::Weights {
-        reason: format!("external data location {location:?} is not a file name"),
-    })?;
-    let weights = FileMap::open(&weights_path)?;
-    if weights.bytes().is_empty() {
-        Model::from_bytes(onnx.bytes(), &[])
-    } else {
-        Model::from_owned(onnx.bytes(), weights)
-    }
+    Model::open_with(onnx.bytes(), |location| {
+        // The runtime checked `location` is a plain file name (no '/', no NUL).
+        let weights_path = sibling(path, location).ok_or_else(|| Error::Weights {
+            reason: format!("external data location {location:?} is not a file name"),
+        })?;
+        Ok(FileMap::open(&weights_path)?)
+    })
 }
 
 /// Loads a model from caller-owned bytes: the ONNX file (`onnx`, `onnx_len` bytes; read during
@@ -251,12 +230,7 @@ pub unsafe extern "C" fn ctr_edge_model_open_bytes(
     out: *mut *mut ctr_edge_model,
 ) -> ctr_edge_status {
     const F: &str = "ctr_edge_model_open_bytes";
-    guard(F, || {
-        if out.is_null() {
-            return Err(FfiError::null(F, "out"));
-        }
-        // SAFETY: checked non-NULL; valid for a pointer write by contract.
-        unsafe { out.write(core::ptr::null_mut()) };
+    let body = || {
         if onnx.is_null() {
             return Err(FfiError::null(F, "onnx"));
         }
@@ -278,9 +252,10 @@ pub unsafe extern "C" fn ctr_edge_model_open_bytes(
             // `'static` here stands for: the slice never escapes the model's handle.
             unsafe { core::slice::from_raw_parts(weights, weights_len) }
         };
-        // SAFETY: `out` checked above.
-        unsafe { publish(out, Model::from_bytes(onnx, weights), F) }
-    })
+        publish(Model::from_bytes(onnx, weights), F)
+    };
+    // SAFETY: `out` is NULL or valid for a pointer write by contract.
+    unsafe { construct(F, out, body) }
 }
 
 /// Releases the caller's reference to `model`. Sessions created from it keep it alive until
@@ -290,10 +265,7 @@ pub unsafe extern "C" fn ctr_edge_model_open_bytes(
 /// `model` is NULL or a pointer from `ctr_edge_model_open*` not freed before.
 #[no_mangle]
 pub unsafe extern "C" fn ctr_edge_model_free(model: *mut ctr_edge_model) {
-    if model.is_null() {
-        return;
-    }
-    guard_void(|| {
+    guard_free(model, |model| {
         // SAFETY: a pointer from `Arc::into_raw` (in `publish`) whose reference the caller gives
         // back exactly once.
         drop(unsafe { Arc::from_raw(model.cast_const()) });

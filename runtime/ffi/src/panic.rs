@@ -44,9 +44,14 @@ fn catch(_function: &str, body: impl FnOnce() -> FfiResult) -> FfiResult {
     body()
 }
 
-/// Runs a `*_free` body: a panic while dropping is swallowed (there is no status to report it
-/// through, and unwinding into C is undefined behaviour). Without `std` it aborts instead.
-pub(crate) fn guard_void(body: impl FnOnce()) {
+/// Runs a `*_free` body: a NULL `handle` is ignored; otherwise `free(handle)` runs, and a panic
+/// while dropping is swallowed (there is no status to report it through, and unwinding into C
+/// is undefined behaviour). Without `std` it aborts instead.
+pub(crate) fn guard_free<T>(handle: *mut T, free: impl FnOnce(*mut T)) {
+    if handle.is_null() {
+        return;
+    }
+    let body = || free(handle);
     #[cfg(feature = "std")]
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
     #[cfg(not(feature = "std"))]
@@ -96,6 +101,9 @@ mod tests {
         });
         assert_eq!(status, ctr_edge_status::InvalidModel);
         assert_eq!(last_error(), "bad model");
-        guard_void(|| panic!("swallowed"));
+        guard_free(core::ptr::dangling_mut::<u8>(), |_| panic!("swallowed"));
+        guard_free(core::ptr::null_mut::<u8>(), |_| {
+            unreachable!("NULL is ignored")
+        });
     }
 }

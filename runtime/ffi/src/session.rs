@@ -13,9 +13,9 @@ use core::ffi::{c_char, c_void, CStr};
 use ctr_edge_runtime::session::InputData;
 use ctr_edge_runtime::{Input, Model, Session};
 
-use crate::error::{ctr_edge_status, FfiError, FfiResult};
+use crate::error::{construct, ctr_edge_status, FfiError, FfiResult};
 use crate::model::{ctr_edge_dtype, ctr_edge_model, model_ref};
-use crate::panic::{guard, guard_void};
+use crate::panic::{guard, guard_free};
 
 /// Most inputs one `ctr_edge_session_run` call accepts.
 pub const CTR_EDGE_MAX_INPUTS: usize = 128;
@@ -59,12 +59,7 @@ pub unsafe extern "C" fn ctr_edge_session_new(
     out: *mut *mut ctr_edge_session,
 ) -> ctr_edge_status {
     const F: &str = "ctr_edge_session_new";
-    guard(F, || {
-        if out.is_null() {
-            return Err(FfiError::null(F, "out"));
-        }
-        // SAFETY: checked non-NULL; valid for a pointer write by contract.
-        unsafe { out.write(core::ptr::null_mut()) };
+    let body = || {
         // SAFETY: forwarded contract (NULL or live).
         unsafe { model_ref(F, model) }?;
         // SAFETY: `model` is a live `Arc::into_raw` pointer (see `model.rs`); we take one more
@@ -84,10 +79,10 @@ pub unsafe extern "C" fn ctr_edge_session_new(
             has_result: false,
             model: owner,
         });
-        // SAFETY: checked non-NULL above.
-        unsafe { out.write(Box::into_raw(handle)) };
-        Ok(())
-    })
+        Ok(Box::into_raw(handle))
+    };
+    // SAFETY: `out` is NULL or valid for a pointer write by contract.
+    unsafe { construct(F, out, body) }
 }
 
 /// Frees a session (and its reference to the model). NULL is ignored; freeing the same pointer
@@ -98,10 +93,7 @@ pub unsafe extern "C" fn ctr_edge_session_new(
 /// another thread.
 #[no_mangle]
 pub unsafe extern "C" fn ctr_edge_session_free(session: *mut ctr_edge_session) {
-    if session.is_null() {
-        return;
-    }
-    guard_void(|| {
+    guard_free(session, |session| {
         // SAFETY: a pointer from `Box::into_raw` in `ctr_edge_session_new`, given back once.
         drop(unsafe { Box::from_raw(session) });
     });
@@ -134,16 +126,10 @@ pub unsafe extern "C" fn ctr_edge_session_run(
 ) -> ctr_edge_status {
     const F: &str = "ctr_edge_session_run";
     guard(F, || {
-        if out_written.is_null() {
-            return Err(FfiError::null(F, "out_written"));
-        }
-        // SAFETY: checked non-NULL; valid for a write by contract.
-        unsafe { out_written.write(0) };
-        // SAFETY: NULL or a live session, not shared during the call, by contract.
-        let handle = unsafe { session.as_mut() }.ok_or_else(|| FfiError::null(F, "session"))?;
-        if out.is_null() && out_len != 0 {
-            return Err(FfiError::null(F, "out"));
-        }
+        // SAFETY: `out_written` is NULL or valid for a write by contract.
+        unsafe { check_output_args(F, session, out, out_len, out_written) }?;
+        // SAFETY: checked non-NULL; a live session, not shared during the call, by contract.
+        let handle = unsafe { &mut *session };
         if inputs.is_null() && n_inputs != 0 {
             return Err(FfiError::null(F, "inputs"));
         }
@@ -198,16 +184,10 @@ pub unsafe extern "C" fn ctr_edge_session_output(
 ) -> ctr_edge_status {
     const F: &str = "ctr_edge_session_output";
     guard(F, || {
-        if out_written.is_null() {
-            return Err(FfiError::null(F, "out_written"));
-        }
-        // SAFETY: checked non-NULL; valid for a write by contract.
-        unsafe { out_written.write(0) };
-        // SAFETY: NULL or a live session by contract.
-        let handle = unsafe { session.as_ref() }.ok_or_else(|| FfiError::null(F, "session"))?;
-        if out.is_null() && out_len != 0 {
-            return Err(FfiError::null(F, "out"));
-        }
+        // SAFETY: `out_written` is NULL or valid for a write by contract.
+        unsafe { check_output_args(F, session, out, out_len, out_written) }?;
+        // SAFETY: checked non-NULL; a live session by contract.
+        let handle = unsafe { &*session };
         check_output_index(F, handle, output_index)?;
         // SAFETY: forwarded contract.
         unsafe { copy_output(F, handle, output_index, out, out_len, out_written) }
@@ -232,16 +212,10 @@ pub unsafe extern "C" fn ctr_edge_session_output_shape(
 ) -> ctr_edge_status {
     const F: &str = "ctr_edge_session_output_shape";
     guard(F, || {
-        if rank.is_null() {
-            return Err(FfiError::null(F, "rank"));
-        }
-        // SAFETY: checked non-NULL; valid for a write by contract.
-        unsafe { rank.write(0) };
-        // SAFETY: NULL or a live session by contract.
-        let handle = unsafe { session.as_ref() }.ok_or_else(|| FfiError::null(F, "session"))?;
-        if dims.is_null() && dims_len != 0 {
-            return Err(FfiError::null(F, "dims"));
-        }
+        // SAFETY: `rank` is NULL or valid for a write by contract.
+        unsafe { check_reader(F, session, (rank, "rank"), (dims, dims_len, "dims")) }?;
+        // SAFETY: checked non-NULL; a live session by contract.
+        let handle = unsafe { &*session };
         check_output_index(F, handle, output_index)?;
         let view = result_of(F, handle, output_index)?;
         // SAFETY: checked non-NULL above.
@@ -263,6 +237,48 @@ pub unsafe extern "C" fn ctr_edge_session_output_shape(
         }
         Ok(())
     })
+}
+
+/// The checks the result readers start with, in this order (the first failing argument is
+/// the one reported): the count out-parameter `count` is not NULL, and is set to 0 at once;
+/// `session` is not NULL; the buffer `buf` is not NULL unless its length is 0.
+///
+/// # Safety
+/// `count.0` is NULL or valid for a write.
+unsafe fn check_reader<T>(
+    function: &str,
+    session: *const ctr_edge_session,
+    (count, count_name): (*mut usize, &str),
+    (buf, buf_len, buf_name): (*mut T, usize, &str),
+) -> FfiResult {
+    if count.is_null() {
+        return Err(FfiError::null(function, count_name));
+    }
+    // SAFETY: checked non-NULL; valid for a write by contract.
+    unsafe { count.write(0) };
+    if session.is_null() {
+        return Err(FfiError::null(function, "session"));
+    }
+    if buf.is_null() && buf_len != 0 {
+        return Err(FfiError::null(function, buf_name));
+    }
+    Ok(())
+}
+
+/// [`check_reader`] of the output readers: `out_written`, `session`, `out` (`out_len` floats).
+///
+/// # Safety
+/// `out_written` is NULL or valid for a write.
+unsafe fn check_output_args(
+    function: &str,
+    session: *const ctr_edge_session,
+    out: *mut f32,
+    out_len: usize,
+    out_written: *mut usize,
+) -> FfiResult {
+    let count = (out_written, "out_written");
+    // SAFETY: forwarded contract.
+    unsafe { check_reader(function, session, count, (out, out_len, "out")) }
 }
 
 fn check_output_index(function: &str, handle: &ctr_edge_session, index: usize) -> FfiResult {

@@ -85,14 +85,8 @@ fn status_codes_are_never_renumbered() {
     for (status, code) in expected {
         assert_eq!(status as u32, code, "{status:?}");
     }
-    let dtypes = [
-        (ctr_edge_dtype::F32, 1),
-        (ctr_edge_dtype::I32, 6),
-        (ctr_edge_dtype::I64, 7),
-        (ctr_edge_dtype::Bool, 9),
-        (ctr_edge_dtype::F16, 10),
-    ];
-    for (dtype, code) in dtypes {
+    use ctr_edge_dtype::{Bool, F16, F32, I32, I64};
+    for (dtype, code) in [(F32, 1), (I32, 6), (I64, 7), (Bool, 9), (F16, 10)] {
         assert_eq!(dtype as u32, code, "{dtype:?}");
     }
 }
@@ -154,8 +148,8 @@ fn describes_inputs_and_outputs() {
 fn scores_match_the_rust_api_and_outputs_stay_readable() {
     let rows = example_rows();
     let expected = rust_scores(&rows);
-    let model = open_model();
-    let session = new_session(model);
+    let opened = Opened::new();
+    let session = opened.session;
     assert_close(&c_scores(session, &rows), &expected);
     assert_eq!(last_error(), "", "a successful call leaves no message");
 
@@ -182,8 +176,6 @@ fn scores_match_the_rust_api_and_outputs_stay_readable() {
             ctr_edge_status::Ok
         );
         assert_eq!(&dims[..rank], &[7, 1]);
-        ctr_edge_session_free(session);
-        ctr_edge_model_free(model);
     }
 }
 
@@ -199,13 +191,8 @@ fn open_bytes_scores_like_open_path() {
     };
     assert_eq!(status, ctr_edge_status::Ok, "{}", last_error());
     drop(onnx); // the ONNX bytes are only read during the call
-    let session = new_session(model);
-    assert_close(&c_scores(session, &rows), &rust_scores(&rows));
-    // SAFETY: live handles, freed once.
-    unsafe {
-        ctr_edge_session_free(session);
-        ctr_edge_model_free(model);
-    }
+    let opened = Opened::with_model(model);
+    assert_close(&c_scores(opened.session, &rows), &rust_scores(&rows));
 }
 
 #[test]

@@ -118,12 +118,8 @@ fn queries_reject_nulls_and_out_of_range_indices() {
 
 #[test]
 fn run_rejects_null_arguments() {
-    let model = open_model();
-    let session = new_session(model);
-    let rows = example_rows();
-    let name = c("X");
-    let shape = [2, FEATURES];
-    let input = x_input(&name, &shape, &rows);
+    let (opened, batch) = (Opened::new(), XBatch::new(2));
+    let (session, input) = (opened.session, batch.input());
     let mut out = [0.0f32; 2];
     let mut written = 0;
     // SAFETY (all calls): every non-NULL pointer is valid for the lengths passed.
@@ -169,21 +165,15 @@ fn run_rejects_null_arguments() {
         let s = ctr_edge_session_run(session, &input, 1, 0, null_mut(), 0, &mut written);
         assert_error(s, ctr_edge_status::BufferTooSmall, &["'prob'", "2 values"]);
         assert_eq!(written, 2);
-
-        ctr_edge_session_free(session);
-        ctr_edge_model_free(model);
     }
 }
 
 #[test]
 fn run_rejects_inputs_that_do_not_match_the_model() {
-    let model = open_model();
-    let session = new_session(model);
-    let rows = example_rows();
-    let ids: Vec<i64> = rows.iter().map(|&v| v as i64).collect();
-    let x = c("X");
-    let shape = [2, FEATURES];
-    let good = x_input(&x, &shape, &rows);
+    let (opened, batch) = (Opened::new(), XBatch::new(2));
+    let session = opened.session;
+    let ids: Vec<i64> = batch.rows.iter().map(|&v| v as i64).collect();
+    let good = batch.input();
     let mut out = [0.0f32; 64];
     let check = |inputs: &[ctr_edge_input], expected, words: &[&str]| {
         let (s, written) = run(session, inputs, &mut out.clone());
@@ -281,40 +271,22 @@ fn run_rejects_inputs_that_do_not_match_the_model() {
     // The same input twice is not an error of its own (inputs are matched by name).
     let (s, written) = run(session, &[good, good], &mut out);
     assert_eq!((s, written), (ctr_edge_status::Ok, 2), "{}", last_error());
-
-    // SAFETY: live handles, freed once.
-    unsafe {
-        ctr_edge_session_free(session);
-        ctr_edge_model_free(model);
-    }
 }
 
 #[test]
 fn ids_outside_their_table_are_reported() {
-    let model = open_model();
-    let session = new_session(model);
-    let mut rows = example_rows()[..3 * FEATURES].to_vec();
-    rows[2 * FEATURES + 1] = 1.0e6; // item id of row 2: the table has 1682 rows
-    let x = c("X");
-    let shape = [3, FEATURES];
+    let opened = Opened::new();
+    let mut batch = XBatch::new(3);
+    batch.rows[2 * FEATURES + 1] = 1.0e6; // item id of row 2: the table has 1682 rows
     let mut out = [0.0f32; 3];
-    let (s, _) = run(session, &[x_input(&x, &shape, &rows)], &mut out);
+    let (s, _) = run(opened.session, &[batch.input()], &mut out);
     assert_error(s, ctr_edge_status::IdOutOfRange, &["1000000", "row 2"]);
-    // SAFETY: live handles, freed once.
-    unsafe {
-        ctr_edge_session_free(session);
-        ctr_edge_model_free(model);
-    }
 }
 
 #[test]
 fn small_buffers_and_missing_results() {
-    let model = open_model();
-    let session = new_session(model);
-    let rows = example_rows();
-    let x = c("X");
-    let shape = [4, FEATURES];
-    let input = x_input(&x, &shape, &rows);
+    let (opened, batch) = (Opened::new(), XBatch::new(4));
+    let (session, input) = (opened.session, batch.input());
     let mut written = 0;
     let mut rank = 0;
     let mut dims = [0usize; 1];
@@ -380,8 +352,5 @@ fn small_buffers_and_missing_results() {
         let (s, written) = run(session, &[input], &mut out);
         assert_eq!((s, written), (ctr_edge_status::Ok, 4), "{}", last_error());
         assert_eq!(last_error(), "");
-
-        ctr_edge_session_free(session);
-        ctr_edge_model_free(model);
     }
 }

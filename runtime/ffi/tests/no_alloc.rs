@@ -13,14 +13,12 @@ use ctr_edge::*;
 
 #[test]
 fn repeated_runs_do_not_allocate() {
-    let model = open_model();
-    let session = new_session(model);
-    let rows = example_rows();
-    let x = c("X");
+    let opened = Opened::new();
+    let session = opened.session;
     let mut out = [0.0f32; 64];
     for n in [1, 32, 64] {
-        let shape = [n, FEATURES];
-        let input = [x_input(&x, &shape, &rows[..n * FEATURES])];
+        let batch = XBatch::new(n);
+        let input = [batch.input()];
         let planning = allocations_in(|| {
             let (status, _) = run(session, &input, &mut out);
             assert_eq!(status, ctr_edge_status::Ok, "{}", last_error());
@@ -37,10 +35,5 @@ fn repeated_runs_do_not_allocate() {
             }
         });
         assert_eq!(repeated, 0, "allocations in repeated runs at batch {n}");
-    }
-    // SAFETY: live handles, freed once.
-    unsafe {
-        ctr_edge_session_free(session);
-        ctr_edge_model_free(model);
     }
 }

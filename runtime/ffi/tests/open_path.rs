@@ -6,7 +6,7 @@
 mod common;
 
 use std::ffi::CString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::ptr::null_mut;
 
 use common::tiny_model;
@@ -41,6 +41,21 @@ fn tiny_scores(model: *const ctr_edge_model, x: &[f32]) -> Vec<f32> {
     out
 }
 
+/// The tiny model written to a fresh folder named after `tag`: (folder, model path).
+fn tiny_artifact(tag: &str) -> (PathBuf, PathBuf) {
+    let dir = tiny_model::temp_dir(tag);
+    let path = tiny_model::write(&dir);
+    (dir, path)
+}
+
+/// Asserts that an open succeeded, and frees the model.
+#[track_caller]
+fn assert_opened((status, model): (ctr_edge_status, *mut ctr_edge_model)) {
+    assert_eq!(status, ctr_edge_status::Ok, "{}", last_error());
+    // SAFETY: the model just opened, freed once.
+    unsafe { ctr_edge_model_free(model) };
+}
+
 /// The failure `open` must report for `path`: Io, and std's message for the same file.
 #[track_caller]
 fn assert_io_error(status: ctr_edge_status, model: *mut ctr_edge_model, path: &Path) {
@@ -55,8 +70,7 @@ fn assert_io_error(status: ctr_edge_status, model: *mut ctr_edge_model, path: &P
 
 #[test]
 fn external_weights_are_mapped_while_the_model_lives() {
-    let dir = tiny_model::temp_dir("open-mapped");
-    let path = tiny_model::write(&dir);
+    let (dir, path) = tiny_artifact("open-mapped");
     let weights_path = dir.join(tiny_model::WEIGHTS_FILE);
     let (status, model) = open(&path);
     assert_eq!(status, ctr_edge_status::Ok, "{}", last_error());
@@ -92,8 +106,7 @@ fn external_weights_are_mapped_while_the_model_lives() {
 
 #[test]
 fn paths_that_cannot_be_opened_are_io_errors_in_std_words() {
-    let dir = tiny_model::temp_dir("open-errors");
-    let path = tiny_model::write(&dir);
+    let (dir, path) = tiny_artifact("open-errors");
 
     let missing = dir.join("missing.onnx");
     let (status, model) = open(&missing);
@@ -120,16 +133,13 @@ fn paths_that_cannot_be_opened_are_io_errors_in_std_words() {
 #[test]
 fn unreadable_files_are_io_errors_unless_root_reads_them() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tiny_model::temp_dir("open-unreadable");
-    let path = tiny_model::write(&dir);
+    let (dir, path) = tiny_artifact("open-unreadable");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).unwrap();
     let (status, model) = open(&path);
     if std::fs::read(&path).is_ok() {
         // Root reads any file: then so does the library.
         eprintln!("running as root: the unreadable-file case reads as readable");
-        assert_eq!(status, ctr_edge_status::Ok, "{}", last_error());
-        // SAFETY: freed once.
-        unsafe { ctr_edge_model_free(model) };
+        assert_opened((status, model));
     } else {
         assert_io_error(status, model, &path);
     }
@@ -140,15 +150,11 @@ fn unreadable_files_are_io_errors_unless_root_reads_them() {
 #[test]
 fn paths_are_bytes_not_utf8() {
     use std::os::unix::ffi::OsStrExt;
-    let dir = tiny_model::temp_dir("open-bytes");
-    let path = tiny_model::write(&dir);
+    let (dir, path) = tiny_artifact("open-bytes");
     let mut odd = dir.as_os_str().as_bytes().to_vec();
     odd.extend_from_slice(b"/model-\xff.onnx");
     std::fs::rename(&path, std::ffi::OsStr::from_bytes(&odd)).unwrap();
-    let (status, model) = open_bytes_path(&odd);
-    assert_eq!(status, ctr_edge_status::Ok, "{}", last_error());
-    // SAFETY: freed once.
-    unsafe { ctr_edge_model_free(model) };
+    assert_opened(open_bytes_path(&odd));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -13,6 +13,9 @@
 //! - external data whose address is aligned for its dtype stays in the weights buffer
 //!   ([`ConstData::Weights`], zero copy); misaligned data (the only case) is copied, with a
 //!   warning; booleans must be 0 or 1.
+//!
+//! [`tensor_byte_len`] and [`external_bytes`] are the size and range rules alone, for other
+//! readers of external data (the exporter's model loader).
 
 use alloc::format;
 use alloc::string::String;
@@ -40,21 +43,18 @@ fn invalid(tensor: &str, reason: impl fmt::Display) -> Error {
 ///
 /// The product of the non-zero dims must fit the cap too, so that no later product over any
 /// subset of the shape (strides, suffix sizes) can overflow even when another dim is 0.
-fn checked_shape(t: &TensorProto<'_>, elem_size: usize) -> Result<(Vec<usize>, usize)> {
-    let mut shape = Vec::with_capacity(t.dims.len());
+fn checked_shape(name: &str, dims: &[i64], elem_size: usize) -> Result<(Vec<usize>, usize)> {
+    let mut shape = Vec::with_capacity(dims.len());
     let mut volume: u64 = 1;
     let mut has_zero = false;
-    for (axis, &d) in t.dims.iter().enumerate() {
+    for (axis, &d) in dims.iter().enumerate() {
         let d = u64::try_from(d)
-            .map_err(|_| invalid(t.name, format_args!("dimension {axis} is negative ({d})")))?;
+            .map_err(|_| invalid(name, format_args!("dimension {axis} is negative ({d})")))?;
         has_zero |= d == 0;
         let too_big = || {
             invalid(
-                t.name,
-                format_args!(
-                    "dims {:?} exceed the size limit of {MAX_TENSOR_BYTES} bytes",
-                    t.dims
-                ),
+                name,
+                format_args!("dims {dims:?} exceed the size limit of {MAX_TENSOR_BYTES} bytes"),
             )
         };
         volume = volume
@@ -74,11 +74,20 @@ fn checked_shape(t: &TensorProto<'_>, elem_size: usize) -> Result<(Vec<usize>, u
         .filter(|n| n.checked_mul(elem_size).is_some())
         .ok_or_else(|| {
             invalid(
-                t.name,
+                name,
                 format_args!("{numel} elements do not fit this platform's address space"),
             )
         })?;
     Ok((shape, numel))
+}
+
+/// The byte size of a tensor of `dims` with elements of `elem_size` bytes, checked as
+/// [`resolve_tensor`] checks it (dims >= 0, at most [`MAX_TENSOR_BYTES`], no overflow).
+/// Errors name `tensor`.
+pub fn tensor_byte_len(tensor: &str, dims: &[i64], elem_size: usize) -> Result<usize> {
+    let (_, numel) = checked_shape(tensor, dims, elem_size)?;
+    // Cannot overflow: checked_shape bounds numel * elem_size.
+    Ok(numel.saturating_mul(elem_size))
 }
 
 /// Checks that an external data `location` is a plain file name next to the model: not
@@ -180,7 +189,7 @@ pub fn resolve_tensor(t: &TensorProto<'_>, weights: &[u8]) -> Result<ConstTensor
     };
     // Size of one element as stored in the file.
     let stored_size = if is_double { 8 } else { dtype.size() };
-    let (shape, numel) = checked_shape(t, stored_size)?;
+    let (shape, numel) = checked_shape(name, &t.dims, stored_size)?;
     // Cannot overflow: checked_shape bounds numel * stored_size.
     let byte_len = numel.saturating_mul(stored_size);
     let type_name = crate::tensor::onnx_dtype_name(t.data_type);
@@ -316,34 +325,9 @@ fn resolve_external(
         is_double,
     } = layout;
     check_location(name, location)?;
-    // usize -> u64 never truncates on supported targets.
-    let expected = byte_len as u64;
-    let length = match length {
-        Some(l) if l != expected => {
-            return Err(invalid(
-                name,
-                format_args!(
-                "external data length {l} does not match the dims and data type ({expected} bytes)"
-            ),
-            ))
-        }
-        _ => expected,
-    };
-    let file_len = weights.len();
-    let range = offset
-        .checked_add(length)
-        .filter(|&end| end <= file_len as u64)
-        .and_then(|_| usize::try_from(offset).ok())
-        .and_then(|start| Some(start..start.checked_add(byte_len)?));
-    let bytes = range.clone().and_then(|r| weights.get(r)).ok_or_else(|| {
-        invalid(
-            name,
-            format_args!(
-                "external data offset {offset} + length {length} exceeds the weights file ({file_len} bytes)"
-            ),
-        )
-    })?;
-    let start = range.map_or(0, |r| r.start);
+    let bytes = external_bytes(name, offset, length, byte_len, weights)?;
+    // Fits: the range starting there lies inside the buffer.
+    let start = offset as usize;
     if is_double {
         log::warn!("tensor '{name}': DOUBLE external data converted to f32 (copied)");
         let values = f64s_to_f32(
@@ -364,7 +348,9 @@ fn resolve_external(
     }
     let align = alignment(dtype);
     // What counts is the address in memory: the weights buffer's base plus the offset.
-    let aligned = (weights.as_ptr() as usize).wrapping_add(start) % align == 0;
+    let aligned = (weights.as_ptr() as usize)
+        .wrapping_add(start)
+        .is_multiple_of(align);
     // In place only where the file's little-endian layout is the machine's.
     let data = if aligned && cfg!(target_endian = "little") {
         ConstData::Weights {
@@ -379,6 +365,46 @@ fn resolve_external(
         ConstData::Owned(decode_le(name, dtype, bytes)?)
     };
     Ok(ConstTensor { dtype, shape, data })
+}
+
+/// The bytes of `file` (a whole weights file) that a tensor's external data `offset` and
+/// `length` (when given) address, for a tensor of `byte_len` bytes (by its dims and data type,
+/// [`tensor_byte_len`]): `length`, when given, must equal `byte_len`, and the range must lie
+/// inside the file. Errors name `tensor`.
+pub fn external_bytes<'f>(
+    tensor: &str,
+    offset: u64,
+    length: Option<u64>,
+    byte_len: usize,
+    file: &'f [u8],
+) -> Result<&'f [u8]> {
+    // usize -> u64 never truncates on supported targets.
+    let expected = byte_len as u64;
+    let length = match length {
+        Some(l) if l != expected => {
+            return Err(invalid(
+                tensor,
+                format_args!(
+                "external data length {l} does not match the dims and data type ({expected} bytes)"
+            ),
+            ))
+        }
+        _ => expected,
+    };
+    let file_len = file.len();
+    offset
+        .checked_add(length)
+        .filter(|&end| end <= file_len as u64)
+        .and_then(|_| usize::try_from(offset).ok())
+        .and_then(|start| file.get(start..start.checked_add(byte_len)?))
+        .ok_or_else(|| {
+            invalid(
+                tensor,
+                format_args!(
+                "external data offset {offset} + length {length} exceeds the weights file ({file_len} bytes)"
+            ),
+            )
+        })
 }
 
 /// Resolves every initializer of `graph` (not those of subgraphs), in file order.

@@ -18,7 +18,7 @@ pub mod types;
 
 pub use decode::{decode_model, decode_tensor_file, DecodedTensor, MAX_GRAPH_DEPTH};
 pub use external::{
-    check_location, external_location, resolve_initializers, resolve_tensor, view_bool_bytes,
-    view_f16, view_f32, view_i32, view_i64, MAX_TENSOR_BYTES,
+    check_location, external_bytes, external_location, resolve_initializers, resolve_tensor,
+    tensor_byte_len, view_bool_bytes, view_f16, view_f32, view_i32, view_i64, MAX_TENSOR_BYTES,
 };
 pub use types::*;

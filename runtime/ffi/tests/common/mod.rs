@@ -94,3 +94,55 @@ pub fn run(
     };
     (status, written)
 }
+
+/// The example model opened through the C API with one session on it; both are freed on drop
+/// (the session first).
+pub struct Opened {
+    pub model: *mut ctr_edge_model,
+    pub session: *mut ctr_edge_session,
+}
+
+impl Opened {
+    pub fn new() -> Opened {
+        Opened::with_model(open_model())
+    }
+
+    /// A session on `model` (a live model this value then owns).
+    pub fn with_model(model: *mut ctr_edge_model) -> Opened {
+        let session = new_session(model);
+        Opened { model, session }
+    }
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        // SAFETY: the live handles of `new`, freed once.
+        unsafe {
+            ctr_edge_session_free(self.session);
+            ctr_edge_model_free(self.model);
+        }
+    }
+}
+
+/// A batch for input `X` of the example model: its name, shape and values.
+pub struct XBatch {
+    pub name: CString,
+    pub shape: [usize; 2],
+    pub rows: Vec<f32>,
+}
+
+impl XBatch {
+    /// The first `n` committed example rows.
+    pub fn new(n: usize) -> XBatch {
+        XBatch {
+            name: c("X"),
+            shape: [n, FEATURES],
+            rows: example_rows()[..n * FEATURES].to_vec(),
+        }
+    }
+
+    /// The `ctr_edge_input` over this batch (valid while the batch lives).
+    pub fn input(&self) -> ctr_edge_input {
+        x_input(&self.name, &self.shape, &self.rows)
+    }
+}
