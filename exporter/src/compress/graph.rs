@@ -12,6 +12,7 @@ use std::path::{Component, Path};
 
 use half::f16;
 use prost::Message;
+use tract_onnx::pb::attribute_proto::AttributeType;
 use tract_onnx::pb::tensor_proto::{DataLocation, DataType};
 use tract_onnx::pb::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
 
@@ -201,8 +202,15 @@ pub fn attr_float(node: &NodeProto, name: &str) -> Option<f32> {
     node.attribute.iter().find(|a| a.name == name).map(|a| a.f)
 }
 
-/// An INT attribute (the builder the tests use too).
-pub use crate::onnx_build::attr_int as int_attr;
+/// An INT attribute (the builder `onnx_build` and the tests use too).
+pub fn int_attr(name: &str, value: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.to_owned(),
+        r#type: AttributeType::Int as i32,
+        i: value,
+        ..AttributeProto::default()
+    }
+}
 
 /// A node of the default domain.
 pub fn node(
