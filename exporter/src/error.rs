@@ -215,3 +215,24 @@ impl fmt::Display for Error {
 // Display already carries the message of any wrapped error, so `source()` stays empty: a
 // report printing the chain of causes would otherwise repeat it.
 impl std::error::Error for Error {}
+
+/// The `.npy`/`.npz` errors are this enum's variants of the same names, with the same messages.
+impl From<ctr_edge_npz::Error> for Error {
+    fn from(e: ctr_edge_npz::Error) -> Error {
+        match e {
+            ctr_edge_npz::Error::Io { path, source } => Error::Io { path, source },
+            ctr_edge_npz::Error::Npy {
+                path,
+                array,
+                reason,
+            } => Error::Npy {
+                path,
+                array,
+                reason,
+            },
+            ctr_edge_npz::Error::InvalidArray { array, reason } => {
+                Error::InvalidArray { array, reason }
+            }
+        }
+    }
+}
