@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-pub use ctr_edge_npz::{format_shape, ArrayData, DType, NpyArray};
+pub use ctr_edge_npz::{format_shape, ArrayData, DType, Error as NpzError, NpyArray};
 
 use crate::error::Result;
 use crate::fsutil::write_atomic;
@@ -88,7 +88,7 @@ mod tests {
         let path = std::env::temp_dir().join("ctr-edge-never-written.npz");
         assert!(matches!(
             write_npz(&path, &[bad]),
-            Err(Error::InvalidArray { .. })
+            Err(Error::Npz(NpzError::InvalidArray { .. }))
         ));
         assert!(!path.exists());
         let a = NpyArray::new("x", vec![1], ArrayData::F32(vec![1.0])).unwrap();

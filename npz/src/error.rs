@@ -1,5 +1,5 @@
-//! The crate's error type. Messages name the file and the array; the exporter maps each variant
-//! onto its own error of the same name, with the same message.
+//! The crate's error type. Messages name the file and the array; the exporter wraps it in its
+//! own error (`Error::Npz`, or `Error::Io` for files that cannot be opened), messages unchanged.
 
 use std::fmt;
 use std::io;
@@ -9,9 +9,8 @@ use std::path::PathBuf;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong reading or writing arrays.
-/// Exhaustive on purpose: the exporter maps every variant onto its own, and a new one must
-/// not slip through that mapping unnoticed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
     /// Opening a file failed at the operating-system level.
     Io {
