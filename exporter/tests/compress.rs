@@ -400,6 +400,31 @@ fn afm_dense_output_is_the_pca_reconstruction() {
     }
 }
 
+/// `Y = Gather(E, Cast<int64>(ids))`: ids stored as floats (as the exported models do), of
+/// shape `ids_dims`; E is `table`, `[rows, dim]`.
+fn float_ids_embedding_model(
+    table: &[f32],
+    [rows, dim]: [usize; 2],
+    ids_dims: &[Option<i64>],
+) -> ModelProto {
+    let mut y_dims = ids_dims.to_vec();
+    y_dims.push(Some(dim as i64));
+    model(
+        vec![
+            node(
+                "Cast",
+                &["ids"],
+                &["ids64"],
+                vec![int_attr("to", DataType::Int64 as i64)],
+            ),
+            node("Gather", &["E", "ids64"], &["Y"], vec![]),
+        ],
+        vec![tensor("E", &[rows, dim], table)],
+        vec![value_info("ids", DataType::Float, ids_dims)],
+        vec![value_info("Y", DataType::Float, &y_dims)],
+    )
+}
+
 #[test]
 fn afm_embedding_output_is_the_pca_of_looked_up_rows() {
     const N_IDS: usize = 40;
@@ -410,24 +435,7 @@ fn afm_embedding_output_is_the_pca_of_looked_up_rows() {
         .iter()
         .map(|v| ((v * v) * (N_IDS as f32 - 1.0)).floor())
         .collect();
-    let m = model(
-        vec![
-            node(
-                "Cast",
-                &["ids"],
-                &["ids64"],
-                vec![int_attr("to", DataType::Int64 as i64)],
-            ),
-            node("Gather", &["E", "ids64"], &["Y"], vec![]),
-        ],
-        vec![tensor("E", &[N_IDS, DIM], &table)],
-        vec![value_info("ids", DataType::Float, &[None, Some(1)])],
-        vec![value_info(
-            "Y",
-            DataType::Float,
-            &[None, Some(1), Some(DIM as i64)],
-        )],
-    );
+    let m = float_ids_embedding_model(&table, [N_IDS, DIM], &[None, Some(1)]);
     let data = vec![array("ids", vec![ROWS, 1], ids.clone())];
     let looked_up: Vec<f32> = ids
         .iter()
@@ -475,20 +483,7 @@ fn full_rank_factors_reproduce_the_original() {
 #[test]
 fn full_rank_embedding_reproduces_the_table() {
     let table = values(12 * 5, 9);
-    let m = model(
-        vec![
-            node(
-                "Cast",
-                &["ids"],
-                &["ids64"],
-                vec![int_attr("to", DataType::Int64 as i64)],
-            ),
-            node("Gather", &["E", "ids64"], &["Y"], vec![]),
-        ],
-        vec![tensor("E", &[12, 5], &table)],
-        vec![value_info("ids", DataType::Float, &[None])],
-        vec![value_info("Y", DataType::Float, &[None, Some(5)])],
-    );
+    let m = float_ids_embedding_model(&table, [12, 5], &[None]);
     let ids: Vec<f32> = (0..48).map(|i| (i % 12) as f32).collect();
     let data = vec![array("ids", vec![48], ids.clone())];
     let found = find_sites(m.graph.as_ref().unwrap());

@@ -11,9 +11,8 @@ use ctr_edge_exporter::npz::ArrayData;
 use ctr_edge_runtime::session::InputData;
 use ctr_edge_runtime::{Input, Model};
 use ctr_edge_tests::fixtures;
-use ctr_edge_tests::onnx_build::{model, node, tensor_f32, value_info, values, TempDir};
+use ctr_edge_tests::onnx_build::{values, TempDir};
 use prost::Message;
-use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::ModelProto;
 
 /// Runs one batch of `X` (`cols` columns) and reads the output; panics on error.
