@@ -50,8 +50,6 @@ pub fn write_npy_to(w: &mut impl Write, array: &NpyArray) -> io::Result<()> {
     array.data.write_le(w)
 }
 
-/// Write one array as a `.npy` file (atomically).
-
 /// Check arrays meant for one `.npz` archive: each consistent, names non-empty and distinct.
 pub fn check_npz_members(arrays: &[NpyArray]) -> Result<()> {
     let mut names = HashSet::new();
