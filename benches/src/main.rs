@@ -1,11 +1,12 @@
-//! `ctr-edge-bench`: the on-device benchmark harness (see the library's docs and `--help`).
+//! `ctr-edge-bench`: the on-device benchmark harness (see `ctr-edge-harness`, the library it
+//! runs, and `--help`).
 //!
 //! Exit status: 0 on success, 2 on a usage error, 1 when a model fails to open or run.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
-use ctr_edge_bench::{parse_args, run, BenchError, Command, USAGE};
+use ctr_edge_harness::{parse_args, run, BenchError, Command, USAGE};
 
 fn main() -> ExitCode {
     let opts = match parse_args(std::env::args().skip(1)) {

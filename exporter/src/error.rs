@@ -19,22 +19,10 @@ pub enum Error {
         /// The underlying error.
         source: io::Error,
     },
-    /// A `.npy`/`.npz` file is malformed, truncated or uses an unsupported feature.
-    Npy {
-        /// The file involved.
-        path: PathBuf,
-        /// The array (zip member without `.npy`), when the problem is inside one.
-        array: Option<String>,
-        /// What was wrong.
-        reason: String,
-    },
-    /// An array given to a writer is inconsistent (shape vs number of values).
-    InvalidArray {
-        /// Array name.
-        array: String,
-        /// What was wrong.
-        reason: String,
-    },
+    /// A `.npy`/`.npz` file is malformed, truncated or uses an unsupported feature, or an
+    /// array given to a writer is inconsistent (`ctr_edge_npz`'s error, its message as is; its
+    /// I/O errors are [`Error::Io`]).
+    Npz(ctr_edge_npz::Error),
     /// Inputs of a metric are unusable (length mismatch, NaN, a single class...).
     Metric {
         /// `"AUC"` or `"LogLoss"`.
@@ -134,17 +122,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            Error::Npy {
-                path,
-                array: Some(array),
-                reason,
-            } => write!(f, "{}: array '{array}': {reason}", path.display()),
-            Error::Npy {
-                path,
-                array: None,
-                reason,
-            } => write!(f, "{}: {reason}", path.display()),
-            Error::InvalidArray { array, reason } => write!(f, "array '{array}': {reason}"),
+            Error::Npz(e) => write!(f, "{e}"),
             Error::Metric { metric, reason } => write!(f, "{metric}: {reason}"),
             Error::MissingInput {
                 input,
@@ -215,3 +193,13 @@ impl fmt::Display for Error {
 // Display already carries the message of any wrapped error, so `source()` stays empty: a
 // report printing the chain of causes would otherwise repeat it.
 impl std::error::Error for Error {}
+
+/// Opening a file is this crate's [`Error::Io`]; everything else keeps the npz error.
+impl From<ctr_edge_npz::Error> for Error {
+    fn from(e: ctr_edge_npz::Error) -> Error {
+        match e {
+            ctr_edge_npz::Error::Io { path, source } => Error::Io { path, source },
+            other => Error::Npz(other),
+        }
+    }
+}

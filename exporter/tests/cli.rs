@@ -4,40 +4,17 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use ctr_edge_exporter::npz::{read_npy, read_npz, write_npz, ArrayData, NpyArray};
 use serde_json::Value;
 
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name)
-}
+mod common;
+
+use common::{ctr_edge, data, path_str, stderr, stdout};
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-tests");
-    fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
-fn ctr_edge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ctr-edge"))
-        .args(args)
-        .output()
-        .expect("the ctr-edge binary runs")
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    common::scratch_in("cli-tests", name)
 }
 
 /// Run expecting failure; return stderr.
@@ -49,6 +26,53 @@ fn fails(args: &[&str]) -> String {
         stdout(&out)
     );
     stderr(&out)
+}
+
+/// `ctr-edge CMD data/MODEL --data DATA --backend BACKEND EXTRA...`.
+fn on_data(cmd: &str, model: &str, data_file: &Path, backend: &str, extra: &[&str]) -> Output {
+    let model = data(model);
+    let mut args = vec![
+        cmd,
+        path_str(&model),
+        "--data",
+        path_str(data_file),
+        "--backend",
+        backend,
+    ];
+    args.extend_from_slice(extra);
+    ctr_edge(&args)
+}
+
+/// `ctr-edge CMD tiny.onnx --data DATA --backend tract`, expecting failure; returns stderr.
+fn tiny_fails(cmd: &str, data_file: &Path) -> String {
+    let model = data("tiny.onnx");
+    fails(&[
+        cmd,
+        path_str(&model),
+        "--data",
+        path_str(data_file),
+        "--backend",
+        "tract",
+    ])
+}
+
+/// [`tiny_fails`] on the tiny model's data with `edit` applied (written to `name`).
+fn tiny_fails_on_edited(cmd: &str, name: &str, edit: impl FnOnce(&mut Vec<NpyArray>)) -> String {
+    tiny_fails(cmd, &edited_data(name, edit))
+}
+
+/// A run's only output (`prob`) against onnxruntime's, within 1e-5 per row.
+fn assert_prob_matches_onnxruntime(got: NpyArray, engine: &str) {
+    assert_eq!(got.shape, vec![200, 1]);
+    let ArrayData::F32(got) = got.data else {
+        panic!("prob is not f32")
+    };
+    for (i, (g, w)) in got.iter().zip(&reference_prob()).enumerate() {
+        assert!(
+            (g - w).abs() < 1e-5,
+            "row {i}: {engine} {g} vs onnxruntime {w}"
+        );
+    }
 }
 
 fn expected() -> Value {
@@ -80,22 +104,17 @@ fn array_mut<'a>(arrays: &'a mut [NpyArray], name: &str) -> &'a mut NpyArray {
 
 #[test]
 fn eval_with_tract_equals_sklearn() {
-    let model = data("tiny.onnx");
-    let test = data("tiny_data.npz");
     let want = expected();
     // A batch size that does not divide 200 exercises the last, partial batch.
     for batch in ["7", "1024"] {
-        let out = ctr_edge(&[
+        let test = data("tiny_data.npz");
+        let out = on_data(
             "eval",
-            path_str(&model),
-            "--data",
-            path_str(&test),
-            "--backend",
+            "tiny.onnx",
+            &test,
             "tract",
-            "--json",
-            "--batch-size",
-            batch,
-        ]);
+            &["--json", "--batch-size", batch],
+        );
         assert!(out.status.success(), "{}", stderr(&out));
         let got: Value = serde_json::from_str(&stdout(&out)).unwrap();
         assert_eq!(got["rows"], 200);
@@ -118,47 +137,31 @@ fn eval_with_tract_equals_sklearn() {
 
 #[test]
 fn eval_text_report_shows_auc_with_six_decimals() {
-    let out = ctr_edge(&[
-        "eval",
-        path_str(&data("tiny.onnx")),
-        "--data",
-        path_str(&data("tiny_data.npz")),
-        "--backend",
-        "tract",
-    ]);
+    let out = on_data("eval", "tiny.onnx", &data("tiny_data.npz"), "tract", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let auc = format!("{:.6}", expected()["auc"].as_f64().unwrap());
-    assert!(text.contains(&format!("AUC        {auc}")), "{text}");
-    for key in [
-        "rows       200",
-        "LogLoss",
-        "positives",
-        "backend    tract",
-        "time",
-    ] {
-        assert!(text.contains(key), "missing {key:?} in\n{text}");
-    }
+    let auc_line = format!("AUC        {auc}");
+    common::assert_contains_all(
+        &text,
+        &[
+            auc_line.as_str(),
+            "rows       200",
+            "LogLoss",
+            "positives",
+            "backend    tract",
+            "time",
+        ],
+    );
 }
 
 #[test]
 fn run_with_tract_equals_onnxruntime() {
-    let want = reference_prob();
     for (file, batch) in [("run_out.npz", "16"), ("run_out.npy", "1024")] {
         let out_path = scratch(file);
         let _ = fs::remove_file(&out_path);
-        let out = ctr_edge(&[
-            "run",
-            path_str(&data("tiny.onnx")),
-            "--data",
-            path_str(&data("tiny_data.npz")),
-            "--backend",
-            "tract",
-            "--batch-size",
-            batch,
-            "-o",
-            path_str(&out_path),
-        ]);
+        let extra = ["--batch-size", batch, "-o", path_str(&out_path)];
+        let out = on_data("run", "tiny.onnx", &data("tiny_data.npz"), "tract", &extra);
         assert!(out.status.success(), "{}", stderr(&out));
         let text = stdout(&out);
         assert!(text.contains("prob  f32 [200, 1]"), "{text}");
@@ -168,43 +171,18 @@ fn run_with_tract_equals_onnxruntime() {
         } else {
             read_npy(&out_path).unwrap()
         };
-        assert_eq!(got.shape, vec![200, 1]);
-        let ArrayData::F32(got) = got.data else {
-            panic!("prob is not f32")
-        };
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert!(
-                (g - w).abs() < 1e-5,
-                "row {i}: tract {g} vs onnxruntime {w}"
-            );
-        }
+        assert_prob_matches_onnxruntime(got, "tract");
     }
 }
 
 #[test]
 fn tract_runs_any_batch_of_a_model_exported_with_batch_1() {
     let out_path = scratch("fixed_batch_out.npz");
-    let out = ctr_edge(&[
-        "run",
-        path_str(&data("tiny_fixed_batch.onnx")),
-        "--data",
-        path_str(&data("tiny_data.npz")),
-        "--backend",
-        "tract",
-        "--batch-size",
-        "64",
-        "-o",
-        path_str(&out_path),
-    ]);
+    let extra = ["--batch-size", "64", "-o", path_str(&out_path)];
+    let test = data("tiny_data.npz");
+    let out = on_data("run", "tiny_fixed_batch.onnx", &test, "tract", &extra);
     assert!(out.status.success(), "{}", stderr(&out));
-    let got = read_npz(&out_path).unwrap().remove(0);
-    assert_eq!(got.shape, vec![200, 1]);
-    let ArrayData::F32(got) = got.data else {
-        panic!("prob is not f32")
-    };
-    for (g, w) in got.iter().zip(&reference_prob()) {
-        assert!((g - w).abs() < 1e-5, "tract {g} vs onnxruntime {w}");
-    }
+    assert_prob_matches_onnxruntime(read_npz(&out_path).unwrap().remove(0), "tract");
 }
 
 #[test]
@@ -213,171 +191,84 @@ fn native_backend_matches_onnxruntime_or_reports_a_runtime_error() {
     // fail cleanly, naming the runtime and the model; once it does, it must agree.
     let out_path = scratch("native_out.npz");
     let _ = fs::remove_file(&out_path);
-    let out = ctr_edge(&[
-        "run",
-        path_str(&data("tiny.onnx")),
-        "--data",
-        path_str(&data("tiny_data.npz")),
-        "--backend",
-        "native",
-        "-o",
-        path_str(&out_path),
-    ]);
+    let extra = ["-o", path_str(&out_path)];
+    let out = on_data("run", "tiny.onnx", &data("tiny_data.npz"), "native", &extra);
     if out.status.success() {
-        let got = read_npz(&out_path).unwrap().remove(0);
-        let ArrayData::F32(got) = got.data else {
-            panic!("prob is not f32")
-        };
-        for (g, w) in got.iter().zip(&reference_prob()) {
-            assert!((g - w).abs() < 1e-5, "native {g} vs onnxruntime {w}");
-        }
+        assert_prob_matches_onnxruntime(read_npz(&out_path).unwrap().remove(0), "native");
     } else {
         let e = stderr(&out);
-        assert!(
-            e.contains("native runtime") && e.contains("tiny.onnx"),
-            "{e}"
-        );
+        common::assert_contains_all(&e, &["native runtime", "tiny.onnx"]);
     }
 }
 
 #[test]
 fn wrong_input_name_is_named_with_the_expected_shape() {
-    let bad = edited_data("renamed.npz", |a| {
+    let e = tiny_fails_on_edited("run", "renamed.npz", |a| {
         array_mut(a, "dense").name = "features".into()
     });
-    let e = fails(&[
-        "run",
-        path_str(&data("tiny.onnx")),
-        "--data",
-        path_str(&bad),
-        "--backend",
-        "tract",
-    ]);
-    assert!(
-        e.contains("input 'dense': model expects f32 [N, 4]") && e.contains("features"),
-        "{e}"
-    );
+    common::assert_contains_all(&e, &["input 'dense': model expects f32 [N, 4]", "features"]);
 }
 
 #[test]
 fn wrong_input_shape_shows_both_shapes() {
-    let bad = edited_data("wide.npz", |a| {
+    let e = tiny_fails_on_edited("eval", "wide.npz", |a| {
         let dense = array_mut(a, "dense");
         dense.shape = vec![200, 5];
         dense.data = ArrayData::F32(vec![0.5; 1000]);
     });
-    let e = fails(&[
-        "eval",
-        path_str(&data("tiny.onnx")),
-        "--data",
-        path_str(&bad),
-        "--backend",
-        "tract",
-    ]);
-    assert!(
-        e.contains("input 'dense': model expects f32 [N, 4], file has f32 [200, 5]"),
-        "{e}"
+    common::assert_contains_all(
+        &e,
+        &["input 'dense': model expects f32 [N, 4], file has f32 [200, 5]"],
     );
 }
 
 #[test]
 fn wrong_input_dtype_shows_both_dtypes() {
-    let bad = edited_data("ids_i32.npz", |a| {
+    let e = tiny_fails_on_edited("run", "ids_i32.npz", |a| {
         let ids = array_mut(a, "ids");
         let ArrayData::I64(v) = &ids.data else {
             panic!("ids is not i64")
         };
         ids.data = ArrayData::I32(v.iter().map(|&x| x as i32).collect());
     });
-    let e = fails(&[
-        "run",
-        path_str(&data("tiny.onnx")),
-        "--data",
-        path_str(&bad),
-        "--backend",
-        "tract",
-    ]);
-    assert!(
-        e.contains("input 'ids': model expects i64 [N, 2], file has i32 [200, 2]"),
-        "{e}"
+    common::assert_contains_all(
+        &e,
+        &["input 'ids': model expects i64 [N, 2], file has i32 [200, 2]"],
     );
 }
 
 #[test]
 fn inputs_with_different_row_counts_are_refused() {
-    let bad = edited_data("short_ids.npz", |a| {
+    let e = tiny_fails_on_edited("run", "short_ids.npz", |a| {
         let ids = array_mut(a, "ids");
         *ids = ids.rows_slice(0, 150).unwrap();
     });
-    let e = fails(&[
-        "run",
-        path_str(&data("tiny.onnx")),
-        "--data",
-        path_str(&bad),
-        "--backend",
-        "tract",
-    ]);
-    assert!(
-        e.contains("'dense' has 200") && e.contains("'ids' has 150"),
-        "{e}"
-    );
+    common::assert_contains_all(&e, &["'dense' has 200", "'ids' has 150"]);
 }
 
 #[test]
 fn eval_without_label_says_so() {
-    let bad = edited_data("no_label.npz", |a| a.retain(|x| x.name != "label"));
-    let e = fails(&[
-        "eval",
-        path_str(&data("tiny.onnx")),
-        "--data",
-        path_str(&bad),
-        "--backend",
-        "tract",
-    ]);
-    assert!(e.contains("no_label.npz") && e.contains("'label'"), "{e}");
+    let e = tiny_fails_on_edited("eval", "no_label.npz", |a| a.retain(|x| x.name != "label"));
+    common::assert_contains_all(&e, &["no_label.npz", "'label'"]);
 }
 
 #[test]
 fn labels_must_be_binary_and_one_per_row() {
-    let model = data("tiny.onnx");
-    let short = edited_data("short_label.npz", |a| {
+    let e = tiny_fails_on_edited("eval", "short_label.npz", |a| {
         let label = array_mut(a, "label");
         *label = label.rows_slice(0, 199).unwrap();
     });
-    let e = fails(&[
-        "eval",
-        path_str(&model),
-        "--data",
-        path_str(&short),
-        "--backend",
-        "tract",
-    ]);
-    assert!(e.contains("'label' has 199 rows, the inputs 200"), "{e}");
-    let soft = edited_data("soft_label.npz", |a| {
+    common::assert_contains_all(&e, &["'label' has 199 rows, the inputs 200"]);
+    let e = tiny_fails_on_edited("eval", "soft_label.npz", |a| {
         array_mut(a, "label").data = ArrayData::F32(vec![0.5; 200]);
     });
-    let e = fails(&[
-        "eval",
-        path_str(&model),
-        "--data",
-        path_str(&soft),
-        "--backend",
-        "tract",
-    ]);
-    assert!(e.contains("not 0 or 1"), "{e}");
+    common::assert_contains_all(&e, &["not 0 or 1"]);
 }
 
 #[test]
 fn missing_files_are_named() {
-    let e = fails(&[
-        "eval",
-        path_str(&data("tiny.onnx")),
-        "--data",
-        "does_not_exist.npz",
-        "--backend",
-        "tract",
-    ]);
-    assert!(e.contains("does_not_exist.npz"), "{e}");
+    let e = tiny_fails("eval", Path::new("does_not_exist.npz"));
+    common::assert_contains_all(&e, &["does_not_exist.npz"]);
     let e = fails(&[
         "run",
         "no_model_here.onnx",
@@ -386,7 +277,7 @@ fn missing_files_are_named() {
         "--backend",
         "tract",
     ]);
-    assert!(e.contains("no_model_here.onnx"), "{e}");
+    common::assert_contains_all(&e, &["no_model_here.onnx"]);
 }
 
 #[test]
@@ -394,50 +285,27 @@ fn truncated_data_file_is_named() {
     let bytes = fs::read(data("tiny_data.npz")).unwrap();
     let bad = scratch("truncated_data.npz");
     fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
-    let e = fails(&[
-        "eval",
-        path_str(&data("tiny.onnx")),
-        "--data",
-        path_str(&bad),
-        "--backend",
-        "tract",
-    ]);
-    assert!(e.contains("truncated_data.npz"), "{e}");
+    let e = tiny_fails("eval", &bad);
+    common::assert_contains_all(&e, &["truncated_data.npz"]);
 }
 
 #[test]
 fn bad_arguments_are_refused() {
     let model = data("tiny.onnx");
     let test = data("tiny_data.npz");
-    let e = fails(&[
-        "run",
-        path_str(&model),
-        "--data",
-        path_str(&test),
-        "--batch-size",
-        "0",
-    ]);
-    assert!(e.contains("batch size"), "{e}");
-    let e = fails(&[
-        "run",
-        path_str(&model),
-        "--data",
-        path_str(&test),
-        "--backend",
-        "onnxruntime",
-    ]);
-    assert!(e.contains("onnxruntime"), "{e}");
-    let e = fails(&[
-        "run",
-        path_str(&model),
-        "--data",
-        path_str(&test),
-        "--backend",
-        "tract",
-        "-o",
-        "out.csv",
-    ]);
-    assert!(e.contains("out.csv") && e.contains(".npz"), "{e}");
+    let cases: [(&[&str], &[&str]); 3] = [
+        (&["--batch-size", "0"], &["batch size"]),
+        (&["--backend", "onnxruntime"], &["onnxruntime"]),
+        (
+            &["--backend", "tract", "-o", "out.csv"],
+            &["out.csv", ".npz"],
+        ),
+    ];
+    for (extra, needles) in cases {
+        let mut args = vec!["run", path_str(&model), "--data", path_str(&test)];
+        args.extend_from_slice(extra);
+        common::assert_contains_all(&fails(&args), needles);
+    }
 }
 
 #[test]

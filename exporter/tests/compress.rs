@@ -16,7 +16,7 @@ use ctr_edge_exporter::compress::ranks::RankPolicy;
 use ctr_edge_exporter::compress::rewrite::{apply_factors, Factors};
 use ctr_edge_exporter::compress::sites::find_sites;
 use ctr_edge_exporter::compress::{
-    calibrate, compress_model, write_compressed, CompressOptions, Method, WeightType,
+    calibrate, compress_model, write_compressed, CompressOptions, Compressed, Method, WeightType,
 };
 use ctr_edge_exporter::npz::{ArrayData, NpyArray};
 use ctr_edge_exporter::onnx_build::{
@@ -26,6 +26,10 @@ use faer::Mat;
 use tract_onnx::pb::attribute_proto::AttributeType;
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::{AttributeProto, ModelProto, TensorProto};
+
+mod common;
+
+use common::max_abs_diff;
 
 // ---------------------------------------------------------------------------------------------
 // Model building
@@ -81,19 +85,21 @@ fn run_artifact(m: &ModelProto, tag: &str, inputs: &[NpyArray]) -> Vec<NpyArray>
     run_model(&dir.join("model.onnx"), Backend::Tract, inputs, 64).unwrap()
 }
 
+/// Max |first output of `m`, run as an artifact - `expected`|.
+fn artifact_error(m: &ModelProto, tag: &str, inputs: &[NpyArray], expected: &[f32]) -> f64 {
+    max_abs_diff(&f32s(&run_artifact(m, tag, inputs)[0]), expected)
+}
+
+/// `compress_model` calibrated on `data`, without evaluation or progress.
+fn compress_calibrated(m: &ModelProto, data: &[NpyArray], options: &CompressOptions) -> Compressed {
+    compress_model(m, Some(data), None, options, &mut |_, _, _| {}).unwrap()
+}
+
 fn f32s(a: &NpyArray) -> Vec<f32> {
     match &a.data {
         ArrayData::F32(v) => v.clone(),
         other => panic!("{}: expected f32, got {:?}", a.name, other.dtype()),
     }
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -323,6 +329,13 @@ fn x_data() -> Vec<NpyArray> {
 }
 
 /// `y = W x + b` computed here.
+/// [`x_data`] and the dense site's output on it.
+fn x_data_and_reference() -> (Vec<NpyArray>, Vec<f32>) {
+    let data = x_data();
+    let reference = dense_reference(&f32s(&data[0]));
+    (data, reference)
+}
+
 fn dense_reference(x: &[f32]) -> Vec<f32> {
     let (w, b) = dense_weight();
     x.chunks(IN)
@@ -357,20 +370,17 @@ const ALL_LAYOUTS: [Layout; 5] = [
 
 #[test]
 fn original_models_compute_the_reference() {
-    let data = x_data();
-    let x = f32s(&data[0]);
+    let (data, reference) = x_data_and_reference();
     for layout in ALL_LAYOUTS {
-        let y = run_artifact(&dense_model(layout), &format!("orig-{layout:?}"), &data);
-        let d = max_abs_diff(&f32s(&y[0]), &dense_reference(&x));
+        let tag = format!("orig-{layout:?}");
+        let d = artifact_error(&dense_model(layout), &tag, &data, &reference);
         assert!(d < 1e-5, "{layout:?}: {d}");
     }
 }
 
 #[test]
 fn afm_dense_output_is_the_pca_reconstruction() {
-    let data = x_data();
-    let x = f32s(&data[0]);
-    let y = dense_reference(&x);
+    let (data, y) = x_data_and_reference();
     for k in [2, 3] {
         let expected = pca_reconstruction(&y, OUT, k);
         // The truncation must matter, or the comparison proves little.
@@ -378,24 +388,41 @@ fn afm_dense_output_is_the_pca_reconstruction() {
         for layout in ALL_LAYOUTS {
             let m = dense_model(layout);
             let ranks = RankPolicy::Explicit(vec![("W".into(), k)]);
-            let out = compress_model(
-                &m,
-                Some(&data),
-                None,
-                &options(Method::Afm, ranks),
-                &mut |_, _, _| {},
-            )
-            .unwrap();
+            let out = compress_calibrated(&m, &data, &options(Method::Afm, ranks));
             let site = &out.report.sites[0];
             assert_eq!(site.rank, Some(k), "{layout:?}");
-            let got = run_artifact(&out.model, &format!("afm-{layout:?}-{k}"), &data);
-            let d = max_abs_diff(&f32s(&got[0]), &expected);
+            let d = artifact_error(&out.model, &format!("afm-{layout:?}-{k}"), &data, &expected);
             assert!(
                 d < 1e-4,
                 "{layout:?} k = {k}: max |AFM - PCA reconstruction| = {d}"
             );
         }
     }
+}
+
+/// `Y = Gather(E, Cast<int64>(ids))`: ids stored as floats (as the exported models do), of
+/// shape `ids_dims`; E is `table`, `[rows, dim]`.
+fn float_ids_embedding_model(
+    table: &[f32],
+    [rows, dim]: [usize; 2],
+    ids_dims: &[Option<i64>],
+) -> ModelProto {
+    let mut y_dims = ids_dims.to_vec();
+    y_dims.push(Some(dim as i64));
+    model(
+        vec![
+            node(
+                "Cast",
+                &["ids"],
+                &["ids64"],
+                vec![int_attr("to", DataType::Int64 as i64)],
+            ),
+            node("Gather", &["E", "ids64"], &["Y"], vec![]),
+        ],
+        vec![tensor("E", &[rows, dim], table)],
+        vec![value_info("ids", DataType::Float, ids_dims)],
+        vec![value_info("Y", DataType::Float, &y_dims)],
+    )
 }
 
 #[test]
@@ -408,24 +435,7 @@ fn afm_embedding_output_is_the_pca_of_looked_up_rows() {
         .iter()
         .map(|v| ((v * v) * (N_IDS as f32 - 1.0)).floor())
         .collect();
-    let m = model(
-        vec![
-            node(
-                "Cast",
-                &["ids"],
-                &["ids64"],
-                vec![int_attr("to", DataType::Int64 as i64)],
-            ),
-            node("Gather", &["E", "ids64"], &["Y"], vec![]),
-        ],
-        vec![tensor("E", &[N_IDS, DIM], &table)],
-        vec![value_info("ids", DataType::Float, &[None, Some(1)])],
-        vec![value_info(
-            "Y",
-            DataType::Float,
-            &[None, Some(1), Some(DIM as i64)],
-        )],
-    );
+    let m = float_ids_embedding_model(&table, [N_IDS, DIM], &[None, Some(1)]);
     let data = vec![array("ids", vec![ROWS, 1], ids.clone())];
     let looked_up: Vec<f32> = ids
         .iter()
@@ -435,25 +445,15 @@ fn afm_embedding_output_is_the_pca_of_looked_up_rows() {
     let expected = pca_reconstruction(&looked_up, DIM, k);
     assert!(max_abs_diff(&expected, &looked_up) > 1e-3);
     let ranks = RankPolicy::Explicit(vec![("E".into(), k)]);
-    let out = compress_model(
-        &m,
-        Some(&data),
-        None,
-        &options(Method::Afm, ranks),
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    let out = compress_calibrated(&m, &data, &options(Method::Afm, ranks));
     assert_eq!(out.report.sites[0].rank, Some(k));
-    let got = run_artifact(&out.model, "afm-embedding", &data);
-    let d = max_abs_diff(&f32s(&got[0]), &expected);
+    let d = artifact_error(&out.model, "afm-embedding", &data, &expected);
     assert!(d < 1e-4, "max |AFM - PCA reconstruction| = {d}");
 }
 
 #[test]
 fn full_rank_factors_reproduce_the_original() {
-    let data = x_data();
-    let x = f32s(&data[0]);
-    let reference = dense_reference(&x);
+    let (data, reference) = x_data_and_reference();
     let (w, b) = dense_weight();
     let w_math = Mat::from_fn(OUT, IN, |i, j| f64::from(w[i * IN + j]));
     let b_math: Vec<f64> = b.iter().map(|&v| f64::from(v)).collect();
@@ -474,8 +474,7 @@ fn full_rank_factors_reproduce_the_original() {
             Factors::Dense(svd_dense(&svd(w_math.as_ref()).unwrap(), bias, IN)),
         ] {
             let compressed = apply_factors(&m, &[(site, &factors)]).unwrap();
-            let got = run_artifact(&compressed, &format!("full-{layout:?}"), &data);
-            let d = max_abs_diff(&f32s(&got[0]), &reference);
+            let d = artifact_error(&compressed, &format!("full-{layout:?}"), &data, &reference);
             assert!(d < 1e-4, "{layout:?} rank {}: {d}", factors.rank());
         }
     }
@@ -484,20 +483,7 @@ fn full_rank_factors_reproduce_the_original() {
 #[test]
 fn full_rank_embedding_reproduces_the_table() {
     let table = values(12 * 5, 9);
-    let m = model(
-        vec![
-            node(
-                "Cast",
-                &["ids"],
-                &["ids64"],
-                vec![int_attr("to", DataType::Int64 as i64)],
-            ),
-            node("Gather", &["E", "ids64"], &["Y"], vec![]),
-        ],
-        vec![tensor("E", &[12, 5], &table)],
-        vec![value_info("ids", DataType::Float, &[None])],
-        vec![value_info("Y", DataType::Float, &[None, Some(5)])],
-    );
+    let m = float_ids_embedding_model(&table, [12, 5], &[None]);
     let ids: Vec<f32> = (0..48).map(|i| (i % 12) as f32).collect();
     let data = vec![array("ids", vec![48], ids.clone())];
     let found = find_sites(m.graph.as_ref().unwrap());
@@ -515,8 +501,7 @@ fn full_rank_embedding_reproduces_the_table() {
         .collect();
     for (tag, f) in [("afm", afm), ("svd", svd_f)] {
         let compressed = apply_factors(&m, &[(site, &f)]).unwrap();
-        let got = run_artifact(&compressed, &format!("full-emb-{tag}"), &data);
-        let d = max_abs_diff(&f32s(&got[0]), &expected);
+        let d = artifact_error(&compressed, &format!("full-emb-{tag}"), &data, &expected);
         assert!(d < 1e-5, "{tag}: {d}");
     }
 }
@@ -541,7 +526,7 @@ fn f16_weights_are_half_floats_followed_by_casts_and_stay_close() {
     let m = dense_model(Layout::GemmTransB);
     let mut opts = options(Method::Svd, RankPolicy::Explicit(vec![("W".into(), 2)]));
     opts.weights = WeightType::F16;
-    let out = compress_model(&m, Some(&data), None, &opts, &mut |_, _, _| {}).unwrap();
+    let out = compress_calibrated(&m, &data, &opts);
     let g = out.model.graph.as_ref().unwrap();
     let halves: Vec<&TensorProto> = g
         .initializer
@@ -558,14 +543,11 @@ fn f16_weights_are_half_floats_followed_by_casts_and_stay_close() {
         assert_eq!(cast.op_type, "Cast");
         assert_eq!(cast.attribute[0].i, DataType::Float as i64);
     }
-    let f32_out = compress_model(
+    let f32_out = compress_calibrated(
         &m,
-        Some(&data),
-        None,
+        &data,
         &options(Method::Svd, RankPolicy::Explicit(vec![("W".into(), 2)])),
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    );
     let a = run_artifact(&out.model, "f16", &data);
     let b = run_artifact(&f32_out.model, "f16-ref", &data);
     let d = max_abs_diff(&f32s(&a[0]), &f32s(&b[0]));
@@ -576,14 +558,11 @@ fn f16_weights_are_half_floats_followed_by_casts_and_stay_close() {
 fn written_artifact_records_method_ranks_and_report() {
     let data = x_data();
     let m = dense_model(Layout::MatMul);
-    let out = compress_model(
+    let out = compress_calibrated(
         &m,
-        Some(&data),
-        None,
+        &data,
         &options(Method::Afm, RankPolicy::Explicit(vec![("W".into(), 2)])),
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    );
     let dir = scratch("artifact-meta");
     let report = write_compressed(out, &dir).unwrap();
     assert!(report.artifact.is_some());
@@ -738,7 +717,7 @@ fn fused_projections_compute_what_the_explicit_ones_do() {
                 fuse,
                 ..options(Method::Afm, ranks.clone())
             };
-            compress_model(&m, Some(&data), None, &options, &mut |_, _, _| {}).unwrap()
+            compress_calibrated(&m, &data, &options)
         };
         let explicit = compress(false);
         let fused = compress(true);

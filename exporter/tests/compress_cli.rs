@@ -4,12 +4,15 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use ctr_edge_exporter::npz::{read_npz, write_npz, ArrayData, NpyArray};
 use prost::Message;
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
+
+mod common;
+
+use common::{ctr_edge, path_str as s, stderr, stdout};
 use tract_onnx::pb::{
     type_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
     ValueInfoProto,
@@ -52,32 +55,28 @@ fn output_layer() -> String {
         .to_string()
 }
 
+/// A fresh scratch path (whatever was there is removed).
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compress-cli");
-    fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
+    let p = common::scratch_in("compress-cli", name);
     let _ = fs::remove_dir_all(&p);
     let _ = fs::remove_file(&p);
     p
 }
 
-fn ctr_edge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ctr-edge"))
-        .args(args)
-        .output()
-        .expect("the ctr-edge binary runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
+/// `compress MODEL [--calib CALIB] -o OUT EXTRA...`.
+fn compress_args<'a>(
+    model: &'a Path,
+    calib: Option<&'a Path>,
+    out: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec!["compress", s(model)];
+    if let Some(calib) = calib {
+        args.extend(["--calib", s(calib)]);
+    }
+    args.extend(["-o", s(out)]);
+    args.extend_from_slice(extra);
+    args
 }
 
 /// Runs `compress` expecting a failure whose message contains every one of `words`, and
@@ -90,6 +89,17 @@ fn refused(args: &[&str], out: &Path, words: &[&str]) {
         assert!(err.contains(w), "{args:?}: '{w}' not in:\n{err}");
     }
     assert!(!out.exists(), "{args:?} left {}", out.display());
+}
+
+/// [`refused`] on [`compress_args`].
+fn compress_refused(
+    model: &Path,
+    calib: Option<&Path>,
+    out: &Path,
+    extra: &[&str],
+    words: &[&str],
+) {
+    refused(&compress_args(model, calib, out, extra), out, words);
 }
 
 fn calib_with(name: &str, arrays: Vec<NpyArray>) -> PathBuf {
@@ -106,15 +116,16 @@ fn inspect_lists_the_sites() {
     let dnn = dnn_units();
     let fields = meta()["data"]["features"].as_array().unwrap().len();
     let second = format!("{}->{}", dnn[0], dnn[1]);
-    for w in [
-        "X FLOAT [batch, 8]",
-        "embedding_dict.item_id.weight",
-        "1682x16",
-        "dnn.linears.1.weight",
-        second.as_str(),
-    ] {
-        assert!(text.contains(w), "'{w}' not in:\n{text}");
-    }
+    common::assert_contains_all(
+        &text,
+        &[
+            "X FLOAT [batch, 8]",
+            "embedding_dict.item_id.weight",
+            "1682x16",
+            "dnn.linears.1.weight",
+            second.as_str(),
+        ],
+    );
     let o = ctr_edge(&["inspect", s(&fixture("model.onnx")), "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let sites = json["sites"].as_array().unwrap();
@@ -140,13 +151,8 @@ fn compress_writes_the_artifact_and_report() {
     let out = scratch("ok");
     let last = output_layer();
     let last_rank = format!("{last}=1");
-    let o = ctr_edge(&[
-        "compress",
-        s(&fixture("model.onnx")),
-        "--calib",
-        s(&fixture("calib.npz")),
-        "-o",
-        s(&out),
+    let (model, calib) = (fixture("model.onnx"), fixture("calib.npz"));
+    let extra = [
         "--method",
         "svd",
         "--rank",
@@ -154,7 +160,8 @@ fn compress_writes_the_artifact_and_report() {
         "--rank",
         &last_rank,
         "--json",
-    ]);
+    ];
+    let o = ctr_edge(&compress_args(&model, Some(&calib), &out, &extra));
     assert!(o.status.success(), "{}", stderr(&o));
     let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let site = |n: &str| {
@@ -189,13 +196,7 @@ fn the_auc_gate_refuses_and_force_overrides() {
         fixture("calib.npz"),
         fixture("valid.npz"),
     );
-    let args = [
-        "compress",
-        s(&model),
-        "--calib",
-        s(&calib),
-        "-o",
-        s(&out),
+    let extra = [
         "--energy",
         "0.05",
         "--eval",
@@ -203,6 +204,7 @@ fn the_auc_gate_refuses_and_force_overrides() {
         "--max-auc-drop",
         "0.0005",
     ];
+    let args = compress_args(&model, Some(&calib), &out, &extra);
     let o = ctr_edge(&args);
     let err = stderr(&o);
     assert!(!o.status.success());
@@ -223,7 +225,7 @@ fn the_auc_gate_refuses_and_force_overrides() {
     assert!(err.contains("nothing written"), "{err}");
     assert!(!out.exists());
 
-    let mut forced = args.to_vec();
+    let mut forced = args.clone();
     forced.push("--force");
     let o = ctr_edge(&forced);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -273,20 +275,7 @@ fn bad_calibration_data_is_refused_without_output() {
     ];
     for (i, (calib, words)) in cases.iter().enumerate() {
         let out = scratch(&format!("bad-calib-{i}"));
-        refused(
-            &[
-                "compress",
-                s(&model),
-                "--calib",
-                s(calib),
-                "-o",
-                s(&out),
-                "--ratio",
-                "4",
-            ],
-            &out,
-            words,
-        );
+        compress_refused(&model, Some(calib), &out, &["--ratio", "4"], words);
     }
 }
 
@@ -295,78 +284,34 @@ fn bad_arguments_are_refused_without_output() {
     let model = fixture("model.onnx");
     let calib = fixture("calib.npz");
     let out = scratch("bad-args");
-    refused(
-        &[
-            "compress",
-            s(&model),
-            "--calib",
-            s(&calib),
-            "-o",
-            s(&out),
-            "--rank",
-            "no.such.weight=3",
-        ],
-        &out,
-        &[
-            "no.such.weight",
-            "not a compressible site",
-            "dnn.linears.0.weight",
-        ],
-    );
-    refused(
-        &[
-            "compress",
-            s(&model),
-            "--calib",
-            s(&calib),
-            "-o",
-            s(&out),
-            "--rank",
-            "dnn.linears.0.weight=0",
-        ],
-        &out,
-        &["between 1 and 128"],
-    );
-    refused(
-        &["compress", s(&model), "--calib", s(&calib), "-o", s(&out)],
-        &out,
-        &["--ratio", "--energy", "--rank"],
-    );
-    refused(
-        &["compress", s(&model), "-o", s(&out), "--ratio", "4"],
-        &out,
-        &["--calib"],
-    );
-    refused(
-        &[
-            "compress",
-            s(&model),
-            "--calib",
-            s(&calib),
-            "-o",
-            s(&out),
-            "--ratio",
-            "400",
-        ],
-        &out,
-        &["out of reach"],
-    );
-    refused(
-        &[
-            "compress",
-            s(&model),
-            "--calib",
-            s(&calib),
-            "-o",
-            s(&out),
-            "--ratio",
-            "4",
-            "--energy",
-            "0.9",
-        ],
-        &out,
-        &["cannot be used with"],
-    );
+    let cases: [(bool, &[&str], &[&str]); 6] = [
+        (
+            true,
+            &["--rank", "no.such.weight=3"],
+            &[
+                "no.such.weight",
+                "not a compressible site",
+                "dnn.linears.0.weight",
+            ],
+        ),
+        (
+            true,
+            &["--rank", "dnn.linears.0.weight=0"],
+            &["between 1 and 128"],
+        ),
+        (true, &[], &["--ratio", "--energy", "--rank"]),
+        (false, &["--ratio", "4"], &["--calib"]),
+        (true, &["--ratio", "400"], &["out of reach"]),
+        (
+            true,
+            &["--ratio", "4", "--energy", "0.9"],
+            &["cannot be used with"],
+        ),
+    ];
+    for (with_calib, extra, words) in cases {
+        let calib = with_calib.then_some(calib.as_path());
+        compress_refused(&model, calib, &out, extra, words);
+    }
 }
 
 #[test]
@@ -374,20 +319,8 @@ fn unwritable_output_folder_is_refused() {
     let file = scratch("a-file");
     fs::write(&file, b"not a folder").unwrap();
     let out = file.join("out");
-    refused(
-        &[
-            "compress",
-            s(&fixture("model.onnx")),
-            "--calib",
-            s(&fixture("calib.npz")),
-            "-o",
-            s(&out),
-            "--ratio",
-            "4",
-        ],
-        &out,
-        &[s(&out)],
-    );
+    let (model, calib) = (fixture("model.onnx"), fixture("calib.npz"));
+    compress_refused(&model, Some(&calib), &out, &["--ratio", "4"], &[s(&out)]);
     assert_eq!(fs::read(&file).unwrap(), b"not a folder");
 }
 
@@ -439,34 +372,16 @@ fn a_model_without_sites_is_refused() {
     let path = scratch("relu.onnx");
     fs::write(&path, m.encode_to_vec()).unwrap();
     let out = scratch("no-sites");
-    refused(
-        &[
-            "compress",
-            s(&path),
-            "--calib",
-            s(&fixture("calib.npz")),
-            "-o",
-            s(&out),
-            "--ratio",
-            "2",
-        ],
-        &out,
-        &["no compressible site"],
-    );
+    let calib = fixture("calib.npz");
+    let ratio = ["--ratio", "2"];
+    compress_refused(&path, Some(&calib), &out, &ratio, &["no compressible site"]);
     let not_onnx = scratch("garbage.onnx");
     fs::write(&not_onnx, b"\xff\xff\xff garbage").unwrap();
-    refused(
-        &[
-            "compress",
-            s(&not_onnx),
-            "--calib",
-            s(&fixture("calib.npz")),
-            "-o",
-            s(&out),
-            "--ratio",
-            "2",
-        ],
+    compress_refused(
+        &not_onnx,
+        Some(&calib),
         &out,
+        &ratio,
         &["not an ONNX model"],
     );
 }

@@ -26,6 +26,10 @@ use ctr_edge_exporter::compress::{
 use ctr_edge_exporter::metrics::auc;
 use ctr_edge_exporter::npz::{read_npz, write_npz, NpyArray};
 
+mod common;
+
+use common::max_abs_diff;
+
 /// Test rows used for the comparisons, and validation rows for the gate (whole splits take
 /// longer in debug builds and add nothing to the checks).
 const TEST_ROWS: usize = 3000;
@@ -58,14 +62,6 @@ fn head(arrays: &[NpyArray], rows: usize) -> Vec<NpyArray> {
 
 fn probs(outputs: &[NpyArray]) -> Vec<f64> {
     outputs[0].data.to_f64()
-}
-
-fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
 }
 
 /// The compressed forms every fixture is checked in.

@@ -2,22 +2,20 @@
 //! wrote in `data/arrays_expected.json`), plus round trips and damaged files.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use ctr_edge_exporter::npz::{read_npy, read_npz, write_npy, write_npz, ArrayData, NpyArray};
+use ctr_edge_exporter::npz::{
+    read_npy, read_npz, write_npy, write_npz, ArrayData, NpyArray, NpzError,
+};
 use ctr_edge_exporter::Error;
 use serde_json::Value;
 
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name)
-}
+mod common;
+
+use common::data;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("npz-tests");
-    fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    common::scratch_in("npz-tests", name)
 }
 
 /// Compare an array with its JSON description: dtype, shape and every value exactly.
@@ -172,7 +170,7 @@ fn truncated_npy_data_names_the_array() {
     let short = scratch("short.npy");
     fs::write(&short, &npy[..npy.len() - 8]).unwrap();
     let e = read_npy(&short).unwrap_err();
-    assert!(matches!(e, Error::Npy { .. }));
+    assert!(matches!(e, Error::Npz(NpzError::Npy { .. })));
     let e = e.to_string();
     assert!(
         e.contains("short.npy") && e.contains("'short'") && e.contains("truncated data"),

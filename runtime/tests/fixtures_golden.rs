@@ -1,16 +1,17 @@
 //! Golden tests on the real fixture models (`tests/fixtures/*`, DeepCTR-Torch exports): the
 //! runtime's scores on the first rows of `test.npz` match onnxruntime's (`ref.npz`) within
-//! 1e-5. This file depends on nothing but the runtime (a small .npz reader is below), so it
-//! also runs on aarch64 under qemu, where the NEON kernels compute.
+//! 1e-5. This file depends on nothing but the runtime and the workspace's .npz reader
+//! (`ctr-edge-npz`: std and zip, no exporter or tract), so it also runs on aarch64 under qemu,
+//! where the NEON kernels compute.
 //!
 //! The compressed artifacts (AFM and SVD at 4x, f16 weights) are written by the exporter's
 //! `compress_fixtures` test on the host; with `CTR_EDGE_GOLDEN_OUT=DIR` that test copies them
 //! to DIR with onnxruntime's outputs, and with `CTR_EDGE_GOLDEN_DIR=DIR`
 //! `compressed_artifacts_match_onnxruntime` below runs them on this target (CI: under qemu).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use ctr_edge_npz::ArrayData;
 use ctr_edge_runtime::session::InputData;
 use ctr_edge_runtime::{Input, Model};
 
@@ -20,45 +21,20 @@ struct F32Array {
     data: Vec<f32>,
 }
 
-/// Reads one `<f4` C-order array named `name` from an .npz file.
+/// Reads the f32 array named `name` from an .npz file.
 fn read_npz_f32(path: &Path, name: &str) -> F32Array {
-    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut zip = zip::ZipArchive::new(file).expect("npz is a zip");
-    let mut member = zip.by_name(&format!("{name}.npy")).expect("array present");
-    let mut bytes = Vec::new();
-    member.read_to_end(&mut bytes).unwrap();
-    assert_eq!(&bytes[..6], b"\x93NUMPY", "npy magic");
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        _ => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-    };
-    let header = std::str::from_utf8(&bytes[start..start + header_len]).unwrap();
-    assert!(
-        header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"),
-        "{header}"
-    );
-    let dims = header
-        .split("'shape': (")
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap();
-    let shape: Vec<usize> = dims
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().unwrap())
-        .collect();
-    let data: Vec<f32> = bytes[start + header_len..]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    assert_eq!(data.len(), shape.iter().product::<usize>());
-    F32Array { shape, data }
+    let arrays = ctr_edge_npz::read_npz(path).unwrap_or_else(|e| panic!("{e}"));
+    let array = arrays
+        .into_iter()
+        .find(|a| a.name == name)
+        .unwrap_or_else(|| panic!("{}: no array '{name}'", path.display()));
+    match array.data {
+        ArrayData::F32(data) => F32Array {
+            shape: array.shape,
+            data,
+        },
+        other => panic!("{}: '{name}' is {}, not f32", path.display(), other.dtype()),
+    }
 }
 
 fn fixture_dirs() -> Vec<PathBuf> {

@@ -7,6 +7,9 @@ pub use ctr_edge_exporter::onnx_build;
 use std::path::{Path, PathBuf};
 
 use ctr_edge_exporter::npz::{read_npz, NpyArray};
+use onnx_build::{model, node, tensor_f32, value_info};
+use tract_onnx::pb::tensor_proto::DataType;
+use tract_onnx::pb::ModelProto;
 
 /// `tests/fixtures` of this checkout.
 pub fn fixtures_dir() -> PathBuf {
@@ -105,6 +108,54 @@ pub fn max_abs_diff(a: &NpyArray, b: &NpyArray) -> f64 {
         .zip(b.data.to_f64())
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f64::max)
+}
+
+/// Asserts that `outputs` (of `engine` on the fixture's `test.npz`) are onnxruntime's
+/// (`ref.npz`): the same outputs by name, each within 1e-5; prints the differences.
+pub fn assert_matches_onnxruntime(f: &Fixture, outputs: &[NpyArray], engine: &str) {
+    let reference = f.reference();
+    assert_eq!(outputs.len(), reference.len(), "{}", f.name);
+    for (o, r) in outputs.iter().zip(&reference) {
+        assert_eq!(o.name, r.name, "{}: output names", f.name);
+        let d = max_abs_diff(o, r);
+        assert!(
+            d <= 1e-5,
+            "{}: {engine} vs onnxruntime max |diff| {d:e}",
+            f.name
+        );
+        println!("{:<28} {engine} vs onnxruntime max |diff| {d:.2e}", f.name);
+    }
+}
+
+/// A two-layer MLP, `Y = Sigmoid(Relu(X W + b) W2)`, for X f32 `[N, inputs]` with
+/// `[inputs, hidden, outputs] = sizes`: W `[inputs, hidden]`, b `[hidden]`, W2
+/// `[hidden, outputs]`, all initializers.
+pub fn mlp_model(sizes: [usize; 3], w: &[f32], b: &[f32], w2: &[f32]) -> ModelProto {
+    let [inputs, hidden, outputs] = sizes;
+    model(
+        vec![
+            node("MatMul", &["X", "W"], &["h"], vec![]),
+            node("Add", &["h", "b"], &["hb"], vec![]),
+            node("Relu", &["hb"], &["r"], vec![]),
+            node("MatMul", &["r", "W2"], &["z"], vec![]),
+            node("Sigmoid", &["z"], &["Y"], vec![]),
+        ],
+        vec![
+            tensor_f32("W", &[inputs, hidden], w),
+            tensor_f32("b", &[hidden], b),
+            tensor_f32("W2", &[hidden, outputs], w2),
+        ],
+        vec![value_info(
+            "X",
+            DataType::Float,
+            &[None, Some(inputs as i64)],
+        )],
+        vec![value_info(
+            "Y",
+            DataType::Float,
+            &[None, Some(outputs as i64)],
+        )],
+    )
 }
 
 /// The fixture set the issue asks for; a missing one fails the tests.

@@ -40,22 +40,7 @@ fn mlp() -> Mlp {
 /// `Y = Sigmoid(Relu(X W + b) W2)`, X f32 [N, 16]. W (512 bytes) and W2 (96 bytes) become
 /// external, b (32 bytes) stays inline.
 fn mlp_model(m: &Mlp) -> ModelProto {
-    model(
-        vec![
-            node("MatMul", &["X", "W"], &["h"], vec![]),
-            node("Add", &["h", "b"], &["hb"], vec![]),
-            node("Relu", &["hb"], &["r"], vec![]),
-            node("MatMul", &["r", "W2"], &["z"], vec![]),
-            node("Sigmoid", &["z"], &["Y"], vec![]),
-        ],
-        vec![
-            tensor_f32("W", &[IN, HID], &m.w),
-            tensor_f32("b", &[HID], &m.b),
-            tensor_f32("W2", &[HID, OUT], &m.w2),
-        ],
-        vec![value_info("X", DataType::Float, &[None, Some(IN as i64)])],
-        vec![value_info("Y", DataType::Float, &[None, Some(OUT as i64)])],
-    )
+    ctr_edge_tests::mlp_model([IN, HID, OUT], &m.w, &m.b, &m.w2)
 }
 
 fn mlp_reference(m: &Mlp, x: &[f32]) -> Vec<f64> {
@@ -279,17 +264,18 @@ fn run_ids(model: &Model<'_>, ids: &[i64]) -> Result<Vec<f32>, Error> {
     Ok(s.output(0).unwrap().data.to_vec())
 }
 
+/// `ids` through `gather_ids_model(e)` give the rows of `e` they name, summed in threes.
+fn assert_gathers(model: &Model<'_>, e: &[f32], ids: &[i64], what: &str) {
+    let want = gather_reference(e, ids, 3);
+    assert_close(&run_ids(model, ids).unwrap(), &want, what);
+}
+
 #[test]
 fn gather_ids_in_range_negative_ids_included() {
     let e = values(TABLE_ROWS * DIM, 5);
     let dir = TempDir::new("gather-ok");
     let model = open_written(gather_ids_model(&e), &dir);
-    let ids = [0, -1, 5, 9, -10, 3, 2, 2, -3];
-    assert_close(
-        &run_ids(&model, &ids).unwrap(),
-        &gather_reference(&e, &ids, 3),
-        "gather",
-    );
+    assert_gathers(&model, &e, &[0, -1, 5, 9, -10, 3, 2, 2, -3], "gather");
 }
 
 #[test]
@@ -321,12 +307,7 @@ fn gather_ids_out_of_range_name_input_row_and_table() {
         );
     }
     // The session still works after an error.
-    let ids = [1, 2, 3];
-    assert_close(
-        &run_ids(&model, &ids).unwrap(),
-        &gather_reference(&e, &ids, 3),
-        "after error",
-    );
+    assert_gathers(&model, &e, &[1, 2, 3], "after error");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use ctr_edge_exporter::backend::{run_model, Backend};
 use ctr_edge_exporter::metrics::{auc, logloss};
-use ctr_edge_tests::{fixtures, max_abs_diff, EXPECTED_FIXTURES};
+use ctr_edge_tests::{assert_matches_onnxruntime, fixtures, EXPECTED_FIXTURES};
 
 #[test]
 fn every_expected_fixture_is_present() {
@@ -66,17 +66,6 @@ fn tract_reproduces_onnxruntime_outputs() {
             continue;
         }
         let outputs = result.unwrap_or_else(|e| panic!("{}: tract failed: {e}", f.name));
-        let reference = f.reference();
-        assert_eq!(outputs.len(), reference.len(), "{}", f.name);
-        for (o, r) in outputs.iter().zip(&reference) {
-            assert_eq!(o.name, r.name, "{}: output names", f.name);
-            let d = max_abs_diff(o, r);
-            assert!(
-                d <= 1e-5,
-                "{}: tract vs onnxruntime max |diff| {d:e}",
-                f.name
-            );
-            println!("{:<28} tract vs onnxruntime max |diff| {d:.2e}", f.name);
-        }
+        assert_matches_onnxruntime(&f, &outputs, "tract");
     }
 }

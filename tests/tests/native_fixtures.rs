@@ -5,7 +5,7 @@ use ctr_edge_exporter::backend::{run_model, Backend};
 use ctr_edge_exporter::metrics::auc;
 use ctr_edge_runtime::session::InputData;
 use ctr_edge_runtime::{Error, Input, Model};
-use ctr_edge_tests::{fixtures, max_abs_diff};
+use ctr_edge_tests::{assert_matches_onnxruntime, fixtures};
 
 #[test]
 fn native_runtime_matches_onnxruntime_on_every_fixture() {
@@ -15,16 +15,7 @@ fn native_runtime_matches_onnxruntime_on_every_fixture() {
         let (inputs, labels) = f.test_data();
         let outputs = run_model(&f.model(), Backend::Native, &inputs, 1024)
             .unwrap_or_else(|e| panic!("{}: native runtime failed: {e}", f.name));
-        let reference = f.reference();
-        for (o, r) in outputs.iter().zip(&reference) {
-            let d = max_abs_diff(o, r);
-            assert!(
-                d <= 1e-5,
-                "{}: native vs onnxruntime max |diff| {d:e}",
-                f.name
-            );
-            println!("{:<28} native vs onnxruntime max |diff| {d:.2e}", f.name);
-        }
+        assert_matches_onnxruntime(&f, &outputs, "native");
         let ours = auc(&outputs[0].data.to_f64(), &labels).unwrap();
         let want = f.ort_auc().unwrap();
         assert!(

@@ -11,9 +11,8 @@ use ctr_edge_exporter::npz::ArrayData;
 use ctr_edge_runtime::session::InputData;
 use ctr_edge_runtime::{Input, Model};
 use ctr_edge_tests::fixtures;
-use ctr_edge_tests::onnx_build::{model, node, tensor_f32, value_info, values, TempDir};
+use ctr_edge_tests::onnx_build::{values, TempDir};
 use prost::Message;
-use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::ModelProto;
 
 /// Runs one batch of `X` (`cols` columns) and reads the output; panics on error.
@@ -58,22 +57,8 @@ fn check_no_alloc(model: &Model<'_>, x1: &[f32], x32: &[f32], cols: usize, what:
 }
 
 fn mlp_artifact(dir: &TempDir) -> Model<'static> {
-    let proto = model(
-        vec![
-            node("MatMul", &["X", "W"], &["h"], vec![]),
-            node("Add", &["h", "b"], &["hb"], vec![]),
-            node("Relu", &["hb"], &["r"], vec![]),
-            node("MatMul", &["r", "W2"], &["z"], vec![]),
-            node("Sigmoid", &["z"], &["Y"], vec![]),
-        ],
-        vec![
-            tensor_f32("W", &[24, 40], &values(24 * 40, 1)),
-            tensor_f32("b", &[40], &values(40, 2)),
-            tensor_f32("W2", &[40, 1], &values(40, 3)),
-        ],
-        vec![value_info("X", DataType::Float, &[None, Some(24)])],
-        vec![value_info("Y", DataType::Float, &[None, Some(1)])],
-    );
+    let (w, b, w2) = (values(24 * 40, 1), values(40, 2), values(40, 3));
+    let proto = ctr_edge_tests::mlp_model([24, 40, 1], &w, &b, &w2);
     write_artifact(proto, dir.path(), &[]).unwrap();
     Model::open(dir.path().join(MODEL_FILE)).unwrap()
 }

@@ -1,12 +1,13 @@
 //! `ctr-edge bench`: the on-device benchmark harness (`ctr-edge-bench`) on the host, with
-//! tract built in for `--vs tract`. Parsing is clap's; everything else is the harness library.
+//! tract built in for `--vs tract`. Parsing is clap's; everything else is the harness library
+//! (`ctr-edge-harness`).
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use ctr_edge_bench::options::{parse_batches, DEFAULT_ITERS, DEFAULT_OPEN_REPS, DEFAULT_WARMUP};
-use ctr_edge_bench::{Options, Reference};
+use ctr_edge_harness::options::{parse_batches, DEFAULT_ITERS, DEFAULT_OPEN_REPS, DEFAULT_WARMUP};
+use ctr_edge_harness::{Options, Reference};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -63,7 +64,7 @@ pub fn execute(args: &BenchArgs) -> Result<()> {
         vs: args.vs.map(|VsArg::Tract| Reference::Tract),
         no_fusion: false,
     };
-    let report = ctr_edge_bench::run(&opts)?;
+    let report = ctr_edge_harness::run(&opts)?;
     if opts.json {
         println!("{}", report.to_json());
     } else {

@@ -5,7 +5,6 @@
 //! f32, so the C example and the aarch64 qemu script need no NumPy reader); this test checks
 //! that file against `test.npz` and rewrites it with `CTR_EDGE_UPDATE_EXAMPLE_DATA=1`.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -26,47 +25,16 @@ fn fixture() -> PathBuf {
 /// `X` of the fixture's `test.npz`: (values, n_features).
 fn test_npz_x() -> (Vec<f32>, usize) {
     let path = fixture().join("test.npz");
-    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut archive = zip::ZipArchive::new(file).expect("test.npz is a zip archive");
-    let mut npy = Vec::new();
-    archive
-        .by_name("X.npy")
-        .expect("test.npz holds X")
-        .read_to_end(&mut npy)
-        .expect("X.npy reads");
-    parse_f32_matrix(&npy)
-}
-
-/// A C-order little-endian f32 2-D `.npy` array (version 1 or 2 header): (values, columns).
-fn parse_f32_matrix(npy: &[u8]) -> (Vec<f32>, usize) {
-    assert_eq!(&npy[..6], b"\x93NUMPY", "npy magic");
-    let (header_len, start) = match npy[6] {
-        1 => (u16::from_le_bytes([npy[8], npy[9]]) as usize, 10),
-        _ => (
-            u32::from_le_bytes(npy[8..12].try_into().unwrap()) as usize,
-            12,
-        ),
-    };
-    let header = std::str::from_utf8(&npy[start..start + header_len]).expect("ASCII header");
-    assert!(header.contains("'descr': '<f4'"), "X is f32: {header}");
-    assert!(
-        header.contains("'fortran_order': False"),
-        "C order: {header}"
-    );
-    let shape = &header[header.find("'shape': (").expect("shape") + 10..];
-    let dims: Vec<usize> = shape[..shape.find(')').unwrap()]
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse().expect("dimension"))
-        .collect();
-    assert_eq!(dims.len(), 2, "X is 2-D: {header}");
-    let data = &npy[start + header_len..];
-    assert_eq!(data.len(), dims[0] * dims[1] * 4, "X data size");
-    let values = data
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
-    (values, dims[1])
+    let arrays = ctr_edge_npz::read_npz(&path).unwrap_or_else(|e| panic!("{e}"));
+    let x = arrays
+        .into_iter()
+        .find(|a| a.name == "X")
+        .expect("test.npz holds X");
+    assert_eq!(x.shape.len(), 2, "X is 2-D: {}", x.describe());
+    match x.data {
+        ctr_edge_npz::ArrayData::F32(values) => (values, x.shape[1]),
+        other => panic!("X is f32, not {}", other.dtype()),
+    }
 }
 
 /// The committed example rows, checked against (or, on request, rewritten from) `test.npz`.

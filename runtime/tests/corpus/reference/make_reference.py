@@ -92,6 +92,22 @@ def fbits(f):
     return "%08x" % struct.unpack("<I", struct.pack("<f", f))[0]
 
 
+def attribute_value(a):
+    """The dump of a scalar or list attribute (`float 3f800000`, `ints [1,2]`...), or None
+    for the other types."""
+    A = onnx.AttributeProto
+    formats = {
+        A.FLOAT: lambda: f"float {fbits(a.f)}",
+        A.INT: lambda: f"int {a.i}",
+        A.STRING: lambda: f"string {a.s.hex()}",
+        A.FLOATS: lambda: f"floats [{','.join(fbits(f) for f in a.floats)}]",
+        A.INTS: lambda: f"ints [{','.join(str(i) for i in a.ints)}]",
+        A.STRINGS: lambda: f"strings [{','.join(s.hex() for s in a.strings)}]",
+    }
+    format_value = formats.get(a.type)
+    return format_value() if format_value else None
+
+
 def dump_graph(out, indent, g, base_dir):
     out.append(f"{indent}graph '{g.name}'")
     for v in g.input:
@@ -109,18 +125,9 @@ def dump_graph(out, indent, g, base_dir):
         for a in n.attribute:
             head = f"{indent}  attr '{a.name}'"
             A = onnx.AttributeProto
-            if a.type == A.FLOAT:
-                out.append(f"{head} float {fbits(a.f)}")
-            elif a.type == A.INT:
-                out.append(f"{head} int {a.i}")
-            elif a.type == A.STRING:
-                out.append(f"{head} string {a.s.hex()}")
-            elif a.type == A.FLOATS:
-                out.append(f"{head} floats [{','.join(fbits(f) for f in a.floats)}]")
-            elif a.type == A.INTS:
-                out.append(f"{head} ints [{','.join(str(i) for i in a.ints)}]")
-            elif a.type == A.STRINGS:
-                out.append(f"{head} strings [{','.join(s.hex() for s in a.strings)}]")
+            value = attribute_value(a)
+            if value is not None:
+                out.append(f"{head} {value}")
             elif a.type == A.TENSOR:
                 out.append(f"{head} tensor")
                 dump_tensor(out, indent + "    ", "tensor", a.t, base_dir)

@@ -3,9 +3,16 @@
 //! percentiles and throughput per batch size, the kernel variant in use — optionally for the
 //! uncompressed original and for tract-onnx on the same files (feature `tract`, host builds).
 //!
-//! The `ctr-edge-bench` binary (the device build) and `ctr-edge bench` (the host command line)
-//! both call [`run`] and print [`Report::to_table`] or [`Report::to_json`]. The default build
-//! depends on the runtime alone, so it cross-compiles for aarch64 and Android cheaply.
+//! The `ctr-edge-bench` binary (`benches/src/main.rs`, the device build) and `ctr-edge bench`
+//! (the exporter's command line, with the `tract` feature) both call [`run`] and print
+//! [`Report::to_table`] or [`Report::to_json`]. The default build depends on the runtime
+//! alone, so it cross-compiles for aarch64 and Android cheaply.
+//!
+//! - [`options`]: the command line ([`parse_args`], [`USAGE`]) and [`Options`];
+//! - `engines`: opening and timing the model with ctr-edge and with tract;
+//! - [`inputs`]: synthetic inputs for any batch size;
+//! - [`timing`], [`memory`]: latency percentiles and resident memory;
+//! - [`report`]: the figures, the table and the JSON; [`error`]: [`BenchError`].
 //!
 //! Order of the measurements, one process: the model with ctr-edge (with `--no-fusion`, its
 //! fused and unfused plans alternating), the model with tract, the original with ctr-edge,

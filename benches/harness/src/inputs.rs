@@ -56,9 +56,8 @@ pub fn synthesize(specs: &[IoInfo], batch: usize) -> Result<Vec<SyntheticInput>,
             let len = shape
                 .iter()
                 .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-                .ok_or_else(|| BenchError::UnsupportedInput {
-                    input: spec.name.clone(),
-                    reason: format!("shape {shape:?} overflows"),
+                .ok_or_else(|| {
+                    BenchError::unsupported(&spec.name, format!("shape {shape:?} overflows"))
                 })?;
             let values = match spec.dtype {
                 DType::F32 => Values::F32(
@@ -70,10 +69,8 @@ pub fn synthesize(specs: &[IoInfo], batch: usize) -> Result<Vec<SyntheticInput>,
                 DType::I64 => Values::I64(vec![0; len]),
                 DType::I32 => Values::I32(vec![0; len]),
                 other => {
-                    return Err(BenchError::UnsupportedInput {
-                        input: spec.name.clone(),
-                        reason: format!("dtype {other:?} (the harness fills f32, i64, i32)"),
-                    })
+                    let reason = format!("dtype {other:?} (the harness fills f32, i64, i32)");
+                    return Err(BenchError::unsupported(&spec.name, reason));
                 }
             };
             Ok(SyntheticInput {

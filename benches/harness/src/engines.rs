@@ -166,9 +166,13 @@ mod tract_engine {
     /// every batch size; the open time is what an app pays before its first score).
     fn load(path: &Path, specs: &[IoInfo]) -> Result<Arc<TypedRunnableModel>, BenchError> {
         let fail = |stage| tract_error(path, stage);
-        let mut model = tract_onnx::onnx()
-            .model_for_path(path)
-            .map_err(fail("loading"))?;
+        let read = |ignore_value_info| {
+            tract_onnx::onnx()
+                .with_ignore_value_info(ignore_value_info)
+                .model_for_path(path)
+                .map_err(fail("loading"))
+        };
+        let mut model = read(false)?;
         let declared = model
             .input_fact(0)
             .ok()
@@ -178,10 +182,7 @@ mod tract_engine {
             _ => {
                 // A file without a batch symbol may fix the batch size in its value infos,
                 // which would contradict the symbolic batch: reload without them.
-                model = tract_onnx::onnx()
-                    .with_ignore_value_info(true)
-                    .model_for_path(path)
-                    .map_err(fail("loading"))?;
+                model = read(true)?;
                 model.symbols.sym(BATCH_SYMBOL)
             }
         };
@@ -192,21 +193,13 @@ mod tract_engine {
         for (ix, outlet) in outlets.iter().enumerate() {
             let name = &model.node(outlet.node).name;
             let spec = specs.iter().find(|s| &s.name == name).ok_or_else(|| {
-                BenchError::UnsupportedInput {
-                    input: name.clone(),
-                    reason: "tract sees an input the ctr-edge runtime does not".into(),
-                }
+                BenchError::unsupported(name, "tract sees an input the ctr-edge runtime does not")
             })?;
             let dt = match spec.dtype {
                 ctr_edge_runtime::DType::F32 => DatumType::F32,
                 ctr_edge_runtime::DType::I64 => DatumType::I64,
                 ctr_edge_runtime::DType::I32 => DatumType::I32,
-                other => {
-                    return Err(BenchError::UnsupportedInput {
-                        input: name.clone(),
-                        reason: format!("dtype {other:?}"),
-                    })
-                }
+                other => return Err(BenchError::unsupported(name, format!("dtype {other:?}"))),
             };
             let shape: Vec<TDim> = spec
                 .shape
@@ -243,10 +236,7 @@ mod tract_engine {
             .map(|outlet| {
                 let name = &model.node(outlet.node).name;
                 let v = values.iter().find(|v| &v.name == name).ok_or_else(|| {
-                    BenchError::UnsupportedInput {
-                        input: name.clone(),
-                        reason: "not an input of the ctr-edge model".into(),
-                    }
+                    BenchError::unsupported(name, "not an input of the ctr-edge model")
                 })?;
                 let tensor = match &v.values {
                     Values::F32(d) => Tensor::from_shape(&v.shape, d),

@@ -97,6 +97,16 @@ pub struct EngineRun {
     pub batches: Vec<BatchFigures>,
 }
 
+/// The `engine model` columns that start every row of the tables (the header's first).
+const HEAD: &str = "engine          model   ";
+
+impl EngineRun {
+    /// This run's `engine model` columns, as wide as [`HEAD`].
+    fn row_head(&self) -> String {
+        format!("{:<15} {:<8}", self.engine.name(), self.role.name())
+    }
+}
+
 /// One ratio of median latencies, per batch size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ratio {
@@ -194,15 +204,14 @@ impl Report {
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "{:<15} {:<8} {:>10} {:>18} {:>18} {:>18}",
-            "engine", "model", "open ms", "RSS before MiB", "RSS open MiB", "RSS 1st run MiB"
+            "{} {:>10} {:>18} {:>18} {:>18}",
+            HEAD, "open ms", "RSS before MiB", "RSS open MiB", "RSS 1st run MiB"
         );
         for run in &self.runs {
             let _ = writeln!(
                 s,
-                "{:<15} {:<8} {:>10.3} {:>18} {:>18} {:>18}",
-                run.engine.name(),
-                run.role.name(),
+                "{} {:>10.3} {:>18} {:>18} {:>18}",
+                run.row_head(),
                 run.open_ms,
                 mib(run.rss_before_open_kib, None),
                 mib(run.rss_after_open_kib, run.rss_before_open_kib),
@@ -212,16 +221,15 @@ impl Report {
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "{:<15} {:<8} {:>6} {:>12} {:>12} {:>12} {:>14}  kernels",
-            "engine", "model", "batch", "p50 us", "p90 us", "p99 us", "candidates/s"
+            "{} {:>6} {:>12} {:>12} {:>12} {:>14}  kernels",
+            HEAD, "batch", "p50 us", "p90 us", "p99 us", "candidates/s"
         );
         for run in &self.runs {
             for b in &run.batches {
                 let _ = writeln!(
                     s,
-                    "{:<15} {:<8} {:>6} {:>12.1} {:>12.1} {:>12.1} {:>14.0}  {}",
-                    run.engine.name(),
-                    run.role.name(),
+                    "{} {:>6} {:>12.1} {:>12.1} {:>12.1} {:>14.0}  {}",
+                    run.row_head(),
                     b.batch,
                     b.latency.p50_us,
                     b.latency.p90_us,
@@ -375,5 +383,22 @@ mod tests {
         assert_eq!(json_str("a\"b\\c\nd\u{1}é"), "\"a\\\"b\\\\c\\nd\\u0001é\"");
         assert_eq!(json_num(f64::INFINITY), "null");
         assert_eq!(json_num(1.5), "1.5");
+    }
+
+    #[test]
+    fn table_header_columns_line_up_with_the_rows() {
+        let run = EngineRun {
+            role: Role::Model,
+            engine: Engine::CtrEdge,
+            path: PathBuf::from("m.onnx"),
+            kernel_variant: String::new(),
+            open_ms: 0.0,
+            rss_before_open_kib: None,
+            rss_after_open_kib: None,
+            rss_after_first_run_kib: None,
+            batches: Vec::new(),
+        };
+        assert_eq!(HEAD.len(), run.row_head().len());
+        assert_eq!(HEAD, format!("{:<15} {:<8}", "engine", "model"));
     }
 }

@@ -2,7 +2,7 @@
 //! harness cannot synthesize, a missing feature.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything that can stop a benchmark run.
 #[derive(Debug)]
@@ -47,6 +47,16 @@ pub enum BenchError {
     },
 }
 
+impl BenchError {
+    /// [`BenchError::UnsupportedInput`] for `input`.
+    pub(crate) fn unsupported(input: &str, reason: impl Into<String>) -> BenchError {
+        BenchError::UnsupportedInput {
+            input: input.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
 impl fmt::Display for BenchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -63,17 +73,28 @@ impl fmt::Display for BenchError {
                 path,
                 stage,
                 source,
-            } => write!(f, "ctr-edge failed {stage} {}: {source}", path.display()),
+            } => failed(f, "ctr-edge", stage, path, source),
             BenchError::Tract {
                 path,
                 stage,
                 reason,
-            } => write!(f, "tract failed {stage} {}: {reason}", path.display()),
+            } => failed(f, "tract", stage, path, reason),
             BenchError::UnsupportedInput { input, reason } => {
                 write!(f, "cannot synthesize input '{input}': {reason}")
             }
         }
     }
+}
+
+/// `ENGINE failed STAGE PATH: WHY`, the message of both engines' failures.
+fn failed(
+    f: &mut fmt::Formatter<'_>,
+    engine: &str,
+    stage: &str,
+    path: &Path,
+    why: &dyn fmt::Display,
+) -> fmt::Result {
+    write!(f, "{engine} failed {stage} {}: {why}", path.display())
 }
 
 impl std::error::Error for BenchError {}
