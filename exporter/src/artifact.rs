@@ -29,13 +29,13 @@
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use prost::Message;
 use tract_onnx::pb::tensor_proto::{DataLocation, DataType};
 use tract_onnx::pb::{GraphProto, ModelProto, StringStringEntryProto, TensorProto};
 
 use crate::error::{Error, Result};
+use crate::fsutil::{sync_dir, TempFile};
 
 use ctr_edge_runtime::artifact::Fnv1a64;
 pub use ctr_edge_runtime::artifact::{
@@ -89,11 +89,21 @@ pub fn write_artifact(
     fs::create_dir_all(out_dir)
         .map_err(|e| io_err(out_dir, "cannot create the output folder", e))?;
 
-    let mut temps = TempFiles::default();
-    let weights_tmp = temps.create(out_dir, WEIGHTS_FILE)?;
+    let weights_path = out_dir.join(WEIGHTS_FILE);
+    let model_path = out_dir.join(MODEL_FILE);
+    let temp_beside = |path: &Path| {
+        TempFile::beside(path).map_err(|e| {
+            io_err(
+                path,
+                "cannot create a temporary file in the output folder for",
+                e,
+            )
+        })
+    };
+    let (weights_tmp, weights_file) = temp_beside(&weights_path)?;
     let mut weights = WeightsWriter {
-        out: BufWriter::with_capacity(1 << 20, weights_tmp.1),
-        path: weights_tmp.0.clone(),
+        out: BufWriter::with_capacity(1 << 20, weights_file),
+        path: weights_tmp.path().to_path_buf(),
         hash: Fnv1a64::new(),
         len: 0,
         external: 0,
@@ -106,9 +116,9 @@ pub fn write_artifact(
     let file = weights
         .out
         .into_inner()
-        .map_err(|e| io_err(&weights_tmp.0, "cannot write", e.into_error()))?;
+        .map_err(|e| io_err(weights_tmp.path(), "cannot write", e.into_error()))?;
     file.sync_all()
-        .map_err(|e| io_err(&weights_tmp.0, "cannot sync", e))?;
+        .map_err(|e| io_err(weights_tmp.path(), "cannot sync", e))?;
     drop(file);
 
     let mut entries = vec![
@@ -137,26 +147,22 @@ pub fn write_artifact(
             ),
         });
     }
-    let (model_tmp, mut model_file) = temps.create(out_dir, MODEL_FILE)?;
+    let (model_tmp, mut model_file) = temp_beside(&model_path)?;
     model_file
         .write_all(&encoded)
         .and_then(|()| model_file.sync_all())
-        .map_err(|e| io_err(&model_tmp, "cannot write", e))?;
+        .map_err(|e| io_err(model_tmp.path(), "cannot write", e))?;
     drop(model_file);
 
-    let weights_path = out_dir.join(WEIGHTS_FILE);
-    let model_path = out_dir.join(MODEL_FILE);
-    // Weights first: the new model must never name weights that are not there yet.
-    fs::rename(&weights_tmp.0, &weights_path)
+    // Weights first: the new model must never name weights that are not there yet. (On an
+    // error the guards remove the temporary files that were not renamed.)
+    weights_tmp
+        .persist(&weights_path)
         .map_err(|e| io_err(&weights_path, "cannot rename the temporary file over", e))?;
-    fs::rename(&model_tmp, &model_path)
+    model_tmp
+        .persist(&model_path)
         .map_err(|e| io_err(&model_path, "cannot rename the temporary file over", e))?;
-    temps.disarm();
-    // Make the renames durable. Not every platform can open a folder for syncing; the files
-    // themselves are already synced, so a failure here is not an error.
-    if let Ok(dir) = File::open(out_dir) {
-        let _ = dir.sync_all();
-    }
+    sync_dir(out_dir);
 
     Ok(ArtifactInfo {
         model_path,
@@ -173,40 +179,6 @@ fn io_err(path: &Path, what: &str, e: io::Error) -> Error {
     Error::Io {
         path: path.to_path_buf(),
         source: io::Error::new(e.kind(), format!("{what}: {e}")),
-    }
-}
-
-/// Temporary files of one write; removed on drop unless disarmed.
-#[derive(Default)]
-struct TempFiles {
-    paths: Vec<PathBuf>,
-}
-
-impl TempFiles {
-    /// Creates a fresh temporary file for `final_name` in `dir` (never an existing file).
-    fn create(&mut self, dir: &Path, final_name: &str) -> Result<(PathBuf, File)> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!(".{final_name}.{}.{n}.tmp", std::process::id()));
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| io_err(&path, "cannot create a file in the output folder", e))?;
-        self.paths.push(path.clone());
-        Ok((path, file))
-    }
-
-    fn disarm(&mut self) {
-        self.paths.clear();
-    }
-}
-
-impl Drop for TempFiles {
-    fn drop(&mut self) {
-        for p in &self.paths {
-            let _ = fs::remove_file(p);
-        }
     }
 }
 

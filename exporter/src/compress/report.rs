@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs;
 use std::io::Write as _;
 use std::path::Path;
 
@@ -199,24 +198,13 @@ impl CompressReport {
 
     /// Writes the report as pretty JSON, atomically (temporary file, then rename).
     pub fn write_json(&self, path: &Path) -> Result<()> {
-        let io = |source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        };
         let text = serde_json::to_string_pretty(self).map_err(|e| Error::InvalidArgument {
             reason: format!("cannot encode the report: {e}"),
         })?;
-        let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
-        let written = fs::File::create(&tmp).and_then(|mut f| {
-            f.write_all(text.as_bytes())?;
-            f.write_all(b"\n")?;
-            f.sync_all()
-        });
-        if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
-            let _ = fs::remove_file(&tmp);
-            return Err(io(e));
-        }
-        Ok(())
+        crate::fsutil::write_atomic(path, |w| {
+            w.write_all(text.as_bytes())?;
+            w.write_all(b"\n")
+        })
     }
 
     /// The readable table: one line per site, totals, evaluation.
