@@ -80,6 +80,11 @@ pub fn attr_int(name: &str, v: i64) -> AttributeProto {
     crate::compress::graph::int_attr(name, v)
 }
 
+/// `Cast(input) -> output` to the ONNX data type `to`.
+pub fn cast(input: &str, output: &str, to: DataType) -> NodeProto {
+    node("Cast", &[input], &[output], vec![attr_int("to", to as i64)])
+}
+
 /// An INTS attribute.
 pub fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto {

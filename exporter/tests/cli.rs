@@ -57,8 +57,16 @@ fn tiny_fails(cmd: &str, data_file: &Path) -> String {
 }
 
 /// [`tiny_fails`] on the tiny model's data with `edit` applied (written to `name`).
-fn tiny_fails_on_edited(cmd: &str, name: &str, edit: impl FnOnce(&mut Vec<NpyArray>)) -> String {
-    tiny_fails(cmd, &edited_data(name, edit))
+/// `ctr-edge CMD` on the tiny model fails on the test data edited by `edit` (saved as `name`),
+/// with a message holding every one of `expected`.
+fn assert_refuses_edited(
+    cmd: &str,
+    name: &str,
+    expected: &[&str],
+    edit: impl FnOnce(&mut Vec<NpyArray>),
+) {
+    let e = tiny_fails(cmd, &edited_data(name, edit));
+    common::assert_contains_all(&e, expected);
 }
 
 /// A run's only output (`prob`) against onnxruntime's, within 1e-5 per row.
@@ -203,66 +211,78 @@ fn native_backend_matches_onnxruntime_or_reports_a_runtime_error() {
 
 #[test]
 fn wrong_input_name_is_named_with_the_expected_shape() {
-    let e = tiny_fails_on_edited("run", "renamed.npz", |a| {
-        array_mut(a, "dense").name = "features".into()
-    });
-    common::assert_contains_all(&e, &["input 'dense': model expects f32 [N, 4]", "features"]);
+    assert_refuses_edited(
+        "run",
+        "renamed.npz",
+        &["input 'dense': model expects f32 [N, 4]", "features"],
+        |a| array_mut(a, "dense").name = "features".into(),
+    );
 }
 
 #[test]
 fn wrong_input_shape_shows_both_shapes() {
-    let e = tiny_fails_on_edited("eval", "wide.npz", |a| {
-        let dense = array_mut(a, "dense");
-        dense.shape = vec![200, 5];
-        dense.data = ArrayData::F32(vec![0.5; 1000]);
-    });
-    common::assert_contains_all(
-        &e,
+    assert_refuses_edited(
+        "eval",
+        "wide.npz",
         &["input 'dense': model expects f32 [N, 4], file has f32 [200, 5]"],
+        |a| {
+            let dense = array_mut(a, "dense");
+            dense.shape = vec![200, 5];
+            dense.data = ArrayData::F32(vec![0.5; 1000]);
+        },
     );
 }
 
 #[test]
 fn wrong_input_dtype_shows_both_dtypes() {
-    let e = tiny_fails_on_edited("run", "ids_i32.npz", |a| {
-        let ids = array_mut(a, "ids");
-        let ArrayData::I64(v) = &ids.data else {
-            panic!("ids is not i64")
-        };
-        ids.data = ArrayData::I32(v.iter().map(|&x| x as i32).collect());
-    });
-    common::assert_contains_all(
-        &e,
+    assert_refuses_edited(
+        "run",
+        "ids_i32.npz",
         &["input 'ids': model expects i64 [N, 2], file has i32 [200, 2]"],
+        |a| {
+            let ids = array_mut(a, "ids");
+            let ArrayData::I64(v) = &ids.data else {
+                panic!("ids is not i64")
+            };
+            ids.data = ArrayData::I32(v.iter().map(|&x| x as i32).collect());
+        },
     );
 }
 
 #[test]
 fn inputs_with_different_row_counts_are_refused() {
-    let e = tiny_fails_on_edited("run", "short_ids.npz", |a| {
-        let ids = array_mut(a, "ids");
-        *ids = ids.rows_slice(0, 150).unwrap();
-    });
-    common::assert_contains_all(&e, &["'dense' has 200", "'ids' has 150"]);
+    assert_refuses_edited(
+        "run",
+        "short_ids.npz",
+        &["'dense' has 200", "'ids' has 150"],
+        |a| {
+            let ids = array_mut(a, "ids");
+            *ids = ids.rows_slice(0, 150).unwrap();
+        },
+    );
 }
 
 #[test]
 fn eval_without_label_says_so() {
-    let e = tiny_fails_on_edited("eval", "no_label.npz", |a| a.retain(|x| x.name != "label"));
-    common::assert_contains_all(&e, &["no_label.npz", "'label'"]);
+    assert_refuses_edited("eval", "no_label.npz", &["no_label.npz", "'label'"], |a| {
+        a.retain(|x| x.name != "label")
+    });
 }
 
 #[test]
 fn labels_must_be_binary_and_one_per_row() {
-    let e = tiny_fails_on_edited("eval", "short_label.npz", |a| {
-        let label = array_mut(a, "label");
-        *label = label.rows_slice(0, 199).unwrap();
-    });
-    common::assert_contains_all(&e, &["'label' has 199 rows, the inputs 200"]);
-    let e = tiny_fails_on_edited("eval", "soft_label.npz", |a| {
+    assert_refuses_edited(
+        "eval",
+        "short_label.npz",
+        &["'label' has 199 rows, the inputs 200"],
+        |a| {
+            let label = array_mut(a, "label");
+            *label = label.rows_slice(0, 199).unwrap();
+        },
+    );
+    assert_refuses_edited("eval", "soft_label.npz", &["not 0 or 1"], |a| {
         array_mut(a, "label").data = ArrayData::F32(vec![0.5; 200]);
     });
-    common::assert_contains_all(&e, &["not 0 or 1"]);
 }
 
 #[test]

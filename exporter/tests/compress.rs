@@ -20,7 +20,7 @@ use ctr_edge_exporter::compress::{
 };
 use ctr_edge_exporter::npz::{ArrayData, NpyArray};
 use ctr_edge_exporter::onnx_build::{
-    attr_int as int_attr, ints_attr, model, node, tensor_f32 as tensor, value_info,
+    attr_int as int_attr, cast, ints_attr, model, node, tensor_f32 as tensor, value_info,
 };
 use faer::Mat;
 use tract_onnx::pb::attribute_proto::AttributeType;
@@ -411,12 +411,7 @@ fn float_ids_embedding_model(
     y_dims.push(Some(dim as i64));
     model(
         vec![
-            node(
-                "Cast",
-                &["ids"],
-                &["ids64"],
-                vec![int_attr("to", DataType::Int64 as i64)],
-            ),
+            cast("ids", "ids64", DataType::Int64),
             node("Gather", &["E", "ids64"], &["Y"], vec![]),
         ],
         vec![tensor("E", &[rows, dim], table)],
@@ -651,14 +646,7 @@ fn fusion_model(dense: FusionDense) -> ModelProto {
         &[FUSION_IDS, FUSION_DIM],
         &correlated_inputs(FUSION_IDS, FUSION_DIM, 34),
     ));
-    let cast = |from: &str, to: &str| {
-        node(
-            "Cast",
-            &[from],
-            &[to],
-            vec![int_attr("to", DataType::Int64 as i64)],
-        )
-    };
+    let cast = |from: &str, to: &str| cast(from, to, DataType::Int64);
     model(
         vec![
             cast("a", "a64"),

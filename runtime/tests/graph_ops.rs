@@ -19,6 +19,18 @@ fn run1(model: &[u8], inputs: &[(&str, &[usize], &[f32])]) -> (Vec<usize>, Vec<f
     (o.shape.to_vec(), o.data.to_vec())
 }
 
+/// Graph `g` of one node `spec` reading `X` and an int64 initializer `param`, writing `Y`
+/// (both of dtype `dtype`).
+fn one_param_graph(spec: &str, param: (&str, &[i64]), dtype: i32, x: &[usize], y: &[usize]) -> Msg {
+    graph(
+        "g",
+        &[op(spec, &[])],
+        &[tensor_int64s(param.0, &[param.1.len() as i64], param.1)],
+        &[value_info("X", dtype, &dims(x))],
+        &[value_info("Y", dtype, &dims(y))],
+    )
+}
+
 fn assert_close(got: &[f32], want: &[f32], tol: f32) {
     assert_eq!(got.len(), want.len(), "length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
@@ -477,12 +489,12 @@ fn bool_tensor(name: &str, dims: &[i64], v: &[bool]) -> Msg {
 fn expand_broadcasts_both_ways() {
     // X [3, 1] expanded with shape [2, 1, 4]: bidirectional, output [2, 3, 4].
     let x = vals(3, 11);
-    let g = graph(
-        "g",
-        &[op("Expand ex: X S -> Y", &[])],
-        &[tensor_int64s("S", &[3], &[2, 1, 4])],
-        &[value_info("X", FLOAT, &dims(&[3, 1]))],
-        &[value_info("Y", FLOAT, &dims(&[2, 3, 4]))],
+    let g = one_param_graph(
+        "Expand ex: X S -> Y",
+        ("S", &[2, 1, 4]),
+        FLOAT,
+        &[3, 1],
+        &[2, 3, 4],
     );
     let (shape, y) = run1(&model_bytes(&g), &[("X", &[3, 1], &x)]);
     assert_eq!(shape, [2, 3, 4]);
@@ -492,13 +504,7 @@ fn expand_broadcasts_both_ways() {
     assert_eq!(y, want);
 
     // int64, shape smaller than the input's rank: [2, 3] with shape [3] keeps [2, 3].
-    let g = graph(
-        "g",
-        &[op("Expand ex: X S -> Y", &[])],
-        &[tensor_int64s("S", &[1], &[3])],
-        &[value_info("X", INT64, &dims(&[2, 1]))],
-        &[value_info("Y", INT64, &dims(&[2, 3]))],
-    );
+    let g = one_param_graph("Expand ex: X S -> Y", ("S", &[3]), INT64, &[2, 1], &[2, 3]);
     let m = Model::from_bytes(&model_bytes(&g), &[]).unwrap();
     let mut s = m.session();
     s.run(&[input("X", &[2, 1], InputData::I64(&[7, -3]))])
@@ -620,12 +626,12 @@ fn where_broadcasts_condition_x_and_y() {
 #[test]
 fn tile_repeats_each_dimension() {
     let x = vals(6, 13);
-    let g = graph(
-        "g",
-        &[op("Tile t: X R -> Y", &[])],
-        &[tensor_int64s("R", &[3], &[2, 1, 3])],
-        &[value_info("X", FLOAT, &dims(&[2, 1, 3]))],
-        &[value_info("Y", FLOAT, &dims(&[4, 1, 9]))],
+    let g = one_param_graph(
+        "Tile t: X R -> Y",
+        ("R", &[2, 1, 3]),
+        FLOAT,
+        &[2, 1, 3],
+        &[4, 1, 9],
     );
     let (shape, y) = run1(&model_bytes(&g), &[("X", &[2, 1, 3], &x)]);
     assert_eq!(shape, [4, 1, 9]);

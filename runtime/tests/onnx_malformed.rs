@@ -415,11 +415,7 @@ fn tensor_proto_cases() -> Vec<Case> {
         ),
         case(
             "external_without_location",
-            with_init(
-                tensor("t", FLOAT, &[1])
-                    .msg(13, &string_entry("offset", "0"))
-                    .int(14, 1),
-            ),
+            with_init(external_t(&[("offset", "0")])),
             "Protobuf",
             "no 'location'",
         ),
@@ -434,12 +430,10 @@ fn tensor_proto_cases() -> Vec<Case> {
         ),
         case(
             "external_offset_above_u64",
-            with_init(
-                tensor("t", FLOAT, &[1])
-                    .msg(13, &string_entry("location", "w"))
-                    .msg(13, &string_entry("offset", "18446744073709551616"))
-                    .int(14, 1),
-            ),
+            with_init(external_t(&[
+                ("location", "w"),
+                ("offset", "18446744073709551616"),
+            ])),
             "Protobuf",
             "not a decimal byte count",
         ),
@@ -801,4 +795,14 @@ fn standalone_tensor_decodes_and_refuses_garbage_with_typed_errors() {
         let garbage: Vec<u8> = (0..len).map(|_| next() as u8).collect();
         let _ = onnx::decode_tensor_file(&garbage);
     }
+}
+
+/// Float tensor `t` [1] marked EXTERNAL with the given external_data entries.
+fn external_t(entries: &[(&str, &str)]) -> Msg {
+    entries
+        .iter()
+        .fold(tensor("t", FLOAT, &[1]), |m, (k, v)| {
+            m.msg(13, &string_entry(k, v))
+        })
+        .int(14, 1)
 }

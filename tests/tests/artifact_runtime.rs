@@ -10,11 +10,11 @@ use ctr_edge_exporter::npz::ArrayData;
 use ctr_edge_runtime::session::InputData;
 use ctr_edge_runtime::{Error, Input, Model};
 use ctr_edge_tests::onnx_build::{
-    attr_int, model, node, tensor_f32, tensor_i64, value_info, values, TempDir,
+    attr_int, cast, model, node, tensor_f32, tensor_i64, value_info, values, TempDir,
 };
 use prost::Message;
 use tract_onnx::pb::tensor_proto::{DataLocation, DataType};
-use tract_onnx::pb::{ModelProto, StringStringEntryProto};
+use tract_onnx::pb::{ModelProto, NodeProto, StringStringEntryProto};
 
 use ctr_edge_tests::{fixtures, Fixture};
 
@@ -184,15 +184,7 @@ const DIM: usize = 4;
 /// `Y = ReduceSum(Gather(E, ids), axis 1)`, ids i64 [N, 3], E f32 [10, 4] (external).
 fn gather_ids_model(e: &[f32]) -> ModelProto {
     model(
-        vec![
-            node("Gather", &["E", "ids"], &["g"], vec![]),
-            node(
-                "ReduceSum",
-                &["g", "axes"],
-                &["Y"],
-                vec![attr_int("keepdims", 0)],
-            ),
-        ],
+        gather_sum().to_vec(),
         vec![
             tensor_f32("E", &[TABLE_ROWS, DIM], e),
             tensor_i64("axes", &[1], &[1]),
@@ -202,26 +194,30 @@ fn gather_ids_model(e: &[f32]) -> ModelProto {
     )
 }
 
+/// `Y = ReduceSum(Gather(E, ids), axis 1)` with `axes` = [1].
+fn gather_sum() -> [NodeProto; 2] {
+    [
+        node("Gather", &["E", "ids"], &["g"], vec![]),
+        node(
+            "ReduceSum",
+            &["g", "axes"],
+            &["Y"],
+            vec![attr_int("keepdims", 0)],
+        ),
+    ]
+}
+
 /// Ids stored as floats, as the exported DeepCTR models do: `X [N, 2]`, column 1 is the id:
 /// `Y = ReduceSum(Gather(E, Cast<int64>(Slice(X, col 1))), axis 1)`.
 fn gather_float_model(e: &[f32]) -> ModelProto {
     model(
-        vec![
+        [
             node("Slice", &["X", "starts", "ends", "axes"], &["col"], vec![]),
-            node(
-                "Cast",
-                &["col"],
-                &["ids"],
-                vec![attr_int("to", DataType::Int64 as i64)],
-            ),
-            node("Gather", &["E", "ids"], &["g"], vec![]),
-            node(
-                "ReduceSum",
-                &["g", "axes"],
-                &["Y"],
-                vec![attr_int("keepdims", 0)],
-            ),
-        ],
+            cast("col", "ids", DataType::Int64),
+        ]
+        .into_iter()
+        .chain(gather_sum())
+        .collect(),
         vec![
             tensor_f32("E", &[TABLE_ROWS, DIM], e),
             tensor_i64("starts", &[1], &[1]),

@@ -2,6 +2,7 @@
 //! for offsets and lengths, the raw file bytes for values, the runtime and tract for running.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use half::f16;
 use tract_onnx::pb::tensor_proto::DataType;

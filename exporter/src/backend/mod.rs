@@ -107,10 +107,23 @@ pub fn run_model_with_progress(
             reason: "the batch size must be at least 1".into(),
         });
     }
+    let job = Job {
+        path,
+        inputs,
+        batch_size,
+    };
     match backend {
-        Backend::Native => native::run(path, inputs, batch_size, progress),
-        Backend::Tract => tract::run(path, inputs, batch_size, progress),
+        Backend::Native => native::run(job, progress),
+        Backend::Tract => tract::run(job, progress),
     }
+}
+
+/// What a backend runs: the model file, the input arrays, the batch size.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    path: &'a Path,
+    inputs: &'a [NpyArray],
+    batch_size: usize,
 }
 
 /// Borrowed values of a range of rows, typed.

@@ -1,22 +1,16 @@
 //! The native backend: the ctr-edge runtime (`Model::open` memory-maps the weights, one
 //! `Session` scores every batch and reuses its scratch memory between calls).
 
-use std::path::Path;
-
 use ctr_edge_runtime::session::{Input, InputData};
 use ctr_edge_runtime::{DType as RuntimeDType, Model};
 
 use super::inputs::{match_inputs, Dim, InputSpec};
-use super::{rows_of, run_in_batches, RowsData};
+use super::{rows_of, run_in_batches, Job, RowsData};
 use crate::error::{Error, Result};
 use crate::npz::{ArrayData, DType, NpyArray};
 
-pub(super) fn run(
-    path: &Path,
-    inputs: &[NpyArray],
-    batch_size: usize,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<Vec<NpyArray>> {
+pub(super) fn run(job: Job, progress: &mut dyn FnMut(usize, usize)) -> Result<Vec<NpyArray>> {
+    let (path, inputs, batch_size) = (job.path, job.inputs, job.batch_size);
     let runtime_error = |source| Error::Runtime {
         path: path.to_path_buf(),
         source,

@@ -26,7 +26,7 @@ use tract_onnx::prelude::{
 use tract_onnx::tract_hir::infer::Factoid;
 
 use super::inputs::{match_inputs, Dim, InputSpec};
-use super::{rows_of, run_in_batches, RowsData};
+use super::{rows_of, run_in_batches, Job, RowsData};
 use crate::error::{Error, Result};
 use crate::npz::{ArrayData, DType, NpyArray};
 
@@ -35,12 +35,8 @@ const BATCH_SYMBOL: &str = "N";
 /// What messages call a model that has no file.
 const IN_MEMORY: &str = "(model in memory)";
 
-pub(super) fn run(
-    path: &Path,
-    inputs: &[NpyArray],
-    batch_size: usize,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<Vec<NpyArray>> {
+pub(super) fn run(job: Job, progress: &mut dyn FnMut(usize, usize)) -> Result<Vec<NpyArray>> {
+    let (path, inputs, batch_size) = (job.path, job.inputs, job.batch_size);
     let fail = |stage| tract_error(path, stage);
     let mut model = tract_onnx::onnx()
         .model_for_path(path)

@@ -6,6 +6,8 @@
 mod common;
 
 use std::ffi::CString;
+#[cfg(unix)]
+use std::os::unix::{ffi::OsStrExt, fs::PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::ptr::null_mut;
 
@@ -41,11 +43,21 @@ fn tiny_scores(model: *const ctr_edge_model, x: &[f32]) -> Vec<f32> {
     out
 }
 
-/// The tiny model written to a fresh folder named after `tag`: (folder, model path).
-fn tiny_artifact(tag: &str) -> (PathBuf, PathBuf) {
+/// Removes its folder when dropped.
+struct RemovedOnDrop(PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The tiny model written to a fresh folder named after `tag`: (folder, model path, the guard
+/// that removes the folder).
+fn tiny_artifact(tag: &str) -> (PathBuf, PathBuf, RemovedOnDrop) {
     let dir = tiny_model::temp_dir(tag);
     let path = tiny_model::write(&dir);
-    (dir, path)
+    (dir.clone(), path, RemovedOnDrop(dir))
 }
 
 /// Asserts that an open succeeded, and frees the model.
@@ -70,7 +82,7 @@ fn assert_io_error(status: ctr_edge_status, model: *mut ctr_edge_model, path: &P
 
 #[test]
 fn external_weights_are_mapped_while_the_model_lives() {
-    let (dir, path) = tiny_artifact("open-mapped");
+    let (dir, path, _removed) = tiny_artifact("open-mapped");
     let weights_path = dir.join(tiny_model::WEIGHTS_FILE);
     let (status, model) = open(&path);
     assert_eq!(status, ctr_edge_status::Ok, "{}", last_error());
@@ -101,12 +113,11 @@ fn external_weights_are_mapped_while_the_model_lives() {
     let (status, model) = open(&path);
     assert_eq!(status, ctr_edge_status::InvalidModel, "{}", last_error());
     assert!(model.is_null());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn paths_that_cannot_be_opened_are_io_errors_in_std_words() {
-    let (dir, path) = tiny_artifact("open-errors");
+    let (dir, path, _removed) = tiny_artifact("open-errors");
 
     let missing = dir.join("missing.onnx");
     let (status, model) = open(&missing);
@@ -126,14 +137,12 @@ fn paths_that_cannot_be_opened_are_io_errors_in_std_words() {
     std::fs::remove_file(&weights_path).unwrap();
     let (status, model) = open(&path);
     assert_io_error(status, model, &weights_path);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[cfg(unix)]
 #[test]
 fn unreadable_files_are_io_errors_unless_root_reads_them() {
-    use std::os::unix::fs::PermissionsExt;
-    let (dir, path) = tiny_artifact("open-unreadable");
+    let (_dir, path, _removed) = tiny_artifact("open-unreadable");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).unwrap();
     let (status, model) = open(&path);
     if std::fs::read(&path).is_ok() {
@@ -143,19 +152,16 @@ fn unreadable_files_are_io_errors_unless_root_reads_them() {
     } else {
         assert_io_error(status, model, &path);
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[cfg(unix)]
 #[test]
 fn paths_are_bytes_not_utf8() {
-    use std::os::unix::ffi::OsStrExt;
-    let (dir, path) = tiny_artifact("open-bytes");
+    let (dir, path, _removed) = tiny_artifact("open-bytes");
     let mut odd = dir.as_os_str().as_bytes().to_vec();
     odd.extend_from_slice(b"/model-\xff.onnx");
     std::fs::rename(&path, std::ffi::OsStr::from_bytes(&odd)).unwrap();
     assert_opened(open_bytes_path(&odd));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Fails a call on this thread with a message naming `tag`.

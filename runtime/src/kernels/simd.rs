@@ -99,33 +99,26 @@ pub(super) trait Weight: Copy {
     unsafe fn load_part<V: Vector>(p: *const Self, count: usize) -> V;
 }
 
-impl Weight for f32 {
-    #[inline(always)]
-    unsafe fn load<V: Vector>(p: *const f32) -> V {
-        // SAFETY: as the caller guarantees.
-        unsafe { V::load(p) }
-    }
+/// `impl Weight for $t`, loading through the `Vector` methods `$load` / `$load_part`.
+macro_rules! weight_impl {
+    ($t:ty, $load:ident, $load_part:ident) => {
+        impl Weight for $t {
+            #[inline(always)]
+            unsafe fn load<V: Vector>(p: *const $t) -> V {
+                // SAFETY: as the caller guarantees.
+                unsafe { V::$load(p) }
+            }
 
-    #[inline(always)]
-    unsafe fn load_part<V: Vector>(p: *const f32, count: usize) -> V {
-        // SAFETY: as the caller guarantees.
-        unsafe { V::load_part(p, count) }
-    }
+            #[inline(always)]
+            unsafe fn load_part<V: Vector>(p: *const $t, count: usize) -> V {
+                // SAFETY: as the caller guarantees.
+                unsafe { V::$load_part(p, count) }
+            }
+        }
+    };
 }
-
-impl Weight for f16 {
-    #[inline(always)]
-    unsafe fn load<V: Vector>(p: *const f16) -> V {
-        // SAFETY: as the caller guarantees.
-        unsafe { V::load_f16(p) }
-    }
-
-    #[inline(always)]
-    unsafe fn load_part<V: Vector>(p: *const f16, count: usize) -> V {
-        // SAFETY: as the caller guarantees.
-        unsafe { V::load_f16_part(p, count) }
-    }
-}
+weight_impl!(f32, load, load_part);
+weight_impl!(f16, load_f16, load_f16_part);
 
 /// A SIMD family: its register type, the tile shapes it instantiates and its `#[target_feature]`
 /// entry points (written by [`entry_points!`]), which run the generic code with its features.

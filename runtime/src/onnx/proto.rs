@@ -286,43 +286,31 @@ impl<'a> Field<'a> {
 
     /// Appends the values of a `repeated float` field, packed or not.
     pub fn push_floats(&self, out: &mut Vec<f32>) -> Result<(), WireError> {
-        let one = match self.value {
-            Value::Fixed32(bits) => Some(f32::from_bits(bits)),
-            _ => None,
-        };
-        self.push_fixed(
-            out,
-            one,
-            f32::from_le_bytes,
-            "fixed32 floats (packed or not)",
-        )
+        self.push_fixed(out, f32::from_le_bytes, "fixed32 floats (packed or not)")
     }
 
     /// Appends the values of a `repeated double` field, packed or not.
     pub fn push_doubles(&self, out: &mut Vec<f64>) -> Result<(), WireError> {
-        let one = match self.value {
-            Value::Fixed64(bits) => Some(f64::from_bits(bits)),
-            _ => None,
-        };
-        self.push_fixed(
-            out,
-            one,
-            f64::from_le_bytes,
-            "fixed64 doubles (packed or not)",
-        )
+        self.push_fixed(out, f64::from_le_bytes, "fixed64 doubles (packed or not)")
     }
 
-    /// Appends the values of a repeated fixed-width field: `one` when the field is a single
-    /// unpacked value, else the packed little-endian values of a length-delimited one.
+    /// Appends the values of a repeated fixed-width field of `N` bytes: one value when the
+    /// field is a single unpacked fixed field of that width, else the packed little-endian
+    /// values of a length-delimited one.
     fn push_fixed<T, const N: usize>(
         &self,
         out: &mut Vec<T>,
-        one: Option<T>,
         from_le: fn([u8; N]) -> T,
         expected: &'static str,
     ) -> Result<(), WireError> {
+        // One unpacked value: a fixed field of the same width.
+        let one: Option<[u8; N]> = match self.value {
+            Value::Fixed32(bits) => bits.to_le_bytes().as_slice().try_into().ok(),
+            Value::Fixed64(bits) => bits.to_le_bytes().as_slice().try_into().ok(),
+            _ => None,
+        };
         match (one, self.value) {
-            (Some(v), _) => out.push(v),
+            (Some(v), _) => out.push(from_le(v)),
             (None, Value::Len(b)) => {
                 let chunks = self.packed_chunks::<N>(b)?;
                 out.reserve(chunks.len());

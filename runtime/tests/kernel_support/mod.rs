@@ -224,6 +224,19 @@ pub fn short_slice_inputs(
     (dims, a, b, b16, c)
 }
 
+/// Every (table, layout, shape) of the short-slice tests: all tables, both layouts, `shapes`.
+pub fn short_slice_cases(
+    shapes: &[(usize, usize, usize)],
+) -> Vec<(&'static Kernels, BLayout, (usize, usize, usize))> {
+    let mut all = Vec::new();
+    for t in all_tables() {
+        for layout in [BLayout::KxN, BLayout::NxK] {
+            all.extend(shapes.iter().map(|&s| (t, layout, s)));
+        }
+    }
+    all
+}
+
 /// All `(m, k, n)` combinations of the three lists.
 pub fn shapes(ms: &[usize], ks: &[usize], ns: &[usize]) -> Vec<(usize, usize, usize)> {
     let mut all = Vec::new();
