@@ -835,3 +835,36 @@ fn dropout_training_mode_constant_false_is_inference() {
         );
     }
 }
+
+/// A batch of 0 rows: broadcast batched MatMul (a 1 takes the other side's dim, even 0) and a
+/// Reshape with -1 (the -1 is what any non-empty batch gives) yield empty outputs of the
+/// shapes NumPy's broadcasting rule and the non-empty case give.
+#[test]
+fn zero_rows_give_empty_outputs() {
+    // A [N, 1, 2, 3] x B [5, 3, 4] -> [N, 5, 2, 4]; then Reshape to [0 (copy), 5, -1].
+    let b = vals(5 * 3 * 4, 9);
+    let g = graph(
+        "g",
+        &[
+            op("MatMul mm: A B -> P", &[]),
+            op("Reshape rs: P S -> Y", &[]),
+        ],
+        &[
+            tensor_floats("B", &[5, 3, 4], &b),
+            tensor_int64s("S", &[3], &[0, 5, -1]),
+        ],
+        &[value_info(
+            "A",
+            FLOAT,
+            &[D::P("N"), D::V(1), D::V(2), D::V(3)],
+        )],
+        &[value_info("Y", FLOAT, &[D::P("N"), D::V(5), D::V(8)])],
+    );
+    let bytes = model_bytes(&g);
+    for n in [0usize, 2, 0] {
+        let a = vals(n * 6, 10);
+        let (shape, y) = run1(&bytes, &[("A", &[n, 1, 2, 3], &a)]);
+        assert_eq!(shape, [n, 5, 8]);
+        assert_eq!(y.len(), n * 40);
+    }
+}

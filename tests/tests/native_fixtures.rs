@@ -68,3 +68,42 @@ fn small_batches_work_except_where_the_model_itself_breaks() {
         }
     }
 }
+
+/// A batch of 0 rows is valid: every fixture gives empty outputs whose other dims are those of
+/// onnxruntime's reference outputs (`ref.npz`), through the same session before and after a
+/// non-empty batch.
+#[test]
+fn batch_zero_gives_empty_outputs_on_every_fixture() {
+    let mut failures = Vec::new();
+    for f in fixtures() {
+        let model = Model::open(f.model()).unwrap();
+        let (inputs, _) = f.test_data();
+        let x = &inputs[0];
+        let row = x.row_len();
+        let ctr_edge_exporter::npz::ArrayData::F32(values) = &x.data else {
+            panic!("{}: unexpected input dtype {:?}", f.name, x.data.dtype())
+        };
+        let reference = f.reference();
+        let mut session = model.session();
+        for batch in [0usize, 3, 0] {
+            let shape = [batch, row];
+            let result = session.run(&[Input {
+                name: &x.name,
+                shape: &shape,
+                data: InputData::F32(&values[..batch * row]),
+            }]);
+            if let Err(e) = result {
+                failures.push(format!("{} batch {batch}: {e}", f.name));
+                break;
+            }
+            for (i, want) in reference.iter().enumerate() {
+                let out = session.output(i).unwrap();
+                let mut want_shape = want.shape.clone();
+                want_shape[0] = batch;
+                assert_eq!(out.shape, &want_shape[..], "{} output {i}", f.name);
+                assert_eq!(out.data.len(), want_shape.iter().product::<usize>());
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

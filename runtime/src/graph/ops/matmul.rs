@@ -172,12 +172,18 @@ pub(super) fn matmul(k: &Kernels, a: View, b: View, out: &mut Buf, cx: &NodeCtx)
         }
         return kernel_matmul(k, dims, av, b.data, BLayout::KxN, c, false, cx);
     }
-    // Batched: iterate the broadcast batch index.
+    // Batched: iterate the broadcast batch index. An empty output (a batch dim, m or n is 0)
+    // has nothing to compute.
+    if c.is_empty() {
+        return Ok(());
+    }
     let br = batch_a.len().max(batch_b.len());
     let mut bshape = [1usize; MAX_RANK];
     let bs = &mut bshape[..br];
     for (i, d) in bs.iter_mut().enumerate() {
-        *d = aligned_dim(batch_a, i, br).max(aligned_dim(batch_b, i, br));
+        // NumPy broadcasting (the shapes were checked when planning): a 1 takes the other dim.
+        let (da, db) = (aligned_dim(batch_a, i, br), aligned_dim(batch_b, i, br));
+        *d = if da == 1 { db } else { da };
     }
     let ssa = signed(&broadcast_strides(batch_a, br));
     let ssb = signed(&broadcast_strides(batch_b, br));

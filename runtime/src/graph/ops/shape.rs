@@ -49,6 +49,18 @@ pub(super) fn infer_reshape(allowzero: bool, ins: &Metas, cx: &NodeCtx) -> Resul
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| cx.err("shape overflow".to_string()))?;
     if let Some(i) = infer_at {
+        // With 0 elements (a batch of 0 rows) the -1 is what it would be for a non-empty
+        // input: counted with every 0 dim of the input and of the target taken as 1.
+        let (total, known) = if total == 0 && known == 0 {
+            let nonzero = |d: &[usize]| {
+                d.iter()
+                    .try_fold(1usize, |acc, &d| acc.checked_mul(d.max(1)))
+                    .ok_or_else(|| cx.err("shape overflow".to_string()))
+            };
+            (nonzero(x.shape)?, nonzero(&s)?)
+        } else {
+            (total, known)
+        };
         if known == 0 || !total.is_multiple_of(known) {
             return Err(cx.err(format!("cannot reshape {:?} to {target:?}", x.shape)));
         }
