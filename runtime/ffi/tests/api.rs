@@ -236,3 +236,72 @@ fn one_model_many_threads_one_session_each() {
     // SAFETY: every session is gone; the model is freed once.
     unsafe { ctr_edge_model_free(model.0.cast_mut()) };
 }
+
+/// A batch of 0 rows is a valid call on the DCN, AFN and AutoInt fixtures (which once failed
+/// there as INVALID_MODEL): OK, nothing written, an output of shape [0, 1], with NULL data
+/// and output pointers (0 values each); then a 3-row batch still scores.
+#[test]
+fn a_batch_of_zero_rows_is_ok() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    for name in [
+        "movielens_dcn",
+        "movielens_dcnv2",
+        "movielens_afn",
+        "movielens_autoint",
+    ] {
+        let path = c(fixtures.join(name).join("model.onnx").to_str().unwrap());
+        let mut model = std::ptr::null_mut();
+        // SAFETY: valid C string and out pointer.
+        let status = unsafe { ctr_edge_model_open(path.as_ptr(), &mut model) };
+        assert_eq!(status, ctr_edge_status::Ok, "{name}: {}", last_error());
+        let opened = Opened::with_model(model);
+        let x = c("X");
+        let shape = [0usize, FEATURES];
+        let input = ctr_edge_input {
+            name: x.as_ptr(),
+            dtype: ctr_edge_dtype::F32 as u32,
+            shape: shape.as_ptr(),
+            rank: 2,
+            data: std::ptr::null(),
+        };
+        let mut written = usize::MAX;
+        // SAFETY: valid pointers; `out` NULL with length 0.
+        let status = unsafe {
+            ctr_edge_session_run(
+                opened.session,
+                &input,
+                1,
+                0,
+                std::ptr::null_mut(),
+                0,
+                &mut written,
+            )
+        };
+        assert_eq!(status, ctr_edge_status::Ok, "{name}: {}", last_error());
+        assert_eq!(written, 0, "{name}");
+        let (mut dims, mut rank) = ([usize::MAX; 4], 0usize);
+        // SAFETY: a live session, `dims` valid for 4 values, `rank` for a write.
+        let status = unsafe {
+            ctr_edge_session_output_shape(opened.session, 0, dims.as_mut_ptr(), 4, &mut rank)
+        };
+        assert_eq!(status, ctr_edge_status::Ok, "{name}: {}", last_error());
+        assert_eq!(&dims[..rank], &[0, 1], "{name}");
+        let rows = example_rows();
+        let mut out = [f32::NAN; 3];
+        let (status, written) = run(
+            opened.session,
+            &[x_input(&x, &[3, FEATURES], &rows[..3 * FEATURES])],
+            &mut out,
+        );
+        assert_eq!(
+            (status, written),
+            (ctr_edge_status::Ok, 3),
+            "{name}: {}",
+            last_error()
+        );
+        assert!(
+            out.iter().all(|p| (0.0..=1.0).contains(p)),
+            "{name}: {out:?}"
+        );
+    }
+}
