@@ -221,7 +221,14 @@ impl Model<'static> {
     /// the model's folder): [`Model::open_with`] over a `memmap2` mapping.
     pub fn open(onnx_path: impl AsRef<std::path::Path>) -> Result<Model<'static>> {
         let path = onnx_path.as_ref();
-        let onnx = std::fs::read(path).map_err(|e| io_error(path, e))?;
+        let onnx = {
+            use std::io::Read;
+            let mut file = open_regular(path)?;
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes)
+                .map_err(|e| io_error(path, e))?;
+            bytes
+        };
         Self::open_with(&onnx, |location| {
             let dir = path.parent().unwrap_or(std::path::Path::new("."));
             MappedFile::open(&dir.join(location))
@@ -236,7 +243,7 @@ struct MappedFile(Option<memmap2::Mmap>);
 #[cfg(feature = "std")]
 impl MappedFile {
     fn open(path: &std::path::Path) -> Result<MappedFile> {
-        let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+        let file = open_regular(path)?;
         let len = file.metadata().map_err(|e| io_error(path, e))?.len();
         if len == 0 {
             return Ok(MappedFile(None));
@@ -254,6 +261,49 @@ impl MappedFile {
 impl AsRef<[u8]> for MappedFile {
     fn as_ref(&self) -> &[u8] {
         self.0.as_deref().unwrap_or(&[])
+    }
+}
+
+/// Opens `path` for reading if it is a regular file. Anything else (a FIFO, a device, a
+/// folder) is an I/O error "not a regular file"; on Unix the open does not block (a FIFO
+/// without a writer would block a plain open forever).
+#[cfg(feature = "std")]
+fn open_regular(path: &std::path::Path) -> Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc_o_nonblock());
+    }
+    let file = options.open(path).map_err(|e| io_error(path, e))?;
+    let meta = file.metadata().map_err(|e| io_error(path, e))?;
+    if meta.is_dir() {
+        // What reading a folder says (std's `fs::read` reported this before).
+        #[cfg(unix)]
+        let e = std::io::Error::from_raw_os_error(21); // EISDIR on Linux, Android, macOS, BSDs
+        #[cfg(not(unix))]
+        let e = std::io::Error::from(std::io::ErrorKind::IsADirectory);
+        return Err(io_error(path, e));
+    }
+    if !meta.is_file() {
+        return Err(io_error(path, std::io::Error::other("not a regular file")));
+    }
+    Ok(file)
+}
+
+/// `O_NONBLOCK` of the platform's C library (the runtime does not depend on `libc`).
+#[cfg(all(feature = "std", unix))]
+const fn libc_o_nonblock() -> i32 {
+    if cfg!(any(target_os = "linux", target_os = "android")) {
+        if cfg!(any(target_arch = "mips", target_arch = "mips64")) {
+            0x80
+        } else {
+            0o4000
+        }
+    } else {
+        // macOS, iOS and the BSDs.
+        0x4
     }
 }
 

@@ -95,8 +95,11 @@ impl FileMap {
     /// Maps the regular file at `path`. An empty file gives an empty map (nothing mapped).
     pub(crate) fn open(path: &CStr) -> Result<FileMap, IoError> {
         let fd = loop {
+            // O_NONBLOCK: a FIFO without a writer would block a plain open forever (it is then
+            // refused below as not a regular file); reads of regular files ignore the flag.
+            let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK;
             // SAFETY: `path` is NUL-terminated.
-            let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+            let fd = unsafe { libc::open(path.as_ptr(), flags) };
             if fd >= 0 {
                 break Fd(fd);
             }

@@ -209,3 +209,47 @@ fn the_last_error_is_per_thread() {
     // This thread made no call yet.
     assert_eq!(last_error(), "");
 }
+
+/// `open` of `path` on another thread, given 10 s: a FIFO without a writer must not block.
+fn open_within_10s(path: &Path) -> (ctr_edge_status, String) {
+    let path = path.to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (status, model) = open(&path);
+        if !model.is_null() {
+            // SAFETY: the model just opened, freed once.
+            unsafe { ctr_edge_model_free(model) };
+        }
+        let _ = tx.send((status, last_error()));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("ctr_edge_model_open blocked on a FIFO")
+}
+
+#[cfg(unix)]
+#[test]
+fn fifos_are_refused_without_blocking() {
+    let (dir, path, _removed) = tiny_artifact("open-fifo");
+    // model.onnx replaced by a FIFO with no writer.
+    let onnx_bytes = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let fifo = |p: &Path| {
+        let c_path = c(p.to_str().unwrap());
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    };
+    fifo(&path);
+    let (status, message) = open_within_10s(&path);
+    assert_eq!(status, ctr_edge_status::Io, "{message}");
+    assert!(message.contains("not a regular file"), "{message}");
+    // A regular model.onnx beside a FIFO named model.weights.
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, onnx_bytes).unwrap();
+    let weights = dir.join(tiny_model::WEIGHTS_FILE);
+    std::fs::remove_file(&weights).unwrap();
+    fifo(&weights);
+    let (status, message) = open_within_10s(&path);
+    assert_eq!(status, ctr_edge_status::Io, "{message}");
+    assert!(message.contains("not a regular file"), "{message}");
+    assert!(message.contains(tiny_model::WEIGHTS_FILE), "{message}");
+}
