@@ -346,3 +346,12 @@ fn help_lists_run_and_eval_and_no_placeholders() {
         );
     }
 }
+
+#[test]
+fn a_non_finite_auc_drop_is_refused() {
+    for bad in ["NaN", "inf", "-inf"] {
+        let flag = format!("--max-auc-drop={bad}");
+        let e = fails(&["compress", "model.onnx", "--eval", "valid.npz", &flag]);
+        common::assert_contains_all(&e, &["--max-auc-drop", "finite"]);
+    }
+}

@@ -102,20 +102,28 @@ impl<'m, 'w> Session<'m, 'w> {
         self.model
     }
 
-    /// Score one batch. Inputs are matched to the model's inputs by name; each must have the
-    /// model's dtype, rank and fixed dimensions. After the first call with a given set of
-    /// shapes this does not allocate.
+    /// Score one batch. Inputs are matched to the model's inputs by name (each name once);
+    /// each must have the model's dtype, rank and fixed dimensions. After the first call with
+    /// a given set of shapes this does not allocate.
     pub fn run(&mut self, inputs: &[Input<'_>]) -> Result<()> {
         self.current = None;
         let model = self.model;
         let infos = model.inputs();
         // Validate every input (no allocation unless there is an error to report).
-        for given in inputs {
+        for (k, given) in inputs.iter().enumerate() {
             if !infos.iter().any(|i| i.name == given.name) {
                 return Err(Error::InputMismatch {
                     input: given.name.into(),
                     expected: "no such input".into(),
                     got: format!("{} {:?}", given.data.dtype().name(), given.shape),
+                });
+            }
+            // A name given twice would leave one of the two silently unused.
+            if inputs[..k].iter().any(|earlier| earlier.name == given.name) {
+                return Err(Error::InputMismatch {
+                    input: given.name.into(),
+                    expected: "each input once".into(),
+                    got: "the same name twice".into(),
                 });
             }
         }

@@ -396,6 +396,14 @@ fn input_mismatch_names_input_and_shapes() {
     assert!(err.to_string().contains("'Z'"), "{err}");
     let err = s.run(&[]).unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
+    // The same input twice (once first-wins, silently) is refused.
+    let twice = input("X", &[2, 2], InputData::F32(&x[..4]));
+    s.run(&[twice]).expect("one X runs");
+    let err = s.run(&[twice, twice]).unwrap_err();
+    assert!(
+        matches!(err, Error::InputMismatch { .. }) && err.to_string().contains("twice"),
+        "{err}"
+    );
 }
 
 /// The error of loading a graph of `nodes` from input X to output Y (both f32 [1, 2]).
@@ -866,5 +874,31 @@ fn zero_rows_give_empty_outputs() {
         let (shape, y) = run1(&bytes, &[("A", &[n, 1, 2, 3], &a)]);
         assert_eq!(shape, [n, 5, 8]);
         assert_eq!(y.len(), n * 40);
+    }
+}
+
+/// Conv with a stride or dilation of 0 is an error naming them (it was once taken as 1); the
+/// same graph with 1s runs.
+#[test]
+fn conv_strides_and_dilations_of_zero_are_refused() {
+    let conv = |attr: &str, v: i64| {
+        let g = graph(
+            "g",
+            &[op("Conv c: X W -> Y", &[attr_ints(attr, &[v])])],
+            &[tensor_floats("W", &[1, 1, 2], &[1.0, -1.0])],
+            &[value_info("X", FLOAT, &dims(&[1, 1, 4]))],
+            &[value_info("Y", FLOAT, &[D::P("a"), D::P("b"), D::P("c")])],
+        );
+        let x = vals(4, 5);
+        Model::from_bytes(&model_bytes(&g), &[]).and_then(|m| {
+            let mut s = m.session();
+            s.run(&[input("X", &[1, 1, 4], InputData::F32(&x))])?;
+            Ok(s.output(0).expect("an output").shape.to_vec())
+        })
+    };
+    for attr in ["strides", "dilations"] {
+        assert_eq!(conv(attr, 1).expect("1 is valid"), [1, 1, 3], "{attr}");
+        let e = conv(attr, 0).expect_err("0 must be refused").to_string();
+        assert!(e.contains("must be at least 1"), "{attr}: {e}");
     }
 }

@@ -50,7 +50,8 @@ pub struct CompressArgs {
     #[arg(long = "eval", value_name = "VALID.npz")]
     eval: Option<PathBuf>,
     /// Refuse to write when the AUC drops by more than this (with --eval).
-    #[arg(long, value_name = "D", default_value_t = DEFAULT_MAX_AUC_DROP, requires = "eval")]
+    #[arg(long, value_name = "D", default_value_t = DEFAULT_MAX_AUC_DROP, requires = "eval",
+          value_parser = parse_auc_drop)]
     max_auc_drop: f64,
     /// Write even when the AUC gate fails.
     #[arg(long)]
@@ -83,6 +84,15 @@ enum WeightsArg {
     F32,
     /// 16-bit floats (+ Cast to float).
     F16,
+}
+
+/// An AUC drop: a finite number (negative asks for a gain).
+fn parse_auc_drop(s: &str) -> Result<f64, String> {
+    let d = s.parse::<f64>().map_err(|e| format!("'{s}': {e}"))?;
+    if !d.is_finite() {
+        return Err(format!("'{s}': the AUC drop must be a finite number"));
+    }
+    Ok(d)
 }
 
 fn parse_rank(s: &str) -> Result<(String, usize), String> {

@@ -100,7 +100,7 @@ pub unsafe extern "C" fn ctr_edge_session_free(session: *mut ctr_edge_session) {
 }
 
 /// Scores one batch: runs the model on `n_inputs` inputs (every model input, by name, in any
-/// order) and copies output `output_index` (usually 0: the click probabilities, one per
+/// order, each once: a name given twice is `CTR_EDGE_STATUS_INPUT_MISMATCH`) and copies output `output_index` (usually 0: the click probabilities, one per
 /// candidate) into `out`, `out_len` floats. `*out_written` receives the output's value count.
 ///
 /// When `out_len` is smaller than that count the call returns `CTR_EDGE_STATUS_BUFFER_TOO_SMALL`,

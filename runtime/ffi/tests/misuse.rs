@@ -268,8 +268,13 @@ fn run_rejects_inputs_that_do_not_match_the_model() {
         ctr_edge_status::InvalidArgument,
         &["CTR_EDGE_MAX_INPUTS"],
     );
-    // The same input twice is not an error of its own (inputs are matched by name).
-    let (s, written) = run(session, &[good, good], &mut out);
+    // The same input twice (once accepted, the first one winning) is refused.
+    check(
+        &[good, good],
+        ctr_edge_status::InputMismatch,
+        &["'X'", "twice"],
+    );
+    let (s, written) = run(session, &[good], &mut out);
     assert_eq!((s, written), (ctr_edge_status::Ok, 2), "{}", last_error());
 }
 

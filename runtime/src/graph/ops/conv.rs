@@ -105,8 +105,13 @@ impl ConvAttrs {
         };
         for i in 0..nd {
             p.kernel[i] = w[2 + i];
-            p.stride[i] = get(strides, i, 1)?.max(1);
-            p.dil[i] = get(dil, i, 1)?.max(1);
+            p.stride[i] = get(strides, i, 1)?;
+            p.dil[i] = get(dil, i, 1)?;
+            if p.stride[i] == 0 || p.dil[i] == 0 {
+                return Err(format!(
+                    "strides {strides:?} and dilations {dil:?} must be at least 1"
+                ));
+            }
             let (pb, pe) = (get(pads, i, 0)?, get(pads, i + nd, 0)?);
             if pb != pe {
                 return Err("asymmetric padding is not supported".to_string());
