@@ -4,7 +4,7 @@
 use ctr_edge_exporter::backend::{run_model, Backend};
 use ctr_edge_exporter::metrics::auc;
 use ctr_edge_runtime::session::InputData;
-use ctr_edge_runtime::{Error, Input, Model};
+use ctr_edge_runtime::{Error, Input, Model, Session};
 use ctr_edge_tests::{assert_matches_onnxruntime, fixtures};
 
 #[test]
@@ -26,6 +26,22 @@ fn native_runtime_matches_onnxruntime_on_every_fixture() {
     }
 }
 
+/// Runs the first `batch` rows (`row` values each) of `values` as input `name`.
+fn run_rows(
+    session: &mut Session<'_, '_>,
+    name: &str,
+    values: &[f32],
+    row: usize,
+    batch: usize,
+) -> ctr_edge_runtime::Result<()> {
+    let shape = [batch, row];
+    session.run(&[Input {
+        name,
+        shape: &shape,
+        data: InputData::F32(&values[..batch * row]),
+    }])
+}
+
 #[test]
 fn small_batches_work_except_where_the_model_itself_breaks() {
     for f in fixtures() {
@@ -41,12 +57,7 @@ fn small_batches_work_except_where_the_model_itself_breaks() {
         let want = reference[0].data.to_f64();
         let mut session = model.session();
         for batch in [1usize, 2, 7] {
-            let shape = [batch, row];
-            let result = session.run(&[Input {
-                name: &x.name,
-                shape: &shape,
-                data: InputData::F32(&values[..batch * row]),
-            }]);
+            let result = run_rows(&mut session, &x.name, values, row, batch);
             if batch == 1 && f.batch1_broken() {
                 // DCNMix squeezes the batch axis away in PyTorch itself; the export inherits it.
                 assert!(
@@ -86,12 +97,7 @@ fn batch_zero_gives_empty_outputs_on_every_fixture() {
         let reference = f.reference();
         let mut session = model.session();
         for batch in [0usize, 3, 0] {
-            let shape = [batch, row];
-            let result = session.run(&[Input {
-                name: &x.name,
-                shape: &shape,
-                data: InputData::F32(&values[..batch * row]),
-            }]);
+            let result = run_rows(&mut session, &x.name, values, row, batch);
             if let Err(e) = result {
                 failures.push(format!("{} batch {batch}: {e}", f.name));
                 break;
