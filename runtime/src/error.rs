@@ -86,6 +86,28 @@ pub enum Error {
         /// Flat position of the first non-finite value.
         position: usize,
     },
+    /// The weights file does not belong to the model: its size or checksum differs from what
+    /// the exporter recorded in the model's metadata.
+    WeightsMismatch {
+        /// Which check failed (`size`, `identity` or `checksum`).
+        check: &'static str,
+        /// What the model's metadata records.
+        expected: String,
+        /// What the weights file gives.
+        found: String,
+    },
+    /// A model asked for more than a limit of its [`crate::OpenOptions`] allows (nodes,
+    /// depth, folded-constant or scratch bytes), or for a size that overflows.
+    ResourceLimit {
+        /// Node name (or `#index`), or `graph` for whole-graph limits.
+        node: String,
+        /// Which limit (`max_nodes`, `max_depth`, `max_folded_bytes`, `max_scratch_bytes`).
+        limit: &'static str,
+        /// What was asked for (`u64::MAX` when the size overflows).
+        requested: u64,
+        /// The limit's value.
+        allowed: u64,
+    },
     /// An I/O error (std only): opening or mapping a file.
     Io {
         /// Path involved.
@@ -136,6 +158,26 @@ impl fmt::Display for Error {
                     f,
                     "input '{input}': non-finite value at flat position {position}"
                 )
+            }
+            Error::WeightsMismatch {
+                check,
+                expected,
+                found,
+            } => write!(
+                f,
+                "weights file does not belong to this model: {check} is {found}, the model records {expected}"
+            ),
+            Error::ResourceLimit {
+                node,
+                limit,
+                requested,
+                allowed,
+            } => {
+                if *requested == u64::MAX {
+                    write!(f, "resource limit: node '{node}' asks for a size that overflows ({limit} is {allowed})")
+                } else {
+                    write!(f, "resource limit: node '{node}' needs {requested}, over {limit} = {allowed}")
+                }
             }
             Error::Io { path, reason } => write!(f, "{path}: {reason}"),
         }

@@ -28,11 +28,13 @@ pub mod kernels;
 pub mod math;
 pub mod model;
 pub mod onnx;
+pub mod options;
 pub mod session;
 pub mod tensor;
 
 pub use error::{Error, Result};
 pub use kernels::KernelVariant;
 pub use model::Model;
+pub use options::{Limits, OpenOptions, Verify};
 pub use session::{Input, Session};
 pub use tensor::DType;

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::graph::{self, LoadedGraph};
 use crate::kernels::{KernelVariant, Kernels};
 use crate::onnx::OnnxModel;
+use crate::options::{Limits, OpenOptions};
 use crate::session::Session;
 use crate::tensor::DType;
 
@@ -63,6 +64,8 @@ pub struct Model<'w> {
     outputs: Vec<IoInfo>,
     metadata: Vec<(String, String)>,
     pub(crate) kernels: &'static Kernels,
+    /// The limits every plan of this model is held to (sessions plan new batch sizes).
+    pub(crate) limits: Limits,
 }
 
 impl core::fmt::Debug for Model<'_> {
@@ -84,17 +87,31 @@ impl<'w> Model<'w> {
     /// Load from the ONNX bytes and the bytes of its external weights file, which the model
     /// borrows: weights are viewed in place. Models without external data take `&[]`.
     pub fn from_bytes(onnx: &[u8], weights: &'w [u8]) -> Result<Model<'w>> {
-        Self::build(onnx, Backing::Borrowed(weights))
+        Self::from_bytes_with(onnx, weights, &OpenOptions::default())
     }
 
-    fn build(onnx: &[u8], backing: Backing<'w>) -> Result<Model<'w>> {
-        Self::build_decoded(&crate::onnx::decode_model(onnx)?, backing)
+    /// [`Model::from_bytes`] with `options` (limits, weights check).
+    pub fn from_bytes_with(
+        onnx: &[u8],
+        weights: &'w [u8],
+        options: &OpenOptions,
+    ) -> Result<Model<'w>> {
+        Self::build(onnx, Backing::Borrowed(weights), options)
+    }
+
+    fn build(onnx: &[u8], backing: Backing<'w>, options: &OpenOptions) -> Result<Model<'w>> {
+        Self::build_decoded(&crate::onnx::decode_model(onnx)?, backing, options)
     }
 
     /// The one loading path: every constructor decodes the ONNX bytes once and ends here.
-    fn build_decoded(decoded: &OnnxModel<'_>, backing: Backing<'w>) -> Result<Model<'w>> {
+    fn build_decoded(
+        decoded: &OnnxModel<'_>,
+        backing: Backing<'w>,
+        options: &OpenOptions,
+    ) -> Result<Model<'w>> {
         let weights = backing.bytes();
-        let graph = graph::load_graph(decoded, weights)?;
+        crate::artifact::verify_weights(&decoded.metadata, weights, options.verify)?;
+        let graph = graph::load_graph(decoded, weights, &options.limits)?;
         let kernels = crate::kernels::best();
         // Validate shapes and attributes once now, so a broken model fails at load.
         let shapes: Vec<Vec<usize>> = graph
@@ -107,7 +124,7 @@ impl<'w> Model<'w> {
                     .collect()
             })
             .collect();
-        graph::plan::plan(&graph, weights, kernels, &shapes)?;
+        graph::plan::plan(&graph, weights, kernels, &shapes, &options.limits)?;
         let inputs = graph.inputs.iter().map(|(_, i)| i.clone()).collect();
         let outputs = graph.outputs.iter().map(|(_, i)| i.clone()).collect();
         let metadata = decoded
@@ -122,6 +139,7 @@ impl<'w> Model<'w> {
             outputs,
             metadata,
             kernels,
+            limits: options.limits,
         })
     }
 
@@ -182,7 +200,16 @@ impl Model<'static> {
         onnx: &[u8],
         weights: impl AsRef<[u8]> + Send + Sync + 'static,
     ) -> Result<Model<'static>> {
-        Self::build(onnx, Backing::Owned(Box::new(weights)))
+        Self::from_owned_with(onnx, weights, &OpenOptions::default())
+    }
+
+    /// [`Model::from_owned`] with `options` (limits, weights check).
+    pub fn from_owned_with(
+        onnx: &[u8],
+        weights: impl AsRef<[u8]> + Send + Sync + 'static,
+        options: &OpenOptions,
+    ) -> Result<Model<'static>> {
+        Self::build(onnx, Backing::Owned(Box::new(weights)), options)
     }
 
     /// Load from the ONNX bytes (decoded once, read during the call only) and the weights file
@@ -195,6 +222,7 @@ impl Model<'static> {
     pub fn open_with<W>(
         onnx: &[u8],
         map_weights: impl FnOnce(&str) -> Result<W>,
+        options: &OpenOptions,
     ) -> Result<Model<'static>>
     where
         W: AsRef<[u8]> + Send + Sync + 'static,
@@ -211,7 +239,7 @@ impl Model<'static> {
                 }
             }
         };
-        Self::build_decoded(&decoded, backing)
+        Self::build_decoded(&decoded, backing, options)
     }
 }
 
@@ -220,6 +248,14 @@ impl Model<'static> {
     /// Open `model.onnx` and memory-map the weights file its external data names (relative to
     /// the model's folder): [`Model::open_with`] over a `memmap2` mapping.
     pub fn open(onnx_path: impl AsRef<std::path::Path>) -> Result<Model<'static>> {
+        Self::open_options(onnx_path, &OpenOptions::default())
+    }
+
+    /// [`Model::open`] with `options` (limits, weights check).
+    pub fn open_options(
+        onnx_path: impl AsRef<std::path::Path>,
+        options: &OpenOptions,
+    ) -> Result<Model<'static>> {
         let path = onnx_path.as_ref();
         let onnx = {
             use std::io::Read;
@@ -229,10 +265,14 @@ impl Model<'static> {
                 .map_err(|e| io_error(path, e))?;
             bytes
         };
-        Self::open_with(&onnx, |location| {
-            let dir = path.parent().unwrap_or(std::path::Path::new("."));
-            MappedFile::open(&dir.join(location))
-        })
+        Self::open_with(
+            &onnx,
+            |location| {
+                let dir = path.parent().unwrap_or(std::path::Path::new("."));
+                MappedFile::open(&dir.join(location))
+            },
+            options,
+        )
     }
 }
 

@@ -166,6 +166,7 @@ impl<'m, 'w> Session<'m, 'w> {
                     model.kernels,
                     &shapes,
                     self.fusion,
+                    &model.limits,
                 )?;
                 let bufs = alloc_bufs(&plan);
                 if self.plans.len() >= PLAN_CACHE {

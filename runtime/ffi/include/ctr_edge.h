@@ -93,6 +93,21 @@ enum ctr_edge_status
    * An error of a kind this version of the C API has no code for; see the message.
    */
   CTR_EDGE_STATUS_OTHER = 13,
+  /**
+   * The model asks for more than the open options' resource limits allow (nodes, depth,
+   * folded-constant or scratch bytes).
+   */
+  CTR_EDGE_STATUS_RESOURCE_LIMIT = 14,
+  /**
+   * The weights file does not belong to the model (its checksum or size differs from the
+   * one the exporter recorded).
+   */
+  CTR_EDGE_STATUS_WEIGHTS_MISMATCH = 15,
+  /**
+   * The session is in use by another thread; nothing was done. A session is for one thread
+   * at a time.
+   */
+  CTR_EDGE_STATUS_BUSY = 16,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -57,6 +57,15 @@ pub enum ctr_edge_status {
     NoResult = 12,
     /// An error of a kind this version of the C API has no code for; see the message.
     Other = 13,
+    /// The model asks for more than the open options' resource limits allow (nodes, depth,
+    /// folded-constant or scratch bytes).
+    ResourceLimit = 14,
+    /// The weights file does not belong to the model (its checksum or size differs from the
+    /// one the exporter recorded).
+    WeightsMismatch = 15,
+    /// The session is in use by another thread; nothing was done. A session is for one thread
+    /// at a time.
+    Busy = 16,
 }
 
 impl ctr_edge_status {
@@ -77,6 +86,9 @@ impl ctr_edge_status {
             ctr_edge_status::NotFinite => c"NOT_FINITE",
             ctr_edge_status::NoResult => c"NO_RESULT",
             ctr_edge_status::Other => c"OTHER",
+            ctr_edge_status::ResourceLimit => c"RESOURCE_LIMIT",
+            ctr_edge_status::WeightsMismatch => c"WEIGHTS_MISMATCH",
+            ctr_edge_status::Busy => c"BUSY",
         }
     }
 }
@@ -131,6 +143,8 @@ impl FfiError {
             Error::IndexOutOfRange { .. } => ctr_edge_status::IdOutOfRange,
             Error::NotFinite { .. } => ctr_edge_status::NotFinite,
             Error::Io { .. } => ctr_edge_status::Io,
+            Error::ResourceLimit { .. } => ctr_edge_status::ResourceLimit,
+            Error::WeightsMismatch { .. } => ctr_edge_status::WeightsMismatch,
             _ => ctr_edge_status::Other,
         };
         Self::new(status, format!("{function}: {error}"))
@@ -265,7 +279,7 @@ pub extern "C" fn ctr_edge_last_error() -> *const c_char {
 /// for a value this version does not define. Never NULL.
 #[no_mangle]
 pub extern "C" fn ctr_edge_status_name(status: u32) -> *const c_char {
-    const ALL: [ctr_edge_status; 14] = [
+    const ALL: [ctr_edge_status; 17] = [
         ctr_edge_status::Ok,
         ctr_edge_status::NullArgument,
         ctr_edge_status::InvalidArgument,
@@ -280,6 +294,9 @@ pub extern "C" fn ctr_edge_status_name(status: u32) -> *const c_char {
         ctr_edge_status::NotFinite,
         ctr_edge_status::NoResult,
         ctr_edge_status::Other,
+        ctr_edge_status::ResourceLimit,
+        ctr_edge_status::WeightsMismatch,
+        ctr_edge_status::Busy,
     ];
     ALL.iter()
         .find(|s| **s as u32 == status)

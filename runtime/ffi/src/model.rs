@@ -198,13 +198,17 @@ pub unsafe extern "C" fn ctr_edge_model_open(
 /// file (which stays mapped, owned by the model).
 fn open_path(path: &CStr) -> ctr_edge_runtime::Result<Model<'static>> {
     let onnx = FileMap::open(path)?;
-    Model::open_with(onnx.bytes(), |location| {
-        // The runtime checked `location` is a plain file name (no '/', no NUL).
-        let weights_path = sibling(path, location).ok_or_else(|| Error::Weights {
-            reason: format!("external data location {location:?} is not a file name"),
-        })?;
-        Ok(FileMap::open(&weights_path)?)
-    })
+    Model::open_with(
+        onnx.bytes(),
+        |location| {
+            // The runtime checked `location` is a plain file name (no '/', no NUL).
+            let weights_path = sibling(path, location).ok_or_else(|| Error::Weights {
+                reason: format!("external data location {location:?} is not a file name"),
+            })?;
+            Ok(FileMap::open(&weights_path)?)
+        },
+        &ctr_edge_runtime::OpenOptions::default(),
+    )
 }
 
 /// Loads a model from caller-owned bytes: the ONNX file (`onnx`, `onnx_len` bytes; read during

@@ -3,6 +3,7 @@
 //! without copying), nodes are parsed ([`ops::parse_op`]; `Split` and `If` expanded here) and
 //! sorted topologically. Unsupported ops, bad attributes, cycles and dangling values fail here.
 
+use crate::options::Limits;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -67,7 +68,12 @@ fn io_info(name: &str, elem_type: i32, shape: Option<&Vec<Dim<'_>>>, what: &str)
 }
 
 /// Builds the validated graph of `m`, resolving constants against `weights`.
-pub(crate) fn load_graph(m: &OnnxModel<'_>, weights: &[u8]) -> Result<LoadedGraph> {
+pub(crate) fn load_graph(
+    m: &OnnxModel<'_>,
+    weights: &[u8],
+    limits: &Limits,
+) -> Result<LoadedGraph> {
+    let _ = limits; // TODO(issue 13): node count, depth and folded-constant caps.
     if !OPSET_RANGE.contains(&m.opset) {
         return Err(Error::InvalidGraph {
             reason: format!(

@@ -2,6 +2,7 @@
 //! re-shapings, materialize f16 weights only where an op cannot read them directly, and
 //! preallocate one buffer per computed value.
 
+use crate::options::Limits;
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::ToString;
@@ -129,8 +130,9 @@ pub(crate) fn plan(
     weights: &[u8],
     k: &Kernels,
     input_shapes: &[Vec<usize>],
+    limits: &Limits,
 ) -> Result<Plan> {
-    plan_with(g, weights, k, input_shapes, true)
+    plan_with(g, weights, k, input_shapes, true, limits)
 }
 
 /// Plans `g` for the given input shapes, then applies the plan-time fusions of
@@ -141,7 +143,9 @@ pub(crate) fn plan_with(
     k: &Kernels,
     input_shapes: &[Vec<usize>],
     fusion: bool,
+    limits: &Limits,
 ) -> Result<Plan> {
+    let _ = limits; // TODO(issue 13): folded-constant and scratch caps.
     let mut p = plan_unfused(g, weights, k, input_shapes)?;
     if fusion {
         super::fuse::fuse(g, weights, &mut p)?;
