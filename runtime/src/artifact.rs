@@ -5,13 +5,18 @@
 //! that is a multiple of [`ALIGNMENT`] bytes (so that a page-aligned mapping views every tensor
 //! in place). `metadata_props` carry the `META_*` keys below; [`META_WEIGHTS_CHECKSUM`] holds
 //! [`weights_checksum`] of the whole weights file, so a loader can tell a mismatched or
-//! corrupted pair. The writer is `ctr_edge_exporter::artifact::write_artifact`; the loader is
-//! [`crate::Model::open`] (which does not check the checksum yet).
+//! corrupted pair, and [`META_WEIGHTS_BYTES`] and [`META_WEIGHTS_IDENTITY`] give a check
+//! cheap enough for every open ([`verify_weights`]). The writer is
+//! `ctr_edge_exporter::artifact::write_artifact`; the loaders are [`crate::Model`]'s openers,
+//! which verify by default ([`crate::OpenOptions::verify`]).
 //!
 //! Plain `core` + `alloc` code: the `no_std` runtime and the exporter share it.
 
 use alloc::format;
-use alloc::string::String;
+use alloc::string::{String, ToString};
+
+use crate::error::{Error, Result};
+use crate::options::Verify;
 
 /// File name of the ONNX graph inside an artifact folder.
 pub const MODEL_FILE: &str = "model.onnx";
@@ -26,6 +31,11 @@ pub const ALIGNMENT: u64 = 64;
 pub const META_VERSION: &str = "ctr_edge.version";
 /// `metadata_props` key: the checksum of [`WEIGHTS_FILE`], as [`weights_checksum`] writes it.
 pub const META_WEIGHTS_CHECKSUM: &str = "ctr_edge.weights_checksum";
+/// `metadata_props` key: the size in bytes of [`WEIGHTS_FILE`], in decimal.
+pub const META_WEIGHTS_BYTES: &str = "ctr_edge.weights_bytes";
+/// `metadata_props` key: [`weights_identity`] of [`WEIGHTS_FILE`], the cheap check openers
+/// make by default.
+pub const META_WEIGHTS_IDENTITY: &str = "ctr_edge.weights_identity";
 /// `metadata_props` key: the method (`afm`, `svd` or `none`).
 pub const META_METHOD: &str = "ctr_edge.method";
 /// `metadata_props` key: the ranks, a JSON object from site name to rank (factorized sites).
@@ -84,16 +94,90 @@ impl Default for Fnv1a64 {
     }
 }
 
-/// Checks `weights` against the checksum recorded under [`META_WEIGHTS_CHECKSUM`] in
-/// `metadata` (the model's `metadata_props`), as `verify` says; a model without the key is not
-/// checked. A mismatch is [`crate::Error::WeightsMismatch`].
-pub fn verify_weights(
-    metadata: &[(&str, &str)],
-    weights: &[u8],
-    verify: crate::options::Verify,
-) -> crate::error::Result<()> {
-    // TODO(issue 13): identity and full checks.
-    let _ = (metadata, weights, verify);
+/// Size of each block [`weights_identity`] samples.
+const IDENTITY_BLOCK: usize = 4096;
+/// Number of blocks [`weights_identity`] samples (files up to this many blocks are hashed
+/// whole).
+const IDENTITY_BLOCKS: usize = 64;
+
+/// A cheap fingerprint of a weights file, recorded under [`META_WEIGHTS_IDENTITY`]:
+/// `fnv1a64-sampled:` and 16 hex digits, the FNV-1a hash of the file's length (8 bytes,
+/// little-endian) followed by [`IDENTITY_BLOCKS`] blocks of [`IDENTITY_BLOCK`] bytes at evenly
+/// spaced offsets, the first at 0 and the last ending at the end of the file (the whole file
+/// when it is at most 256 KiB). It reads 256 KiB whatever the size: it tells apart files of
+/// different models or a truncated or regenerated file, not a flipped bit in an unsampled
+/// block (the full [`weights_checksum`] does).
+pub fn weights_identity(bytes: &[u8]) -> String {
+    let mut h = Fnv1a64::new();
+    h.update(&(bytes.len() as u64).to_le_bytes());
+    if bytes.len() <= IDENTITY_BLOCK * IDENTITY_BLOCKS {
+        h.update(bytes);
+    } else {
+        let last_start = bytes.len() - IDENTITY_BLOCK;
+        for i in 0..IDENTITY_BLOCKS {
+            // Evenly spaced starts from 0 to `last_start`, in u128 so the product cannot
+            // overflow on any file size.
+            let start = (last_start as u128 * i as u128 / (IDENTITY_BLOCKS as u128 - 1)) as usize;
+            h.update(&bytes[start..start + IDENTITY_BLOCK]);
+        }
+    }
+    format!("fnv1a64-sampled:{:016x}", h.finish())
+}
+
+/// Checks `weights` against what the exporter recorded in `metadata` (the model's
+/// `metadata_props`), as `verify` says:
+/// - [`Verify::Identity`]: the size ([`META_WEIGHTS_BYTES`]) and [`weights_identity`]
+///   ([`META_WEIGHTS_IDENTITY`]); an artifact written before those keys existed, which has
+///   only [`META_WEIGHTS_CHECKSUM`], gets the full check instead;
+/// - [`Verify::Full`]: the size when recorded, then [`weights_checksum`] of every byte;
+/// - [`Verify::None`]: nothing.
+///
+/// A model with none of the keys (an ONNX file not written by ctr-edge) is not checked.
+/// A mismatch is [`Error::WeightsMismatch`]; a recorded value that does not parse is
+/// [`Error::Weights`].
+pub fn verify_weights(metadata: &[(&str, &str)], weights: &[u8], verify: Verify) -> Result<()> {
+    let get = |key: &str| metadata.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    if verify == Verify::None {
+        return Ok(());
+    }
+    if let Some(recorded) = get(META_WEIGHTS_BYTES) {
+        let expected: u64 = recorded.trim().parse().map_err(|_| Error::Weights {
+            reason: format!("metadata {META_WEIGHTS_BYTES} = {recorded:?} is not a byte count"),
+        })?;
+        if expected != weights.len() as u64 {
+            return Err(Error::WeightsMismatch {
+                check: "size",
+                expected: format!("{expected} bytes"),
+                found: format!("{} bytes", weights.len()),
+            });
+        }
+    }
+    let identity = get(META_WEIGHTS_IDENTITY);
+    let full = match verify {
+        Verify::Full => true,
+        _ => identity.is_none(),
+    };
+    if full {
+        if let Some(expected) = get(META_WEIGHTS_CHECKSUM) {
+            let found = weights_checksum(weights);
+            if found != expected.trim() {
+                return Err(Error::WeightsMismatch {
+                    check: "checksum",
+                    expected: expected.to_string(),
+                    found,
+                });
+            }
+        }
+    } else if let Some(expected) = identity {
+        let found = weights_identity(weights);
+        if found != expected.trim() {
+            return Err(Error::WeightsMismatch {
+                check: "identity",
+                expected: expected.to_string(),
+                found,
+            });
+        }
+    }
     Ok(())
 }
 
@@ -108,6 +192,80 @@ mod tests {
         assert_eq!(weights_checksum(b""), "fnv1a64:cbf29ce484222325");
         assert_eq!(weights_checksum(b"a"), "fnv1a64:af63dc4c8601ec8c");
         assert_eq!(weights_checksum(b"foobar"), "fnv1a64:85944171f73967e8");
+    }
+
+    #[test]
+    fn identity_reads_whole_small_files_and_samples_large_ones() {
+        // Independent reference: the definition spelled out with the streaming hasher.
+        let small: alloc::vec::Vec<u8> = (0..5000u32).map(|i| (i % 253) as u8).collect();
+        let mut h = Fnv1a64::new();
+        h.update(&(small.len() as u64).to_le_bytes());
+        h.update(&small);
+        assert_eq!(
+            weights_identity(&small),
+            format!("fnv1a64-sampled:{:016x}", h.finish())
+        );
+
+        let mut large: alloc::vec::Vec<u8> = (0..1_000_003u32).map(|i| (i % 251) as u8).collect();
+        let before = weights_identity(&large);
+        // The last byte is in the last block, always sampled; a byte far from every sampled
+        // block is not (blocks start every ~15.8 KB and are 4 KB long).
+        let n = large.len();
+        large[n - 1] ^= 1;
+        assert_ne!(weights_identity(&large), before);
+        large[n - 1] ^= 1;
+        large[4096 + 5000] ^= 1;
+        assert_eq!(weights_identity(&large), before);
+        assert_ne!(weights_identity(&large[..n - 1]), before);
+    }
+
+    #[test]
+    fn verify_checks_size_identity_and_checksum() {
+        let w: alloc::vec::Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
+        let (bytes, id, sum) = (
+            format!("{}", w.len()),
+            weights_identity(&w),
+            weights_checksum(&w),
+        );
+        let meta = [
+            (META_WEIGHTS_BYTES, bytes.as_str()),
+            (META_WEIGHTS_IDENTITY, id.as_str()),
+            (META_WEIGHTS_CHECKSUM, sum.as_str()),
+        ];
+        for v in [Verify::None, Verify::Identity, Verify::Full] {
+            assert_eq!(verify_weights(&meta, &w, v), Ok(()));
+        }
+        let mut other = w.clone();
+        other[150_000] ^= 0x80; // in no sampled block: only the full check sees it
+        assert_eq!(verify_weights(&meta, &other, Verify::Identity), Ok(()));
+        assert!(matches!(
+            verify_weights(&meta, &other, Verify::Full),
+            Err(Error::WeightsMismatch {
+                check: "checksum",
+                ..
+            })
+        ));
+        assert!(matches!(
+            verify_weights(&meta, &w[..w.len() - 1], Verify::Identity),
+            Err(Error::WeightsMismatch { check: "size", .. })
+        ));
+        other[150_000] ^= 0x80;
+        other[0] ^= 1;
+        assert!(matches!(
+            verify_weights(&meta, &other, Verify::Identity),
+            Err(Error::WeightsMismatch {
+                check: "identity",
+                ..
+            })
+        ));
+        assert_eq!(verify_weights(&meta, &other, Verify::None), Ok(()));
+        // Only the old key: the identity check falls back to the full one.
+        assert!(verify_weights(&meta[2..], &other, Verify::Identity).is_err());
+        assert_eq!(verify_weights(&[], &other, Verify::Full), Ok(()));
+        assert!(matches!(
+            verify_weights(&[(META_WEIGHTS_BYTES, "many")], &w, Verify::Identity),
+            Err(Error::Weights { .. })
+        ));
     }
 
     #[test]
