@@ -126,11 +126,11 @@ pub fn weights_identity(bytes: &[u8]) -> String {
 
 /// Checks `weights` against what the exporter recorded in `metadata` (the model's
 /// `metadata_props`), as `verify` says:
-/// - [`Verify::Identity`]: the size ([`META_WEIGHTS_BYTES`]) and [`weights_identity`]
+/// - [`Verify::Identity`] checks the size ([`META_WEIGHTS_BYTES`]) and [`weights_identity`]
 ///   ([`META_WEIGHTS_IDENTITY`]); an artifact written before those keys existed, which has
 ///   only [`META_WEIGHTS_CHECKSUM`], gets the full check instead;
-/// - [`Verify::Full`]: the size when recorded, then [`weights_checksum`] of every byte;
-/// - [`Verify::None`]: nothing.
+/// - [`Verify::Full`] checks the size when recorded, then [`weights_checksum`] of every byte;
+/// - [`Verify::None`] checks nothing.
 ///
 /// A model with none of the keys (an ONNX file not written by ctr-edge) is not checked.
 /// A mismatch is [`Error::WeightsMismatch`]; a recorded value that does not parse is
