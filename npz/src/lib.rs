@@ -14,7 +14,8 @@
 //! is renamed into place, so a crash never leaves a half-written file.
 //!
 //! - [`array`]: the element types and arrays;
-//! - [`read`]: [`read_npz`], [`read_npy`], [`read_npy_from`] and the header parser;
+//! - [`read`]: [`read_npz`], [`read_npz_from`], [`read_npy`], [`read_npy_from`] and the header
+//!   parser;
 //! - [`write`]: [`write_npy_to`], [`write_npz_to`] and [`check_npz_members`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -26,7 +27,7 @@ pub mod write;
 
 pub use array::{format_shape, ArrayData, DType, NpyArray};
 pub use error::{Error, Result};
-pub use read::{read_npy, read_npy_from, read_npz};
+pub use read::{read_npy, read_npy_from, read_npz, read_npz_from};
 pub use write::{check_npz_members, write_npy_to, write_npz_to};
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek};
 use std::path::Path;
 
 use zip::ZipArchive;
@@ -40,7 +40,13 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
 /// the `.npy` suffix.
 pub fn read_npz(path: &Path) -> Result<Vec<NpyArray>> {
     let file = File::open(path).map_err(io_error(path))?;
-    let mut archive = ZipArchive::new(BufReader::new(file))
+    read_npz_from(BufReader::new(file), path)
+}
+
+/// [`read_npz`] of an archive in any seekable stream (bytes in memory: `io::Cursor`); `path`
+/// only labels errors.
+pub fn read_npz_from(reader: impl Read + Seek, path: &Path) -> Result<Vec<NpyArray>> {
+    let mut archive = ZipArchive::new(reader)
         .map_err(|e| npy_error(path, None, format!("not a valid .npz (zip) archive: {e}")))?;
     let mut arrays = Vec::new();
     let mut names = HashSet::new();
