@@ -24,7 +24,10 @@ fn open(bytes: &[u8], limits: Limits) -> Result<Model<'static>, Error> {
 }
 
 /// The fields of the `ResourceLimit` error `r` (panics, naming `what`, on anything else).
-fn resource_limit(r: Result<Model<'static>, Error>, what: &str) -> (String, &'static str, u64, u64) {
+fn resource_limit(
+    r: Result<Model<'static>, Error>,
+    what: &str,
+) -> (String, &'static str, u64, u64) {
     match r {
         Err(Error::ResourceLimit {
             node,
@@ -195,8 +198,7 @@ fn a_product_of_2_pow_64_minus_1_is_an_overflow_not_a_capacity_panic() {
         &[],
         &[value_info("Y", FLOAT, &[D::P("a")])],
     );
-    let (node, _, requested, _) =
-        resource_limit(open(&model_bytes(&g), Limits::UNLIMITED), "Tile");
+    let (node, _, requested, _) = resource_limit(open(&model_bytes(&g), Limits::UNLIMITED), "Tile");
     assert_eq!((node.as_str(), requested), ("tile", u64::MAX));
 }
 
@@ -223,7 +225,10 @@ fn zero_element_shapes_with_overflowing_rows_are_refused() {
     // [0, 2^40, 2^40] holds no element, but its rows would be 2^80 long: every later product
     // of its dims (strides, row sizes) would overflow.
     let (_, _, requested, _) = resource_limit(
-        open(&constant_of_shape(&[0, 1 << 40, 1 << 40]), Limits::UNLIMITED),
+        open(
+            &constant_of_shape(&[0, 1 << 40, 1 << 40]),
+            Limits::UNLIMITED,
+        ),
         "[0, 2^40, 2^40]",
     );
     assert_eq!(requested, u64::MAX);
@@ -290,17 +295,24 @@ fn node_and_depth_limits_hold_exactly() {
     let mut limits = Limits::DEFAULT;
     limits.max_nodes = 49;
     let (node, limit, requested, allowed) = resource_limit(open(&bytes, limits), "49 nodes");
-    assert_eq!((node.as_str(), limit, requested, allowed), ("graph", "max_nodes", 50, 49));
+    assert_eq!(
+        (node.as_str(), limit, requested, allowed),
+        ("graph", "max_nodes", 50, 49)
+    );
     limits.max_nodes = 50;
     limits.max_depth = 20;
     // The 21st node of the chain (n20) is the first one 21 deep.
     let (node, limit, requested, allowed) = resource_limit(open(&bytes, limits), "depth 20");
-    assert_eq!((node.as_str(), limit, requested, allowed), ("n20", "max_depth", 21, 20));
+    assert_eq!(
+        (node.as_str(), limit, requested, allowed),
+        ("n20", "max_depth", 21, 20)
+    );
     limits.max_depth = 50;
     let m = open(&bytes, limits).expect("a chain of 50 within both limits opens");
     let mut s = m.session();
     let x = [-1.0f32, 2.0, -3.0, 4.0];
-    s.run(&[input("X", &[1, 4], InputData::F32(&x))]).expect("runs");
+    s.run(&[input("X", &[1, 4], InputData::F32(&x))])
+        .expect("runs");
     assert_eq!(s.output(0).expect("output").data, [0.0, 2.0, 0.0, 4.0]);
 }
 
@@ -309,7 +321,11 @@ fn depth_is_the_longest_chain_not_the_node_count() {
     // 30 nodes all reading X directly: depth 1.
     let nodes: Vec<Msg> = (0..30)
         .map(|i| {
-            let out = if i == 29 { "Y".to_string() } else { format!("v{i}") };
+            let out = if i == 29 {
+                "Y".to_string()
+            } else {
+                format!("v{i}")
+            };
             node("Relu", &format!("n{i}"), &["X"], &[&out], &[])
         })
         .collect();
@@ -402,7 +418,11 @@ fn fixture_models() -> Vec<PathBuf> {
         .filter(|p| p.is_file())
         .collect();
     models.sort();
-    assert!(models.len() >= 10, "expected the fixtures, found {}", models.len());
+    assert!(
+        models.len() >= 10,
+        "expected the fixtures, found {}",
+        models.len()
+    );
     models
 }
 
@@ -525,11 +545,132 @@ fn a_limit_just_below_a_fixtures_measured_need_is_refused_and_the_need_passes() 
                     limit: "max_folded_bytes",
                     ..
                 }) => {}
-                other => panic!("{what}: expected a folded ResourceLimit, got {:?}", other.err()),
+                other => panic!(
+                    "{what}: expected a folded ResourceLimit, got {:?}",
+                    other.err()
+                ),
             }
             limits.max_folded_bytes = stats.folded_bytes;
             let exact = open_fixture(&path, limits).unwrap_or_else(|e| panic!("{what}: {e}"));
             run_zeros(&exact, ROWS).unwrap_or_else(|e| panic!("{what}: {e}"));
+        }
+    }
+}
+
+#[test]
+fn a_declared_input_too_large_for_scratch_is_refused_at_open() {
+    // X fixed at [2^20, 2^20] f32 (4 TiB) and Relu's output as much again.
+    let g = graph(
+        "g",
+        &[op("Relu relu: X -> Y", &[])],
+        &[],
+        &[value_info("X", FLOAT, &[D::V(1 << 20), D::V(1 << 20)])],
+        &[value_info("Y", FLOAT, &[D::V(1 << 20), D::V(1 << 20)])],
+    );
+    let (node, limit, requested, _) =
+        resource_limit(open(&model_bytes(&g), Limits::DEFAULT), "4 TiB input");
+    assert_eq!((node.as_str(), limit), ("X", "max_scratch_bytes"));
+    assert_eq!(requested, 2 * (1u64 << 40) * 4);
+}
+
+#[test]
+fn concatenating_empty_tensors_past_usize_is_an_overflow() {
+    // Each [0, 2^61 - 1] holds nothing and has a size; nine of them along axis 1 do not.
+    let d = (1i64 << 61) - 1;
+    let ins: Vec<&str> = vec!["C"; 9];
+    let bytes = const_model(
+        &[
+            op("ConstantOfShape cos: S -> C", &[]),
+            node("Concat", "cat", &ins, &["Y"], &[attr_int("axis", 1)]),
+        ],
+        &[("S", &[0, d])],
+    );
+    let (node, _, requested, _) = resource_limit(open(&bytes, Limits::UNLIMITED), "Concat");
+    assert_eq!((node.as_str(), requested), ("cat", u64::MAX));
+}
+
+/// `Y = Slice(X, starts, ends, axes 0, steps)` of the constant X = [1, 2, 3, 4], folded.
+fn slice_model(start: i64, end: i64, step: i64) -> Vec<u8> {
+    let g = graph(
+        "g",
+        &[op("Slice sl: X B E A P -> Y", &[])],
+        &[
+            tensor_floats("X", &[4], &[1.0, 2.0, 3.0, 4.0]),
+            tensor_int64s("B", &[1], &[start]),
+            tensor_int64s("E", &[1], &[end]),
+            tensor_int64s("A", &[1], &[0]),
+            tensor_int64s("P", &[1], &[step]),
+        ],
+        &[],
+        &[value_info("Y", FLOAT, &[D::P("n")])],
+    );
+    model_bytes(&g)
+}
+
+#[test]
+fn slice_steps_of_extreme_size_take_one_element() {
+    // ONNX: a step past the dimension takes the start element only.
+    for (start, end, step, want) in [
+        (0, 4, i64::MAX, 1.0f32),
+        (1, i64::MAX, i64::MAX, 2.0),
+        (3, i64::MIN, i64::MIN, 4.0),
+        (-1, -5, i64::MIN + 1, 4.0),
+    ] {
+        let m = open(&slice_model(start, end, step), Limits::DEFAULT)
+            .unwrap_or_else(|e| panic!("step {step}: {e}"));
+        let mut s = m.session();
+        s.run(&[]).expect("runs");
+        assert_eq!(s.output(0).expect("output").data, [want], "step {step}");
+    }
+}
+
+#[test]
+fn split_sizes_summing_past_i64_are_a_typed_error() {
+    let g = graph(
+        "g",
+        &[node(
+            "Split",
+            "sp",
+            &["X"],
+            &["A", "B", "C"],
+            &[
+                attr_int("axis", 1),
+                attr_ints("split", &[i64::MAX, i64::MAX, 4]),
+            ],
+        )],
+        &[],
+        &[value_info("X", FLOAT, &[D::P("N"), D::V(4)])],
+        &[value_info("A", FLOAT, &[D::P("N"), D::V(4)])],
+    );
+    match open(&model_bytes(&g), Limits::DEFAULT) {
+        Err(Error::InvalidNode { node, reason, .. }) => {
+            assert!(node.starts_with("sp"), "{node}");
+            assert!(reason.contains("split sizes"), "{reason}");
+        }
+        other => panic!("expected InvalidNode, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn conv_dilations_and_pads_that_overflow_are_a_typed_error() {
+    for attrs in [
+        vec![attr_ints("dilations", &[i64::MAX])],
+        vec![attr_ints("pads", &[i64::MAX, i64::MAX])],
+    ] {
+        let g = graph(
+            "g",
+            &[op("Conv conv: X W -> Y", &attrs)],
+            // 5 taps: a dilation of i64::MAX spans 4 * (2^63 - 1) + 1, past u64.
+            &[tensor_floats("W", &[1, 1, 5], &[1.0; 5])],
+            &[value_info("X", FLOAT, &[D::P("N"), D::V(1), D::V(8)])],
+            &[value_info("Y", FLOAT, &[D::P("N"), D::V(1), D::V(6)])],
+        );
+        match open(&model_bytes(&g), Limits::UNLIMITED) {
+            Err(Error::InvalidNode { node, reason, .. }) => {
+                assert_eq!(node, "conv");
+                assert!(reason.contains("overflow"), "{reason}");
+            }
+            other => panic!("expected InvalidNode, got {:?}", other.err()),
         }
     }
 }

@@ -213,9 +213,9 @@ pub(crate) fn fuse(
             for &s in &taken[..taken.len() - 1] {
                 plan.bufs[plan.steps[s].output].1 = 0;
             }
-            let added = folded
-                .iter()
-                .fold(0usize, |acc, b| acc.saturating_add(b.len().saturating_mul(b.dtype().size())));
+            let added = folded.iter().fold(0usize, |acc, b| {
+                acc.saturating_add(b.len().saturating_mul(b.dtype().size()))
+            });
             folded_bytes = folded_bytes.saturating_add(added);
             if folded_bytes > limits.max_folded_bytes {
                 let node = g.nodes.get(plan.steps[si].node);

@@ -17,7 +17,8 @@ use alloc::vec::Vec;
 
 use super::ops::{self, Op, Parsed, SplitPart};
 use super::{
-    resource_limit, value, IfBranches, LoadedGraph, NodeDef, NodeKind, ValueId, MAX_NODE_INPUTS, OPSET_RANGE,
+    resource_limit, value, IfBranches, LoadedGraph, NodeDef, NodeKind, ValueId, MAX_NODE_INPUTS,
+    OPSET_RANGE,
 };
 use crate::error::{Error, Result};
 use crate::model::IoInfo;
@@ -220,12 +221,7 @@ fn level_depths(
         }
         let d = d.saturating_add(1);
         if d > max_depth {
-            return Err(resource_limit(
-                &node.label,
-                "max_depth",
-                Some(d),
-                max_depth,
-            ));
+            return Err(resource_limit(&node.label, "max_depth", Some(d), max_depth));
         }
         for &o in &node.outputs {
             depth[o] = d;
@@ -259,7 +255,12 @@ impl<'a> Loader<'a, '_> {
     fn check_node_count(&self, label: &str) -> Result<()> {
         let count = self.nodes.len().saturating_add(1);
         if count > self.max_nodes {
-            return Err(resource_limit(label, "max_nodes", Some(count), self.max_nodes));
+            return Err(resource_limit(
+                label,
+                "max_nodes",
+                Some(count),
+                self.max_nodes,
+            ));
         }
         Ok(())
     }

@@ -167,9 +167,9 @@ pub(crate) fn folded_bytes(plan: &Plan) -> usize {
 
 /// Bytes of the session buffers of `plan` ([`alloc_bufs`]); `None` when the sum overflows.
 pub(crate) fn scratch_bytes(plan: &Plan) -> Option<usize> {
-    plan.bufs
-        .iter()
-        .try_fold(0usize, |acc, &(d, n)| acc.checked_add(n.checked_mul(d.size())?))
+    plan.bufs.iter().try_fold(0usize, |acc, &(d, n)| {
+        acc.checked_add(n.checked_mul(d.size())?)
+    })
 }
 
 /// The session buffers of `plan` must fit in `allowed` bytes; the error names the node whose
@@ -320,7 +320,12 @@ impl<'g> Planner<'g> {
     /// recorded: [`check_scratch`] holds the finished plan to `max_scratch_bytes`.
     fn add_buf(&mut self, dtype: DType, shape: &[usize], owner: &str) -> Result<usize> {
         if checked_bytes(shape, dtype.size()).is_none() {
-            return Err(resource_limit(owner, "max_scratch_bytes", None, self.max_scratch_bytes));
+            return Err(resource_limit(
+                owner,
+                "max_scratch_bytes",
+                None,
+                self.max_scratch_bytes,
+            ));
         }
         self.plan.bufs.push((dtype, numel(shape)));
         Ok(self.plan.bufs.len() - 1)
