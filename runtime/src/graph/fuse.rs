@@ -73,8 +73,13 @@ pub struct PlanStats {
     pub fusion: bool,
     /// Steps run per call (a fused step counts once).
     pub steps: usize,
-    /// Bytes of the session buffers of this plan (inputs, values, tile scratch).
+    /// Bytes of the session buffers of this plan (inputs, values, tile scratch): what
+    /// [`crate::Limits::max_scratch_bytes`] is compared with.
     pub buffer_bytes: usize,
+    /// Bytes of the constants computed when the plan was built (folded subgraphs, f16
+    /// constants widened to f32, fused biases): what [`crate::Limits::max_folded_bytes`] is
+    /// compared with.
+    pub folded_bytes: usize,
     /// Every fused step, in run order.
     pub fused: Vec<FusedStepInfo>,
 }
@@ -164,8 +169,15 @@ fn readers(plan: &Plan) -> Vec<usize> {
 }
 
 /// Rewrites the steps of `plan` into fused steps where the patterns above apply.
-pub(crate) fn fuse(g: &LoadedGraph, weights: &[u8], plan: &mut Plan) -> Result<()> {
+pub(crate) fn fuse(
+    g: &LoadedGraph,
+    weights: &[u8],
+    plan: &mut Plan,
+    limits: &crate::options::Limits,
+) -> Result<()> {
     let reads = readers(plan);
+    // The biases fused chains add are folded constants too.
+    let mut folded_bytes = super::plan::folded_bytes(plan);
     // The step reading each buffer (the last one seen; meaningful where `reads` is 1).
     let mut reader = vec![usize::MAX; plan.bufs.len()];
     for (si, step) in plan.steps.iter().enumerate() {
@@ -200,6 +212,19 @@ pub(crate) fn fuse(g: &LoadedGraph, weights: &[u8], plan: &mut Plan) -> Result<(
             // Values fused away need no memory.
             for &s in &taken[..taken.len() - 1] {
                 plan.bufs[plan.steps[s].output].1 = 0;
+            }
+            let added = folded.iter().fold(0usize, |acc, b| {
+                acc.saturating_add(b.len().saturating_mul(b.dtype().size()))
+            });
+            folded_bytes = folded_bytes.saturating_add(added);
+            if folded_bytes > limits.max_folded_bytes {
+                let node = g.nodes.get(plan.steps[si].node);
+                return Err(super::resource_limit(
+                    node.map_or("graph", |n| n.label.as_str()),
+                    "max_folded_bytes",
+                    Some(folded_bytes),
+                    limits.max_folded_bytes,
+                ));
             }
             plan.folded.extend(folded);
             fused_steps.push((si, step));
@@ -813,7 +838,8 @@ pub(crate) fn stats(g: &LoadedGraph, plan: &Plan, fusion: bool) -> PlanStats {
     PlanStats {
         fusion,
         steps: plan.steps.len(),
-        buffer_bytes: plan.bufs.iter().map(|&(d, n)| d.size() * n).sum(),
+        buffer_bytes: super::plan::scratch_bytes(plan).unwrap_or(usize::MAX),
+        folded_bytes: super::plan::folded_bytes(plan),
         fused,
     }
 }

@@ -2,6 +2,11 @@
 //! initializers and `Constant` nodes become constants (resolved against the weights buffer
 //! without copying), nodes are parsed ([`ops::parse_op`]; `Split` and `If` expanded here) and
 //! sorted topologically. Unsupported ops, bad attributes, cycles and dangling values fail here.
+//!
+//! Two [`Limits`] hold here: `max_nodes`, counted on the decoded graph (subgraphs included)
+//! before any per-node table grows, and again as `Split` expands into one node per output;
+//! `max_depth`, the longest chain of nodes, computed over the sorted nodes without recursion
+//! (only `If` nesting recurses, and the loader caps it at 8 levels).
 
 use crate::options::Limits;
 use alloc::collections::BTreeMap;
@@ -12,7 +17,8 @@ use alloc::vec::Vec;
 
 use super::ops::{self, Op, Parsed, SplitPart};
 use super::{
-    value, IfBranches, LoadedGraph, NodeDef, NodeKind, ValueId, MAX_NODE_INPUTS, OPSET_RANGE,
+    resource_limit, value, IfBranches, LoadedGraph, NodeDef, NodeKind, ValueId, MAX_NODE_INPUTS,
+    OPSET_RANGE,
 };
 use crate::error::{Error, Result};
 use crate::model::IoInfo;
@@ -73,7 +79,6 @@ pub(crate) fn load_graph(
     weights: &[u8],
     limits: &Limits,
 ) -> Result<LoadedGraph> {
-    let _ = limits; // TODO(issue 13): node count, depth and folded-constant caps.
     if !OPSET_RANGE.contains(&m.opset) {
         return Err(Error::InvalidGraph {
             reason: format!(
@@ -85,6 +90,15 @@ pub(crate) fn load_graph(
         });
     }
     let g = &m.graph;
+    let count = count_nodes(g);
+    if count > limits.max_nodes {
+        return Err(resource_limit(
+            "graph",
+            "max_nodes",
+            Some(count),
+            limits.max_nodes,
+        ));
+    }
     let mut l = Loader {
         ids: Ids {
             map: BTreeMap::new(),
@@ -94,6 +108,7 @@ pub(crate) fn load_graph(
         consts: Vec::new(),
         nodes: Vec::new(),
         weights,
+        max_nodes: limits.max_nodes,
     };
     let mut inputs = Vec::new();
     l.load_initializers(g)?;
@@ -152,8 +167,67 @@ pub(crate) fn load_graph(
         inputs,
         outputs,
     };
+    check_depth(&graph, limits.max_depth)?;
     assign_sources(&mut graph);
     Ok(graph)
+}
+
+/// Nodes of `g` and of every subgraph it holds (`If` branches), counted with an explicit stack.
+fn count_nodes(g: &crate::onnx::Graph<'_>) -> usize {
+    let mut count = 0usize;
+    let mut stack = alloc::vec![g];
+    while let Some(g) = stack.pop() {
+        count = count.saturating_add(g.nodes.len());
+        for n in &g.nodes {
+            for a in &n.attributes {
+                if let AttrValue::Graph(sub) = &a.value {
+                    stack.push(sub);
+                }
+            }
+        }
+    }
+    count
+}
+
+/// The longest chain of nodes must not exceed `max_depth`: each node is one deeper than its
+/// deepest input (constants and graph inputs are at depth 0).
+fn check_depth(g: &LoadedGraph, max_depth: usize) -> Result<()> {
+    let mut depth = vec![0usize; g.names.len()];
+    level_depths(g, &g.order, &mut depth, max_depth)
+}
+
+/// [`check_depth`] over the nodes `order` of one graph level, in topological order; an `If`'s
+/// branches first (their nesting is at most 8 levels deep), its output as deep as the deeper
+/// branch output plus one.
+fn level_depths(
+    g: &LoadedGraph,
+    order: &[usize],
+    depth: &mut [usize],
+    max_depth: usize,
+) -> Result<()> {
+    for &ni in order {
+        let node = &g.nodes[ni];
+        let mut d = node
+            .inputs
+            .iter()
+            .flatten()
+            .map(|&v| depth[v])
+            .max()
+            .unwrap_or(0);
+        if let NodeKind::If(b) = &node.kind {
+            level_depths(g, &b.then_nodes, depth, max_depth)?;
+            level_depths(g, &b.else_nodes, depth, max_depth)?;
+            d = d.max(depth[b.then_out]).max(depth[b.else_out]);
+        }
+        let d = d.saturating_add(1);
+        if d > max_depth {
+            return Err(resource_limit(&node.label, "max_depth", Some(d), max_depth));
+        }
+        for &o in &node.outputs {
+            depth[o] = d;
+        }
+    }
+    Ok(())
 }
 
 /// Load-time state: value ids, which values are defined, constants, all nodes (subgraph
@@ -164,6 +238,8 @@ struct Loader<'a, 'w> {
     consts: Vec<Option<ConstTensor>>,
     nodes: Vec<NodeDef>,
     weights: &'w [u8],
+    /// [`Limits::max_nodes`], checked as `Split` expands (the decoded count was checked first).
+    max_nodes: usize,
 }
 
 impl<'a> Loader<'a, '_> {
@@ -173,6 +249,20 @@ impl<'a> Loader<'a, '_> {
             self.defined.resize(n, false);
             self.consts.resize(n, None);
         }
+    }
+
+    /// One more node must stay within `max_nodes`.
+    fn check_node_count(&self, label: &str) -> Result<()> {
+        let count = self.nodes.len().saturating_add(1);
+        if count > self.max_nodes {
+            return Err(resource_limit(
+                label,
+                "max_nodes",
+                Some(count),
+                self.max_nodes,
+            ));
+        }
+        Ok(())
     }
 
     fn load_initializers(&mut self, g: &crate::onnx::Graph<'a>) -> Result<()> {
@@ -295,6 +385,7 @@ impl<'a> Loader<'a, '_> {
                 }
             };
             let outputs = self.define_all(&outputs, &label)?;
+            self.check_node_count(&label)?;
             mine.push(self.nodes.len());
             self.nodes.push(NodeDef {
                 label,
@@ -346,6 +437,7 @@ impl<'a> Loader<'a, '_> {
         let count = outputs.len();
         for (part, &o) in outputs.iter().enumerate() {
             let id = self.define(o, label)?;
+            self.check_node_count(label)?;
             mine.push(self.nodes.len());
             self.nodes.push(NodeDef {
                 label: format!("{label}[{part}]"),

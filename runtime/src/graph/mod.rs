@@ -88,6 +88,23 @@ pub(crate) struct LoadedGraph {
     pub outputs: Vec<(ValueId, IoInfo)>,
 }
 
+/// [`Error::ResourceLimit`]: `node` asks for `requested` (`None`: a size that overflows) of
+/// `limit`, which allows `allowed`.
+pub(crate) fn resource_limit(
+    node: &str,
+    limit: &'static str,
+    requested: Option<usize>,
+    allowed: usize,
+) -> crate::error::Error {
+    let to_u64 = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+    crate::error::Error::ResourceLimit {
+        node: node.into(),
+        limit,
+        requested: requested.map_or(u64::MAX, to_u64),
+        allowed: to_u64(allowed),
+    }
+}
+
 impl NodeDef {
     /// The op of a node the planner runs (`None` for ConstantOfShape and If).
     pub(crate) fn op(&self) -> Option<&Op> {

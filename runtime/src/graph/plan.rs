@@ -1,6 +1,12 @@
 //! Planning for one set of input shapes: resolve shapes, fold constants, alias pure
 //! re-shapings, materialize f16 weights only where an op cannot read them directly, and
 //! preallocate one buffer per computed value.
+//!
+//! Every shape the planner resolves is checked ([`checked_bytes`]) before anything of that
+//! size exists, and two [`Limits`] hold: `max_folded_bytes` on the running total of the
+//! constants it computes (checked before each one is allocated) and `max_scratch_bytes` on the
+//! session buffers of the finished plan (checked before [`alloc_bufs`] runs). Both are
+//! [`Error::ResourceLimit`] naming the node.
 
 use crate::options::Limits;
 use alloc::boxed::Box;
@@ -12,8 +18,8 @@ use super::fuse::Fused;
 use super::ops::constant::{fill_constant, infer_constant_of_shape};
 use super::ops::{self, is_alias, logical, reads_f16, Inferred, Meta, NodeCtx, Op};
 use super::strided::MAX_RANK;
-use super::value::{numel, Buf, Data, View};
-use super::{IfBranches, LoadedGraph, NodeDef, NodeKind, ValueId};
+use super::value::{checked_bytes, numel, Buf, Data, View};
+use super::{resource_limit, IfBranches, LoadedGraph, NodeDef, NodeKind, ValueId};
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
 use crate::tensor::DType;
@@ -90,9 +96,6 @@ pub(crate) struct Plan {
     pub outputs: Vec<Operand>,
 }
 
-/// Most scratch memory one plan may ask for (hostile shapes must not exhaust memory).
-pub(crate) const MAX_SCRATCH_BYTES: usize = 1 << 30;
-
 /// Resolves a slot to a view during planning or running.
 pub(crate) fn view_of<'a>(
     g: &'a LoadedGraph,
@@ -145,12 +148,58 @@ pub(crate) fn plan_with(
     fusion: bool,
     limits: &Limits,
 ) -> Result<Plan> {
-    let _ = limits; // TODO(issue 13): folded-constant and scratch caps.
-    let mut p = plan_unfused(g, weights, k, input_shapes)?;
+    let mut p = plan_unfused(g, weights, k, input_shapes, limits)?;
     if fusion {
-        super::fuse::fuse(g, weights, &mut p)?;
+        super::fuse::fuse(g, weights, &mut p, limits)?;
     }
+    check_scratch(g, &p, limits.max_scratch_bytes)?;
     Ok(p)
+}
+
+/// Bytes of the folded constants of `plan`.
+pub(crate) fn folded_bytes(plan: &Plan) -> usize {
+    // Each was checked against max_folded_bytes (at most isize::MAX) as it was added.
+    plan.folded
+        .iter()
+        .map(|b| b.len().saturating_mul(b.dtype().size()))
+        .fold(0, usize::saturating_add)
+}
+
+/// Bytes of the session buffers of `plan` ([`alloc_bufs`]); `None` when the sum overflows.
+pub(crate) fn scratch_bytes(plan: &Plan) -> Option<usize> {
+    plan.bufs.iter().try_fold(0usize, |acc, &(d, n)| {
+        acc.checked_add(n.checked_mul(d.size())?)
+    })
+}
+
+/// The session buffers of `plan` must fit in `allowed` bytes; the error names the node whose
+/// buffer crosses the limit (a model input's name for an input buffer).
+fn check_scratch(g: &LoadedGraph, plan: &Plan, allowed: usize) -> Result<()> {
+    let total = scratch_bytes(plan);
+    if total.is_some_and(|t| t <= allowed) {
+        return Ok(());
+    }
+    let mut sum = 0usize;
+    let crossing = plan
+        .bufs
+        .iter()
+        .position(|&(d, n)| {
+            sum = sum.saturating_add(n.saturating_mul(d.size()));
+            sum > allowed
+        })
+        .unwrap_or(0);
+    let owner = plan
+        .steps
+        .iter()
+        .find(|s| s.output == crossing || s.fused().is_some_and(|f| f.scratch.contains(&crossing)))
+        .and_then(|s| g.nodes.get(s.node))
+        .map(|n| n.label.as_str())
+        .or_else(|| {
+            let i = plan.inputs.iter().position(|&b| b == crossing)?;
+            g.inputs.get(i).map(|(_, info)| info.name.as_str())
+        })
+        .unwrap_or("graph");
+    Err(resource_limit(owner, "max_scratch_bytes", total, allowed))
 }
 
 /// What the planner knows of a value: where it lives, its dtype and shape.
@@ -176,8 +225,11 @@ struct Planner<'g> {
     k: &'g Kernels,
     vals: Vec<Option<Val>>,
     plan: Plan,
-    /// Bytes of session buffers so far (capped by [`MAX_SCRATCH_BYTES`]).
-    scratch: usize,
+    /// Bytes of the folded constants so far (capped by `max_folded_bytes`).
+    folded_bytes: usize,
+    max_folded_bytes: usize,
+    /// For messages only: the plan's buffers are checked once it is finished.
+    max_scratch_bytes: usize,
 }
 
 /// Plans `g` node by node: one step per node that is not folded or aliased.
@@ -186,8 +238,9 @@ fn plan_unfused(
     weights: &[u8],
     k: &Kernels,
     input_shapes: &[Vec<usize>],
+    limits: &Limits,
 ) -> Result<Plan> {
-    let mut p = Planner::new(g, weights, k, input_shapes)?;
+    let mut p = Planner::new(g, weights, k, input_shapes, limits)?;
     let mut work: Vec<Work> = g.order.iter().rev().map(|&i| Work::Node(i)).collect();
     while let Some(item) = work.pop() {
         match item {
@@ -212,6 +265,7 @@ impl<'g> Planner<'g> {
         weights: &'g [u8],
         k: &'g Kernels,
         input_shapes: &[Vec<usize>],
+        limits: &Limits,
     ) -> Result<Self> {
         let mut vals: Vec<Option<Val>> = (0..g.names.len()).map(|_| None).collect();
         for (id, c) in g.consts.iter().enumerate() {
@@ -236,7 +290,9 @@ impl<'g> Planner<'g> {
                 inputs: Vec::new(),
                 outputs: Vec::new(),
             },
-            scratch: 0,
+            folded_bytes: 0,
+            max_folded_bytes: limits.max_folded_bytes,
+            max_scratch_bytes: limits.max_scratch_bytes,
         };
         if input_shapes.len() != g.inputs.len() {
             return Err(internal("input count"));
@@ -260,23 +316,41 @@ impl<'g> Planner<'g> {
         Ok(p)
     }
 
-    /// A new session buffer for a value `what` of `shape`.
-    fn add_buf(&mut self, dtype: DType, shape: &[usize], what: &str) -> Result<usize> {
-        let n = shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .and_then(|n| n.checked_mul(dtype.size()))
-            .ok_or_else(|| Error::InvalidGraph {
-                reason: format!("value '{what}' of shape {shape:?} overflows"),
-            })?;
-        self.scratch = self.scratch.saturating_add(n);
-        if self.scratch > MAX_SCRATCH_BYTES {
-            return Err(Error::InvalidGraph {
-                reason: format!("plan needs more than {MAX_SCRATCH_BYTES} bytes of scratch (value '{what}' of shape {shape:?})"),
-            });
+    /// A new session buffer of `shape` for node (or model input) `owner`. Only its size is
+    /// recorded: [`check_scratch`] holds the finished plan to `max_scratch_bytes`.
+    fn add_buf(&mut self, dtype: DType, shape: &[usize], owner: &str) -> Result<usize> {
+        if checked_bytes(shape, dtype.size()).is_none() {
+            return Err(resource_limit(
+                owner,
+                "max_scratch_bytes",
+                None,
+                self.max_scratch_bytes,
+            ));
         }
         self.plan.bufs.push((dtype, numel(shape)));
         Ok(self.plan.bufs.len() - 1)
+    }
+
+    /// Room for one more folded constant of `shape` for node `owner`: checked against
+    /// `max_folded_bytes` (with the constants folded so far) before it is allocated.
+    fn reserve_folded(&mut self, dtype: DType, shape: &[usize], owner: &str) -> Result<()> {
+        let allowed = self.max_folded_bytes;
+        let total = checked_bytes(shape, dtype.size())
+            .and_then(|b| b.checked_add(self.folded_bytes))
+            .filter(|&t| t <= isize::MAX as usize);
+        match total {
+            Some(t) if t <= allowed => {
+                self.folded_bytes = t;
+                Ok(())
+            }
+            t => Err(resource_limit(owner, "max_folded_bytes", t, allowed)),
+        }
+    }
+
+    /// A zeroed folded constant of `shape` for node `owner`, within `max_folded_bytes`.
+    fn new_folded(&mut self, dtype: DType, shape: &[usize], owner: &str) -> Result<Buf> {
+        self.reserve_folded(dtype, shape, owner)?;
+        Ok(Buf::zeros(dtype, numel(shape)))
     }
 
     /// The values of a constant operand (during planning no session buffer exists).
@@ -312,6 +386,16 @@ impl<'g> Planner<'g> {
             .iter()
             .flatten()
             .all(|o| !matches!(o.slot, Slot::Buf(_)));
+        // Every resolved shape must have a size (aliases too: later ops index by it).
+        if checked_bytes(&out_shape, dtype.size()).is_none() {
+            let folded = all_const || matches!(op, None | Some(Op::Shape { .. }));
+            let (limit, allowed) = if folded {
+                ("max_folded_bytes", self.max_folded_bytes)
+            } else {
+                ("max_scratch_bytes", self.max_scratch_bytes)
+            };
+            return Err(resource_limit(cx.node, limit, None, allowed));
+        }
         let Some(op) = op else {
             let NodeKind::ConstantOfShape { value } = &node.kind else {
                 return Err(internal("node kind"));
@@ -322,7 +406,7 @@ impl<'g> Planner<'g> {
                     cx.err("internal: ConstantOfShape is evaluated by the planner".to_string())
                 );
             }
-            let mut out = Buf::zeros(dtype, numel(&out_shape));
+            let mut out = self.new_folded(dtype, &out_shape, cx.node)?;
             fill_constant(&mut out, value, self.weights, &cx)?;
             let slot = self.fold(out);
             self.vals[out_id] = Some(Val {
@@ -346,11 +430,11 @@ impl<'g> Planner<'g> {
             return Ok(());
         }
         let slot = if all_const || matches!(op, Op::Shape { .. }) {
-            let mut out = Buf::zeros(dtype, numel(&out_shape));
+            let mut out = self.new_folded(dtype, &out_shape, cx.node)?;
             self.eval_const(op, &operands, &mut out, &out_shape, &cx)?;
             self.fold(out)
         } else {
-            let b = self.add_buf(dtype, &out_shape, &g.names[out_id])?;
+            let b = self.add_buf(dtype, &out_shape, cx.node)?;
             self.plan.steps.push(Step {
                 node: ni,
                 inputs: operands,
@@ -434,7 +518,11 @@ impl<'g> Planner<'g> {
                 shape: v.shape.clone(),
             };
             if !op.is_some_and(|op| reads_f16(op, i)) && !matches!(v.slot, Slot::Buf(_)) {
-                if let Data::F16(h) = self.const_view(&operand)?.data {
+                if let Data::F16(_) = self.const_view(&operand)?.data {
+                    self.reserve_folded(DType::F32, &operand.shape, cx.node)?;
+                    let Data::F16(h) = self.const_view(&operand)?.data else {
+                        return Err(internal("f16 constant"));
+                    };
                     let f: Vec<f32> = h.iter().map(|x| x.to_f32()).collect();
                     operand.slot = self.fold(Buf::F32(f));
                 }
@@ -551,7 +639,11 @@ impl<'g> Planner<'g> {
             };
             // f32 outputs are read as f32: a constant one stored as f16 is converted once here.
             if let (Slot::Model(_), DType::F32) = (v.slot, v.dtype) {
-                if let Data::F16(h) = self.const_view(&operand)?.data {
+                if let Data::F16(_) = self.const_view(&operand)?.data {
+                    self.reserve_folded(DType::F32, &operand.shape, &info.name)?;
+                    let Data::F16(h) = self.const_view(&operand)?.data else {
+                        return Err(internal("f16 output"));
+                    };
                     operand.slot = self.fold(Buf::F32(h.iter().map(|x| x.to_f32()).collect()));
                 }
             }

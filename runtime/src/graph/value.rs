@@ -29,9 +29,23 @@ impl<'a> View<'a> {
 /// in place.
 pub(crate) type Buf = OwnedData;
 
-/// Row-major strides of `shape`.
+/// Number of elements of `shape` (of a shape [`checked_bytes`] accepted: the planner checks
+/// every shape it resolves, so the product cannot overflow).
 pub(crate) fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
+}
+
+/// Bytes of a value of `shape` with elements of `elem_size` bytes; `None` when that overflows.
+/// The dims are multiplied with every 0 taken as 1, and the result must stay within
+/// `isize::MAX` (the most one allocation may hold): so a shape like `[0, 2^40, 2^40]` (0
+/// elements, but rows of 2^80) is refused too, and every product of some of the dims (row
+/// lengths, strides, offsets) fits in a `usize`.
+pub(crate) fn checked_bytes(shape: &[usize], elem_size: usize) -> Option<usize> {
+    let volume = shape
+        .iter()
+        .try_fold(elem_size.max(1), |acc, &d| acc.checked_mul(d.max(1)))
+        .filter(|&v| v <= isize::MAX as usize)?;
+    Some(if shape.contains(&0) { 0 } else { volume })
 }
 
 /// The values of a model constant, viewed in place in the weights buffer when stored there.

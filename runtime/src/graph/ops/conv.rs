@@ -118,8 +118,16 @@ impl ConvAttrs {
             }
             p.pad[i] = pb;
             p.inp[i] = x[2 + i];
-            let span = p.dil[i] * (p.kernel[i].max(1) - 1) + 1;
-            let padded = p.inp[i] + 2 * pb;
+            // Attributes are the model's: checked, so huge dilations or pads are an error.
+            let overflow = || format!("dilations {dil:?} or pads {pads:?} overflow");
+            let span = p.dil[i]
+                .checked_mul(p.kernel[i].max(1) - 1)
+                .and_then(|s| s.checked_add(1))
+                .ok_or_else(overflow)?;
+            let padded = pb
+                .checked_mul(2)
+                .and_then(|s| s.checked_add(p.inp[i]))
+                .ok_or_else(overflow)?;
             if padded < span {
                 return Err(format!(
                     "kernel {:?} larger than the padded input {x:?}",

@@ -33,6 +33,12 @@ pub(super) fn infer(equation: &str, ins: &Metas, cx: &NodeCtx) -> Result<Inferre
         return Err(cx.err("Einsum needs float inputs".to_string()));
     }
     let e = parse_einsum(equation, &shapes).map_err(|r| cx.err(r))?;
+    // The evaluation loops over every letter: its index space (0 sizes taken as 1) must fit.
+    if crate::graph::value::checked_bytes(&e.sizes, 1).is_none() {
+        return Err(cx.err(format!(
+            "the index space of '{equation}' over {shapes:?} overflows"
+        )));
+    }
     Ok((DType::F32, e.out_shape()))
 }
 

@@ -64,7 +64,8 @@ pub(super) fn infer_concat(axis: i64, ins: &Metas, cx: &NodeCtx) -> Result<Infer
                 )));
             }
         }
-        s[ax] += m.shape[ax];
+        // Saturated: the planner's size check refuses an overflowing shape as a resource limit.
+        s[ax] = s[ax].saturating_add(m.shape[ax]);
     }
     Ok((first.dtype, s))
 }
@@ -187,13 +188,17 @@ struct SliceAxis {
 /// ONNX Slice parameters for one axis, with the spec's clamping.
 fn slice_axis(dim: usize, start: i64, end: i64, step: i64) -> SliceAxis {
     let d = dim as i64;
+    // A step past the dimension takes one element either way; clamped, it cannot overflow
+    // the strides computed from it.
+    let step = step.clamp(-d.max(1), d.max(1));
     let (s, e);
     if step > 0 {
         let st = if start < 0 { start + d } else { start };
         let en = if end < 0 { end + d } else { end };
         s = st.clamp(0, d);
         e = en.clamp(0, d);
-        let len = if e > s { (e - s + step - 1) / step } else { 0 };
+        // (e - s) / step rounded up, without the overflow of `e - s + step - 1`.
+        let len = if e > s { (e - s - 1) / step + 1 } else { 0 };
         SliceAxis {
             start: s,
             step,
@@ -204,8 +209,9 @@ fn slice_axis(dim: usize, start: i64, end: i64, step: i64) -> SliceAxis {
         let en = if end < 0 { end + d } else { end };
         s = st.clamp(-1, d - 1);
         e = en.clamp(-1, d - 1);
+        // `step` may be i64::MIN, whose negation overflows.
         let len = if s > e {
-            (s - e + (-step) - 1) / (-step)
+            ((s - e - 1) as u64 / step.unsigned_abs() + 1) as i64
         } else {
             0
         };
@@ -381,8 +387,9 @@ fn split_range(
 ) -> core::result::Result<(usize, usize), String> {
     match sizes {
         Some((n, get)) => {
-            let total: i64 = (0..n).map(get).sum();
-            if n != count || (0..n).any(|i| get(i) < 0) || total != dim as i64 {
+            // i128: the model's sizes may sum past i64 (each is an i64).
+            let total: i128 = (0..n).map(|i| get(i) as i128).sum();
+            if n != count || (0..n).any(|i| get(i) < 0) || total != dim as i128 {
                 return Err(format!(
                     "{n} split sizes summing to {total} do not cover a dimension of {dim} in {count} parts"
                 ));
@@ -436,10 +443,8 @@ pub(super) fn infer_tile(ins: &Metas, cx: &NodeCtx) -> Result<Inferred> {
     let mut s = Vec::with_capacity(reps.len());
     for (&d, &r) in x.shape.iter().zip(&reps) {
         let r = usize::try_from(r).map_err(|_| cx.err(format!("negative repeat in {reps:?}")))?;
-        s.push(
-            d.checked_mul(r)
-                .ok_or_else(|| cx.err("shape overflow".to_string()))?,
-        );
+        // Saturated: the planner's size check refuses an overflowing shape as a resource limit.
+        s.push(d.saturating_mul(r));
     }
     Ok((x.dtype, s))
 }

@@ -1,0 +1,163 @@
+//! The hostile corpus (`tests/hostile/corpus.rs`) through the command line: `ctr-edge run` with
+//! the native runtime and with tract, and `ctr-edge inspect`, on every case. Each must end with
+//! a typed error (exit status 1 and a message, no panic, no abort) or a correct result within
+//! 2 s and 256 MiB of resident memory.
+
+#[path = "../../tests/hostile/corpus.rs"]
+mod corpus;
+#[path = "../../tests/hostile/watch.rs"]
+mod watch;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use corpus::{Case, Expect};
+use ctr_edge_exporter::npz::{read_npy, write_npz, ArrayData, NpyArray};
+
+const TIME_LIMIT: Duration = Duration::from_secs(2);
+const RSS_LIMIT: u64 = 256 << 20;
+/// Address space the command may map (tract and the runtime reserve far less for a good run).
+const ADDRESS_SPACE: u64 = 8 << 30;
+
+/// The case's inputs as the drivers define them (`corpus::float_value`, `corpus::id_value`).
+fn write_inputs(case: &Case) -> PathBuf {
+    let arrays: Vec<NpyArray> = case
+        .inputs
+        .iter()
+        .map(|spec| {
+            let mut shape = vec![case.batch];
+            shape.extend(&spec.dims);
+            let n: usize = shape.iter().product();
+            let data = if spec.ids {
+                ArrayData::I64((0..n).map(|i| corpus::id_value(case.id_fill, i)).collect())
+            } else {
+                ArrayData::F32(
+                    (0..n)
+                        .map(|i| corpus::float_value(case.float_fill, i))
+                        .collect(),
+                )
+            };
+            NpyArray::new(spec.name.clone(), shape, data).expect("input array")
+        })
+        .collect();
+    let path = case.dir.join("inputs.npz");
+    write_npz(&path, &arrays).expect("inputs written");
+    path
+}
+
+fn ctr_edge(args: &[&Path]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ctr-edge"));
+    cmd.args(args);
+    cmd.env("RUST_BACKTRACE", "0");
+    cmd
+}
+
+/// What is wrong with how the command ended, if anything. `strict`: the outcome must be the
+/// corpus's (the native runtime); otherwise any typed error or success will do (tract, which
+/// may accept what the runtime refuses, or refuse for its own reasons).
+fn judge(case: &Case, w: &watch::Watched, out: Option<&Path>, strict: bool) -> Option<String> {
+    if w.timed_out {
+        return Some(format!(
+            "killed after {:?} (limit {TIME_LIMIT:?})",
+            w.elapsed
+        ));
+    }
+    if w.max_rss > RSS_LIMIT {
+        return Some(format!("peak RSS {} MiB over 256 MiB", w.max_rss >> 20));
+    }
+    let stderr = w.stderr.trim();
+    if w.signal.is_some() || stderr.contains("panicked") {
+        return Some(format!("crashed (signal {:?}): {stderr}", w.signal));
+    }
+    match (w.code, case.expect) {
+        (Some(0), Expect::Ok) => {}
+        (Some(0), _) if !strict => {}
+        (Some(0), expect) => return Some(format!("exit 0, expected {expect:?}")),
+        (Some(1), Expect::Ok) if strict => return Some(format!("failed: {stderr}")),
+        (Some(1), expect) => {
+            if stderr.is_empty() {
+                return Some("exit 1 without a message".into());
+            }
+            if let (true, Some(piece)) = (strict, expect.message()) {
+                if !stderr.to_lowercase().contains(piece) {
+                    return Some(format!("message lacks {piece:?}: {stderr}"));
+                }
+            }
+            return None;
+        }
+        (code, _) => return Some(format!("exit code {code:?}: {stderr}")),
+    }
+    if let (Some(out), Some(reference)) = (out, &case.reference) {
+        let got = match read_npy(out) {
+            Ok(a) => match a.data {
+                ArrayData::F32(v) => v,
+                other => return Some(format!("output is {}", other.dtype())),
+            },
+            Err(e) => return Some(format!("reading the output: {e}")),
+        };
+        let close = got.len() == reference.len()
+            && got
+                .iter()
+                .zip(reference)
+                .all(|(a, b)| (a - b).abs() <= 1e-5);
+        if !close {
+            return Some(format!("scores {got:?}, reference {reference:?}"));
+        }
+    }
+    None
+}
+
+#[test]
+fn hostile_corpus_through_the_command_line() {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile_cli_corpus");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let mut cases = corpus::write_corpus(&root);
+    cases.extend(corpus::write_fifo_case(&root));
+    let mut failures = Vec::new();
+    for case in &cases {
+        let data = write_inputs(case);
+        let model = case.model();
+        for backend in ["native", "tract"] {
+            let out = case.dir.join(format!("out-{backend}.npy"));
+            let _ = std::fs::remove_file(&out);
+            let mut cmd = ctr_edge(&[Path::new("run"), &model, Path::new("--data"), &data]);
+            cmd.args(["--backend", backend, "-o"]).arg(&out);
+            let w = watch::run(cmd, TIME_LIMIT, Some(ADDRESS_SPACE));
+            eprintln!(
+                "{:<32} run {backend:<6} exit {:<7} {:>6.0} ms {:>6.1} MiB",
+                case.name,
+                format!("{:?}", w.code),
+                w.elapsed.as_secs_f64() * 1e3,
+                w.max_rss as f64 / (1 << 20) as f64
+            );
+            let strict = backend == "native";
+            if let Some(p) = judge(
+                case,
+                &w,
+                Some(&out)
+                    .filter(|_| w.code == Some(0))
+                    .map(|p| p.as_path()),
+                strict,
+            ) {
+                failures.push(format!("{} (run --backend {backend}): {p}", case.name));
+            }
+        }
+        let w = watch::run(
+            ctr_edge(&[Path::new("inspect"), &model]),
+            TIME_LIMIT,
+            Some(ADDRESS_SPACE),
+        );
+        if let Some(p) = judge(case, &w, None, false) {
+            failures.push(format!("{} (inspect): {p}", case.name));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures over {} cases:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
