@@ -215,7 +215,8 @@ impl Harness {
         // SAFETY: every non-NULL pointer is valid for its length (weights: for the model's
         // life, `models()` is static and `buffers` outlives every handle); `out_ptr` is NULL or
         // valid for a write.
-        let status = unsafe { ctr_edge_model_open_bytes(onnx_ptr, onnx_len, w_ptr, w_len, out_ptr) };
+        let status =
+            unsafe { ctr_edge_model_open_bytes(onnx_ptr, onnx_len, w_ptr, w_len, out_ptr) };
         if out_ptr.is_null() {
             assert!(!ok(status), "open_bytes with out NULL succeeded");
             return;
@@ -229,7 +230,11 @@ impl Harness {
                 unsafe { ctr_edge_model_free(out) };
             }
         } else {
-            assert!(out.is_null(), "open_bytes failed without writing NULL: {}", last_error());
+            assert!(
+                out.is_null(),
+                "open_bytes failed without writing NULL: {}",
+                last_error()
+            );
         }
     }
 
@@ -278,7 +283,12 @@ impl Harness {
         let batch = s.below(4);
         let mut shapes: Vec<Vec<usize>> = descs
             .iter()
-            .map(|d| d.dims.iter().map(|&v| usize::try_from(v).unwrap_or(batch)).collect())
+            .map(|d| {
+                d.dims
+                    .iter()
+                    .map(|&v| usize::try_from(v).unwrap_or(batch))
+                    .collect()
+            })
             .collect();
         let mutation = s.byte() % 16;
         let k = s.below(descs.len());
@@ -324,7 +334,11 @@ impl Harness {
         // Every buffer is 8-byte aligned and 8 bytes per value: valid for any declared dtype.
         let counts: Vec<usize> = shapes
             .iter()
-            .map(|sh| sh.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap())
+            .map(|sh| {
+                sh.iter()
+                    .try_fold(1usize, |a, &d| a.checked_mul(d))
+                    .unwrap()
+            })
             .collect();
         let datas: Vec<Vec<u64>> = descs
             .iter()
@@ -359,7 +373,11 @@ impl Harness {
             c_inputs.resize(CTR_EDGE_MAX_INPUTS + 1, first);
         }
         let n_inputs = c_inputs.len();
-        let inputs_ptr = if null_inputs { null() } else { c_inputs.as_ptr() };
+        let inputs_ptr = if null_inputs {
+            null()
+        } else {
+            c_inputs.as_ptr()
+        };
         let index = match s.byte() % 8 {
             7 => usize::MAX,
             b => usize::from(b) % (outputs + 1),
@@ -367,7 +385,11 @@ impl Harness {
         let mut out = vec![f32::NAN; 64];
         let (out_ptr, out_len) = out_buffer(s, &mut out);
         let mut written = usize::MAX;
-        let written_ptr: *mut usize = if s.byte() % 8 == 0 { null_mut() } else { &mut written };
+        let written_ptr: *mut usize = if s.byte() % 8 == 0 {
+            null_mut()
+        } else {
+            &mut written
+        };
         // SAFETY: every pointer is NULL or valid as the API documents: names NUL-terminated,
         // shapes valid for `rank` values, data for the product of the shape (8 bytes a
         // value, 8-byte aligned), `inputs` for `n_inputs` entries, `out` for `out_len` floats.
@@ -392,11 +414,17 @@ impl Harness {
             if code != ctr_edge_status::BufferTooSmall as u32 {
                 assert_eq!(written, 0, "a failed run left out_written at {written}");
             } else {
-                assert!(written > out_len, "BUFFER_TOO_SMALL with {written} <= {out_len}");
+                assert!(
+                    written > out_len,
+                    "BUFFER_TOO_SMALL with {written} <= {out_len}"
+                );
             }
             return;
         }
-        assert!(written <= out_len, "run wrote {written} values into {out_len}");
+        assert!(
+            written <= out_len,
+            "run wrote {written} values into {out_len}"
+        );
         // The same run through the Rust API must give the same bits.
         let Some(model) = reference(src) else {
             panic!("the C ABI opened a model the Rust API refuses");
@@ -440,10 +468,15 @@ impl Harness {
         let mut out = vec![f32::NAN; 64];
         let (out_ptr, out_len) = out_buffer(s, &mut out);
         let mut written = usize::MAX;
-        let written_ptr: *mut usize = if s.byte() % 8 == 0 { null_mut() } else { &mut written };
+        let written_ptr: *mut usize = if s.byte() % 8 == 0 {
+            null_mut()
+        } else {
+            &mut written
+        };
         // SAFETY: `session` NULL or live; `out` valid for `out_len` floats or NULL with 0 (or
         // NULL with a length: checked by the API); `written_ptr` NULL or valid.
-        let status = unsafe { ctr_edge_session_output(session, index, out_ptr, out_len, written_ptr) };
+        let status =
+            unsafe { ctr_edge_session_output(session, index, out_ptr, out_len, written_ptr) };
         let succeeded = ok(status);
         if !written_ptr.is_null() && succeeded {
             assert!(written <= out_len);
@@ -464,13 +497,20 @@ impl Harness {
             _ => dims.as_mut_ptr(),
         };
         let mut rank = usize::MAX;
-        let rank_ptr: *mut usize = if s.byte() % 8 == 0 { null_mut() } else { &mut rank };
+        let rank_ptr: *mut usize = if s.byte() % 8 == 0 {
+            null_mut()
+        } else {
+            &mut rank
+        };
         // SAFETY: `dims` valid for 8 >= dims_len values (or NULL); `rank_ptr` NULL or valid.
         let status =
             unsafe { ctr_edge_session_output_shape(session, index, dims_ptr, dims_len, rank_ptr) };
         if ok(status) {
             assert!(!rank_ptr.is_null() && rank <= dims_len);
-            assert!(dims[rank..].iter().all(|&d| d == usize::MAX), "wrote past the rank");
+            assert!(
+                dims[rank..].iter().all(|&d| d == usize::MAX),
+                "wrote past the rank"
+            );
         }
     }
 

@@ -28,7 +28,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(array) = read_npy_from(&mut Cursor::new(data), "fuzz", path) {
-        array.check().expect("the reader returned an inconsistent array");
+        array
+            .check()
+            .expect("the reader returned an inconsistent array");
         let mut bytes = Vec::new();
         write_npy_to(&mut bytes, &array).expect("write_npy_to");
         let again = read_npy_from(&mut bytes.as_slice(), "fuzz", path)

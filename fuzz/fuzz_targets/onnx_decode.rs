@@ -36,7 +36,10 @@ fuzz_target!(|data: &[u8]| {
 
 fn resolve_graph(graph: &Graph<'_>, depth: usize) {
     // The decoder caps nesting itself (MAX_GRAPH_DEPTH); this only guards the harness.
-    assert!(depth <= onnx::MAX_GRAPH_DEPTH, "decoder let a graph nest {depth} deep");
+    assert!(
+        depth <= onnx::MAX_GRAPH_DEPTH,
+        "decoder let a graph nest {depth} deep"
+    );
     for t in &graph.initializers {
         resolve(t);
     }
@@ -65,8 +68,13 @@ fn check_const(name: &str, c: &ConstTensor) {
         .unwrap_or_else(|| panic!("{name}: resolved shape {:?} overflows", c.shape));
     match &c.data {
         ConstData::Weights { offset, byte_len } => {
-            let end = offset.checked_add(*byte_len).expect("offset + length overflows");
-            assert!(end <= WEIGHTS.len(), "{name}: view {offset}+{byte_len} past the weights");
+            let end = offset
+                .checked_add(*byte_len)
+                .expect("offset + length overflows");
+            assert!(
+                end <= WEIGHTS.len(),
+                "{name}: view {offset}+{byte_len} past the weights"
+            );
             assert_eq!(Some(*byte_len), numel.checked_mul(c.dtype.size()), "{name}");
         }
         ConstData::Owned(o) => {
