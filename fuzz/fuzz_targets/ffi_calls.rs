@@ -385,7 +385,7 @@ impl Harness {
         let mut out = vec![f32::NAN; 64];
         let (out_ptr, out_len) = out_buffer(s, &mut out);
         let mut written = usize::MAX;
-        let written_ptr: *mut usize = if s.byte() % 8 == 0 {
+        let written_ptr: *mut usize = if s.byte().is_multiple_of(8) {
             null_mut()
         } else {
             &mut written
@@ -468,7 +468,7 @@ impl Harness {
         let mut out = vec![f32::NAN; 64];
         let (out_ptr, out_len) = out_buffer(s, &mut out);
         let mut written = usize::MAX;
-        let written_ptr: *mut usize = if s.byte() % 8 == 0 {
+        let written_ptr: *mut usize = if s.byte().is_multiple_of(8) {
             null_mut()
         } else {
             &mut written
@@ -497,7 +497,7 @@ impl Harness {
             _ => dims.as_mut_ptr(),
         };
         let mut rank = usize::MAX;
-        let rank_ptr: *mut usize = if s.byte() % 8 == 0 {
+        let rank_ptr: *mut usize = if s.byte().is_multiple_of(8) {
             null_mut()
         } else {
             &mut rank
@@ -517,14 +517,14 @@ impl Harness {
     fn query(&mut self, s: &mut Script<'_>) {
         let pick = s.below(self.models.len() + 1);
         let model: *const ctr_edge_model = self.models.get(pick).map_or(null(), |m| m.0);
-        let null_out = s.byte() % 4 == 0;
+        let null_out = s.byte().is_multiple_of(4);
         let index = usize::from(s.byte() % 4);
         // SAFETY (all): `model` NULL or live; out NULL or valid for a write.
         match s.byte() % 5 {
             0 | 1 => {
                 let mut n = usize::MAX;
                 let out: *mut usize = if null_out { null_mut() } else { &mut n };
-                let status = if s.byte() % 2 == 0 {
+                let status = if s.byte().is_multiple_of(2) {
                     unsafe { ctr_edge_model_input_count(model, out) }
                 } else {
                     unsafe { ctr_edge_model_output_count(model, out) }
@@ -541,7 +541,7 @@ impl Harness {
                     dims: null(),
                 };
                 let out: *mut ctr_edge_io_info = if null_out { null_mut() } else { &mut info };
-                let status = if s.byte() % 2 == 0 {
+                let status = if s.byte().is_multiple_of(2) {
                     unsafe { ctr_edge_model_input_info(model, index, out) }
                 } else {
                     unsafe { ctr_edge_model_output_info(model, index, out) }
@@ -570,7 +570,7 @@ impl Harness {
     fn finish(mut self, s: &mut Script<'_>) {
         // Frees in a script-chosen order: sessions may outlive their model's handle.
         while !self.models.is_empty() || !self.sessions.is_empty() {
-            let models_first = s.byte() % 2 == 0;
+            let models_first = s.byte().is_multiple_of(2);
             if (models_first && !self.models.is_empty()) || self.sessions.is_empty() {
                 let (m, _) = self.models.pop().unwrap();
                 // SAFETY: a live model, given back once.
