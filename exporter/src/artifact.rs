@@ -161,7 +161,8 @@ pub fn write_artifact_into(
         .map_err(|e| io_err(&staged_weights, "cannot sync", e))?;
     drop(file);
     // The identity samples blocks of the final file: read back what was written.
-    let written = fs::read(&staged_weights).map_err(|e| io_err(&staged_weights, "cannot read", e))?;
+    let written =
+        fs::read(&staged_weights).map_err(|e| io_err(&staged_weights, "cannot read", e))?;
     if written.len() as u64 != weights_bytes {
         return Err(io_err(
             &staged_weights,
@@ -223,7 +224,10 @@ pub fn write_artifact_into(
 }
 
 fn check_meta(meta: &[(String, String)]) -> Result<()> {
-    match meta.iter().find(|(key, _)| RESERVED_KEYS.contains(&key.as_str())) {
+    match meta
+        .iter()
+        .find(|(key, _)| RESERVED_KEYS.contains(&key.as_str()))
+    {
         Some((key, _)) => Err(Error::InvalidArgument {
             reason: format!("metadata key '{key}' is reserved for the artifact writer"),
         }),

@@ -311,7 +311,11 @@ impl StagedDir {
             if let Some(old) = &old {
                 let _ = fs::rename(old, &self.target);
             }
-            return Err(io_err(&self.target, "cannot rename the new version into place", e));
+            return Err(io_err(
+                &self.target,
+                "cannot rename the new version into place",
+                e,
+            ));
         }
         self.staging = None;
         sync_dir(&self.parent);
@@ -334,7 +338,11 @@ impl Drop for StagedDir {
 /// Removes (or restores) the leftovers of crashed runs beside the folder `target`, as
 /// [`StagedDir::create`] does first, for callers that look at `target` before staging.
 pub fn recover_stale(target: &Path, ours: &[&str]) {
-    remove_stale(non_empty(target.parent().unwrap_or(Path::new(""))), ours, None);
+    remove_stale(
+        non_empty(target.parent().unwrap_or(Path::new(""))),
+        ours,
+        None,
+    );
 }
 
 /// What a temporary name of this module stands for.
@@ -357,26 +365,24 @@ fn parse_temp_name(name: &str) -> Option<(&str, TempKind, u32)> {
         s.parse().ok()
     }
     let rest = name.strip_prefix('.')?;
-    let (target, kind, pid) = if let Some(stem) = rest.strip_suffix(".tmp") {
+    let parsed = if let Some(stem) = rest.strip_suffix(".tmp") {
         let (stem, n) = stem.rsplit_once('.')?;
         let (target, pid) = stem.rsplit_once('.')?;
         number::<u64>(n)?;
-        (target, TempKind::File, pid)
+        Some((target, TempKind::File, number(pid)?))
     } else {
-        let (target, kind, ids) = [(".tmp-", TempKind::Staged), (".old-", TempKind::Old)]
+        // The last marker is the one (a folder's own name may hold `.tmp-`).
+        [(".tmp-", TempKind::Staged), (".old-", TempKind::Old)]
             .into_iter()
-            .find_map(|(marker, kind)| {
-                rest.rsplit_once(marker)
-                    .map(|(target, ids)| (target, kind, ids))
-            })?;
-        let (pid, n) = ids.split_once('-')?;
-        number::<u64>(n)?;
-        (target, kind, pid)
+            .filter_map(|(marker, kind)| {
+                let (target, ids) = rest.rsplit_once(marker)?;
+                let (pid, n) = ids.split_once('-')?;
+                number::<u64>(n)?;
+                Some((target, kind, number(pid)?))
+            })
+            .max_by_key(|(target, _, _)| target.len())
     };
-    if target.is_empty() {
-        return None;
-    }
-    Some((target, kind, number(pid)?))
+    parsed.filter(|(target, _, _)| !target.is_empty())
 }
 
 fn is_temp_file_name(name: &str) -> bool {
@@ -555,7 +561,10 @@ mod tests {
     fn temporary_names_are_recognized_exactly() {
         use TempKind::*;
         let cases = [
-            (".model.weights.123.0.tmp", Some(("model.weights", File, 123))),
+            (
+                ".model.weights.123.0.tmp",
+                Some(("model.weights", File, 123)),
+            ),
             (".out.tmp-42-7", Some(("out", Staged, 42))),
             (".my.tmp-dir.old-9-0", Some(("my.tmp-dir", Old, 9))),
             (".out.tmp-42-", None),
@@ -583,7 +592,10 @@ mod tests {
         write(staged.path(), "a", "1");
         write(staged.path(), "b", "1");
         staged.commit().unwrap();
-        assert_eq!(folder_state(&target, OURS).unwrap(), FolderState::Holds(vec!["a".into(), "b".into()]));
+        assert_eq!(
+            folder_state(&target, OURS).unwrap(),
+            FolderState::Holds(vec!["a".into(), "b".into()])
+        );
 
         // Dropped without a commit: nothing changes.
         let staged = StagedDir::create(&target, OURS).unwrap();

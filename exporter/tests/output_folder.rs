@@ -134,7 +134,11 @@ fn run_model(model: &Path, words: &[&str]) {
         if words.is_empty() {
             assert!(o.status.success(), "{backend}: {}", stderr(&o));
         } else {
-            assert!(!o.status.success(), "{backend} accepted {}", model.display());
+            assert!(
+                !o.status.success(),
+                "{backend} accepted {}",
+                model.display()
+            );
             common::assert_contains_all(&stderr(&o), words);
         }
     }
@@ -148,18 +152,24 @@ fn refused_everywhere(model: &Path, words: &[&str]) {
     let o = ctr_edge(&["eval", s(model), "--data", s(&valid)]);
     assert!(!o.status.success(), "eval: {}", stdout(&o));
     common::assert_contains_all(&stderr(&o), words);
+    let bench = [
+        "bench",
+        s(model),
+        "--batch",
+        "1",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+    ];
+    let o = ctr_edge(&[&bench[..], &["--open-reps", "1"]].concat());
+    assert!(!o.status.success(), "bench: {}", stdout(&o));
+    common::assert_contains_all(&stderr(&o), words);
     let o = ctr_edge(&["inspect", s(model)]);
     assert!(!o.status.success(), "inspect: {}", stdout(&o));
     common::assert_contains_all(&stderr(&o), words);
     let out = model.with_file_name("recompressed");
-    let o = ctr_edge(&[
-        "compress",
-        s(model),
-        "--method",
-        "none",
-        "-o",
-        s(&out),
-    ]);
+    let o = ctr_edge(&["compress", s(model), "--method", "none", "-o", s(&out)]);
     assert!(!o.status.success(), "compress: {}", stdout(&o));
     common::assert_contains_all(&stderr(&o), words);
     assert!(!out.exists());
@@ -274,7 +284,11 @@ fn an_existing_artifact_is_replaced_only_with_overwrite() {
         Some("f16")
     );
     run_model(&out.join("model.onnx"), &[]);
-    assert!(temporaries(&root, "out").is_empty(), "{:?}", temporaries(&root, "out"));
+    assert!(
+        temporaries(&root, "out").is_empty(),
+        "{:?}",
+        temporaries(&root, "out")
+    );
     let names: Vec<String> = snapshot(&out).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["model.onnx", "model.weights", "report.json"]);
 }
@@ -341,7 +355,10 @@ fn leftovers_of_crashed_runs_are_cleaned() {
     );
     assert!(!stale_tmp.exists() && !stale_old.exists() && !stale_file.exists());
     // A file that is not ours is never deleted; a live process's folder is left alone.
-    assert_eq!(fs::read(with_user_file.join("user.txt")).unwrap(), b"not ours");
+    assert_eq!(
+        fs::read(with_user_file.join("user.txt")).unwrap(),
+        b"not ours"
+    );
     assert!(err.contains("user.txt"), "{err}");
     assert!(live.join("model.onnx").is_file());
     consistent(&out);

@@ -337,7 +337,11 @@ fn bad_tensor_fails_and_leaves_nothing() {
         "{err}"
     );
     assert!(!dir.exists());
-    assert!(temporaries_of(&dir).is_empty(), "{:?}", temporaries_of(&dir));
+    assert!(
+        temporaries_of(&dir).is_empty(),
+        "{:?}",
+        temporaries_of(&dir)
+    );
 
     // Over an existing artifact: the old one stays as it was.
     write_artifact(test_model(&w), &dir, &[]).unwrap();
@@ -414,7 +418,10 @@ fn a_folder_with_other_files_is_not_replaced() {
     let err = write_artifact(test_model(&w), &dir, &[])
         .unwrap_err()
         .to_string();
-    assert!(err.contains("notes.txt") && err.contains("another folder"), "{err}");
+    assert!(
+        err.contains("notes.txt") && err.contains("another folder"),
+        "{err}"
+    );
     assert_eq!(file_names(&dir), ["notes.txt"]);
     assert!(temporaries_of(&dir).is_empty());
     // A report beside an artifact is the artifact's: replaced with it.
@@ -453,14 +460,26 @@ fn loading_checks_every_byte_of_the_weights() {
             expected,
             found,
         } => {
-            assert_eq!((model, weights, check), (model_path.clone(), weights_path.clone(), "checksum"));
+            assert_eq!(
+                (model, weights, check),
+                (model_path.clone(), weights_path.clone(), "checksum")
+            );
             assert_eq!(expected, weights_checksum(&original));
             assert_eq!(found, weights_checksum(&flipped));
         }
         e => panic!("{e}"),
     }
     let err = crate::compress::graph::load_model(&model_path).unwrap_err();
-    assert!(matches!(err, Error::WeightsMismatch { check: "checksum", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::WeightsMismatch {
+                check: "checksum",
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     // Truncated: the size check, naming both files.
     fs::write(&weights_path, &original[..original.len() - 1]).unwrap();
@@ -471,15 +490,24 @@ fn loading_checks_every_byte_of_the_weights() {
         format!("{} bytes", original.len()),
         format!("{} bytes", original.len() - 1),
     ];
-    assert!(want.iter().all(|w| err.contains(w.as_str())) && err.contains("size"), "{err}");
+    assert!(
+        want.iter().all(|w| err.contains(w.as_str())) && err.contains("size"),
+        "{err}"
+    );
 
     // Missing, or not a regular file: an I/O error naming it.
     fs::remove_file(&weights_path).unwrap();
     let err = verify_artifact(&model_path).unwrap_err().to_string();
-    assert!(err.contains(WEIGHTS_FILE) && err.contains("missing"), "{err}");
+    assert!(
+        err.contains(WEIGHTS_FILE) && err.contains("missing"),
+        "{err}"
+    );
     fs::create_dir(&weights_path).unwrap();
     let err = verify_artifact(&model_path).unwrap_err().to_string();
-    assert!(err.contains(WEIGHTS_FILE) && err.contains("not a file"), "{err}");
+    assert!(
+        err.contains(WEIGHTS_FILE) && err.contains("not a file"),
+        "{err}"
+    );
 
     // A model that records no check (not written by ctr-edge) is not checked.
     assert_eq!(read_verified_weights(&model_path, &[]).unwrap(), None);

@@ -163,10 +163,14 @@ fn read(path: &Path, what: &str) -> Result<Vec<NpyArray>> {
 /// without `--overwrite`. (The library refuses a folder with files that are not an
 /// artifact's: it never replaces those, with or without `--overwrite`.)
 fn check_output(args: &CompressArgs) -> Result<()> {
-    let inputs: Vec<&Path> = [Some(args.model.as_path()), args.calib.as_deref(), args.eval.as_deref()]
-        .into_iter()
-        .flatten()
-        .collect();
+    let inputs: Vec<&Path> = [
+        Some(args.model.as_path()),
+        args.calib.as_deref(),
+        args.eval.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     check_not_inside(&args.out, &inputs)?;
     if let FolderState::Holds(files) = output_folder_state(&args.out)? {
         if !args.overwrite {
