@@ -157,7 +157,9 @@ fn main() {
         )],
         vec![value_info("prob", DataType::Float, &[None, Some(1)])],
     );
-    std::fs::create_dir_all(&out).expect("output folder");
+    // The artifact writer replaces a folder holding only an artifact: drop this example's own
+    // data file of an earlier run first (it is written again below).
+    let _ = std::fs::remove_file(out.join("data.npz"));
     let info = write_artifact(
         m,
         &out,

@@ -13,15 +13,21 @@
 //!   row-major, exactly `numel * element size` bytes, whatever field (`raw_data`, `float_data`,
 //!   `int32_data`...) held them before. Since the runtime maps the file page-aligned, every
 //!   tensor can be viewed in place, f32 and f16 alike.
-//! - `metadata_props` gain [`META_VERSION`] (the exporter's version) and
-//!   [`META_WEIGHTS_CHECKSUM`]: `fnv1a64:` then 16 lowercase hex digits of the 64-bit FNV-1a
-//!   hash of the whole weights file (see [`weights_checksum`]), so a loader can tell a
-//!   mismatched or corrupted pair. The caller's entries (method, ranks...) follow.
-//! - Both files are written to temporary files in the output folder, synced, then renamed over
-//!   the final names (weights first, then the model that names them): an app never maps a
-//!   half-written file. On any error the temporary files are removed. (Between the two renames
-//!   a reader may pair the old model with the new weights; the checksum in the old model's
-//!   metadata tells it so.)
+//! - `metadata_props` gain [`META_VERSION`] (the exporter's version), [`META_WEIGHTS_CHECKSUM`]
+//!   (`fnv1a64:` then 16 lowercase hex digits of the 64-bit FNV-1a hash of the whole weights
+//!   file, see [`weights_checksum`]), [`META_WEIGHTS_BYTES`] (its size, decimal) and
+//!   [`META_WEIGHTS_IDENTITY`] (its [`weights_identity`], the cheap check of every open), so a
+//!   loader can tell a mismatched or corrupted pair. The caller's entries (method, ranks...)
+//!   follow.
+//! - The output folder is written as a unit ([`crate::fsutil::StagedDir`]): every file goes
+//!   into a fresh folder beside it, which replaces the old folder by renames, so after a crash
+//!   the folder holds the old artifact or the new one, never a mix (and `compress`'s
+//!   `report.json` is part of the unit). The writer replaces only a folder that is new, empty
+//!   or holds nothing but [`ARTIFACT_FILES`]; on any error the old folder is untouched.
+//!
+//! Loading goes the other way: [`verify_artifact`] and [`read_verified_weights`] check a
+//! weights file against what its model records, every byte, before the exporter or the CLI
+//! uses the pair ([`Error::WeightsMismatch`] names both files and the check).
 //!
 //! Tensors whose values the exporter cannot re-encode (STRING, 4-bit and 8-bit float types given
 //! in typed fields) stay inline; the runtime does not compute with those types anyway.
@@ -35,15 +41,30 @@ use tract_onnx::pb::tensor_proto::{DataLocation, DataType};
 use tract_onnx::pb::{GraphProto, ModelProto, StringStringEntryProto, TensorProto};
 
 use crate::error::{Error, Result};
-use crate::fsutil::{sync_dir, TempFile};
+use crate::fsutil::{FolderState, StagedDir};
 
 use ctr_edge_runtime::artifact::Fnv1a64;
 pub use ctr_edge_runtime::artifact::{
-    weights_checksum, ALIGNMENT, META_VERSION, META_WEIGHTS_CHECKSUM, MODEL_FILE, WEIGHTS_FILE,
+    weights_checksum, weights_identity, ALIGNMENT, META_VERSION, META_WEIGHTS_BYTES,
+    META_WEIGHTS_CHECKSUM, META_WEIGHTS_IDENTITY, MODEL_FILE, WEIGHTS_FILE,
 };
 
 /// Initializers of at most this many bytes stay inline in [`MODEL_FILE`].
 pub const INLINE_MAX_BYTES: u64 = 64;
+
+/// Name of the report `compress` writes beside the artifact.
+pub const REPORT_FILE: &str = "report.json";
+
+/// The files of an artifact folder, the only ones a writer replaces or removes.
+pub const ARTIFACT_FILES: &[&str] = &[MODEL_FILE, WEIGHTS_FILE, REPORT_FILE];
+
+/// The `metadata_props` keys this module writes itself.
+const RESERVED_KEYS: [&str; 4] = [
+    META_VERSION,
+    META_WEIGHTS_CHECKSUM,
+    META_WEIGHTS_BYTES,
+    META_WEIGHTS_IDENTITY,
+];
 
 /// What [`write_artifact`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,48 +83,67 @@ pub struct ArtifactInfo {
     pub inline_tensors: usize,
     /// The value recorded under [`META_WEIGHTS_CHECKSUM`].
     pub weights_checksum: String,
+    /// The value recorded under [`META_WEIGHTS_IDENTITY`].
+    pub weights_identity: String,
 }
 
-/// Writes `model` as an artifact in `out_dir` (created when missing): [`MODEL_FILE`] and
-/// [`WEIGHTS_FILE`], laid out as the module documentation says. `meta` entries are appended to
-/// `metadata_props` (an existing entry with the same key is replaced); they may not use the
-/// keys this function writes itself.
+/// Writes `model` as an artifact in `out_dir` (created when missing, replaced as a unit when
+/// it holds an artifact): [`MODEL_FILE`] and [`WEIGHTS_FILE`], laid out as the module
+/// documentation says. `meta` entries are appended to `metadata_props` (an existing entry
+/// with the same key is replaced); they may not use the keys this function writes itself.
 ///
-/// Initializers must carry their values (not already be external data). On error nothing is
-/// left in `out_dir` but what was there before.
+/// Initializers must carry their values (not already be external data). On error `out_dir`
+/// is left as it was.
 pub fn write_artifact(
-    mut model: ModelProto,
+    model: ModelProto,
     out_dir: &Path,
     meta: &[(String, String)],
 ) -> Result<ArtifactInfo> {
-    for (key, _) in meta {
-        if key == META_VERSION || key == META_WEIGHTS_CHECKSUM {
-            return Err(Error::InvalidArgument {
-                reason: format!("metadata key '{key}' is reserved for the artifact writer"),
-            });
-        }
-    }
+    check_meta(meta)?;
+    let staged = stage_output(out_dir)?;
+    let info = write_artifact_into(model, &staged, meta)?;
+    staged.commit()?;
+    Ok(info)
+}
+
+/// Starts a new version of the artifact folder `out_dir`: [`write_artifact_into`] (and any
+/// other file of [`ARTIFACT_FILES`]) fills it, [`StagedDir::commit`] puts it in place. Fails
+/// when `out_dir` is not a folder that may be replaced ([`output_folder_state`]).
+pub fn stage_output(out_dir: &Path) -> Result<StagedDir> {
+    StagedDir::create(out_dir, ARTIFACT_FILES)
+}
+
+/// What the output folder `out_dir` holds, after leftovers of crashed runs beside it are
+/// cleaned up: absent, empty, or an artifact's files ([`ARTIFACT_FILES`]). Any other entry in
+/// it, or something that is not a folder, is an error: the writer never replaces those.
+pub fn output_folder_state(out_dir: &Path) -> Result<FolderState> {
+    crate::fsutil::recover_stale(out_dir, ARTIFACT_FILES);
+    crate::fsutil::folder_state(out_dir, ARTIFACT_FILES)
+}
+
+/// [`write_artifact`] into a staged folder, which the caller commits (after adding its own
+/// files). The paths in the result are those the files will have once committed.
+pub fn write_artifact_into(
+    mut model: ModelProto,
+    staged: &StagedDir,
+    meta: &[(String, String)],
+) -> Result<ArtifactInfo> {
+    check_meta(meta)?;
     let graph = model.graph.as_mut().ok_or_else(|| Error::InvalidArgument {
         reason: "the model has no graph".into(),
     })?;
-    fs::create_dir_all(out_dir)
-        .map_err(|e| io_err(out_dir, "cannot create the output folder", e))?;
-
-    let weights_path = out_dir.join(WEIGHTS_FILE);
-    let model_path = out_dir.join(MODEL_FILE);
-    let temp_beside = |path: &Path| {
-        TempFile::beside(path).map_err(|e| {
-            io_err(
-                path,
-                "cannot create a temporary file in the output folder for",
-                e,
-            )
-        })
+    let staged_weights = staged.path().join(WEIGHTS_FILE);
+    let staged_model = staged.path().join(MODEL_FILE);
+    let create = |path: &Path| {
+        File::options()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| io_err(path, "cannot create", e))
     };
-    let (weights_tmp, weights_file) = temp_beside(&weights_path)?;
     let mut weights = WeightsWriter {
-        out: BufWriter::with_capacity(1 << 20, weights_file),
-        path: weights_tmp.path().to_path_buf(),
+        out: BufWriter::with_capacity(1 << 20, create(&staged_weights)?),
+        path: staged_weights.clone(),
         hash: Fnv1a64::new(),
         len: 0,
         external: 0,
@@ -116,10 +156,25 @@ pub fn write_artifact(
     let file = weights
         .out
         .into_inner()
-        .map_err(|e| io_err(weights_tmp.path(), "cannot write", e.into_error()))?;
+        .map_err(|e| io_err(&staged_weights, "cannot write", e.into_error()))?;
     file.sync_all()
-        .map_err(|e| io_err(weights_tmp.path(), "cannot sync", e))?;
+        .map_err(|e| io_err(&staged_weights, "cannot sync", e))?;
     drop(file);
+    // The identity samples blocks of the final file: read back what was written.
+    let written =
+        fs::read(&staged_weights).map_err(|e| io_err(&staged_weights, "cannot read", e))?;
+    if written.len() as u64 != weights_bytes {
+        return Err(io_err(
+            &staged_weights,
+            "cannot write",
+            io::Error::other(format!(
+                "{} bytes on disk, {weights_bytes} written",
+                written.len()
+            )),
+        ));
+    }
+    let weights_identity = weights_identity(&written);
+    drop(written);
 
     let mut entries = vec![
         (
@@ -127,6 +182,8 @@ pub fn write_artifact(
             env!("CARGO_PKG_VERSION").to_string(),
         ),
         (META_WEIGHTS_CHECKSUM.to_string(), weights_checksum.clone()),
+        (META_WEIGHTS_BYTES.to_string(), weights_bytes.to_string()),
+        (META_WEIGHTS_IDENTITY.to_string(), weights_identity.clone()),
     ];
     entries.extend(meta.iter().cloned());
     for (key, value) in entries {
@@ -147,32 +204,129 @@ pub fn write_artifact(
             ),
         });
     }
-    let (model_tmp, mut model_file) = temp_beside(&model_path)?;
+    let mut model_file = create(&staged_model)?;
     model_file
         .write_all(&encoded)
         .and_then(|()| model_file.sync_all())
-        .map_err(|e| io_err(model_tmp.path(), "cannot write", e))?;
+        .map_err(|e| io_err(&staged_model, "cannot write", e))?;
     drop(model_file);
 
-    // Weights first: the new model must never name weights that are not there yet. (On an
-    // error the guards remove the temporary files that were not renamed.)
-    weights_tmp
-        .persist(&weights_path)
-        .map_err(|e| io_err(&weights_path, "cannot rename the temporary file over", e))?;
-    model_tmp
-        .persist(&model_path)
-        .map_err(|e| io_err(&model_path, "cannot rename the temporary file over", e))?;
-    sync_dir(out_dir);
-
     Ok(ArtifactInfo {
-        model_path,
-        weights_path,
+        model_path: staged.target().join(MODEL_FILE),
+        weights_path: staged.target().join(WEIGHTS_FILE),
         model_bytes: encoded.len() as u64,
         weights_bytes,
         external_tensors,
         inline_tensors,
         weights_checksum,
+        weights_identity,
     })
+}
+
+fn check_meta(meta: &[(String, String)]) -> Result<()> {
+    match meta
+        .iter()
+        .find(|(key, _)| RESERVED_KEYS.contains(&key.as_str()))
+    {
+        Some((key, _)) => Err(Error::InvalidArgument {
+            reason: format!("metadata key '{key}' is reserved for the artifact writer"),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Only the `metadata_props` of an ONNX `ModelProto` (field 14): decoding skips the graph.
+#[derive(Clone, PartialEq, Message)]
+struct ModelMetadata {
+    #[prost(message, repeated, tag = "14")]
+    metadata_props: Vec<StringStringEntryProto>,
+}
+
+/// Checks that the weights file beside the ONNX file `model_path` belongs to it, reading every
+/// byte ([`read_verified_weights`]). A model that records no check (an ONNX file not written
+/// by ctr-edge) passes.
+pub fn verify_artifact(model_path: &Path) -> Result<()> {
+    let bytes = read_regular(model_path)?;
+    let meta = ModelMetadata::decode(bytes.as_slice()).map_err(|e| Error::InvalidModel {
+        path: model_path.to_path_buf(),
+        reason: format!("not an ONNX model: {e}"),
+    })?;
+    read_verified_weights(model_path, &meta.metadata_props).map(drop)
+}
+
+/// Reads [`WEIGHTS_FILE`] beside the ONNX file `model_path` and checks it against `metadata`,
+/// the model's `metadata_props`, with the runtime's full check
+/// ([`ctr_edge_runtime::artifact::verify_weights`], `Verify::Full`: the recorded size, then the
+/// checksum of every byte). Returns the bytes, or `None` (without reading) when the metadata
+/// records no check. A mismatch is [`Error::WeightsMismatch`]; a weights file that is missing
+/// (unless the model records 0 bytes) or not a regular file is [`Error::Io`].
+pub fn read_verified_weights(
+    model_path: &Path,
+    metadata: &[StringStringEntryProto],
+) -> Result<Option<Vec<u8>>> {
+    let recorded: Vec<(&str, &str)> = metadata
+        .iter()
+        .map(|e| (e.key.as_str(), e.value.as_str()))
+        .filter(|(key, _)| RESERVED_KEYS[1..].contains(key))
+        .collect();
+    if recorded.is_empty() {
+        return Ok(None);
+    }
+    let weights_path = model_path.with_file_name(WEIGHTS_FILE);
+    let empty = recorded.contains(&(META_WEIGHTS_BYTES, "0"));
+    let weights = match read_regular(&weights_path) {
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound && empty => {
+            Vec::new()
+        }
+        Err(Error::Io { path, source }) if source.kind() == io::ErrorKind::NotFound => {
+            return Err(io_err(
+                &path,
+                &format!("the weights file of {} is missing", model_path.display()),
+                source,
+            ))
+        }
+        other => other?,
+    };
+    let check = ctr_edge_runtime::artifact::verify_weights(
+        &recorded,
+        &weights,
+        ctr_edge_runtime::Verify::Full,
+    );
+    match check {
+        Ok(()) => Ok(Some(weights)),
+        Err(ctr_edge_runtime::Error::WeightsMismatch {
+            check,
+            expected,
+            found,
+        }) => Err(Error::WeightsMismatch {
+            model: model_path.to_path_buf(),
+            weights: weights_path,
+            check,
+            expected,
+            found,
+        }),
+        Err(e) => Err(Error::InvalidModel {
+            path: model_path.to_path_buf(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Reads a whole regular file (a FIFO or a device would block or never end).
+fn read_regular(path: &Path) -> Result<Vec<u8>> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(io(io::Error::other(if meta.is_dir() {
+            "is a folder, not a file"
+        } else {
+            "not a regular file"
+        })));
+    }
+    fs::read(path).map_err(io)
 }
 
 fn io_err(path: &Path, what: &str, e: io::Error) -> Error {

@@ -87,6 +87,20 @@ pub enum Error {
         /// The runtime's error.
         source: ctr_edge_runtime::Error,
     },
+    /// An artifact's weights file does not belong to its model: the size or checksum the model
+    /// records does not match the file (files of two artifacts, or a corrupted file).
+    WeightsMismatch {
+        /// The ONNX file.
+        model: PathBuf,
+        /// The weights file.
+        weights: PathBuf,
+        /// Which check failed (`size` or `checksum`).
+        check: &'static str,
+        /// What the model records.
+        expected: String,
+        /// What the weights file gives.
+        found: String,
+    },
     /// An argument is out of range (e.g. a batch size of 0).
     InvalidArgument {
         /// What was wrong.
@@ -168,6 +182,19 @@ impl fmt::Display for Error {
             Error::Runtime { path, source } => {
                 write!(f, "native runtime, {}: {source}", path.display())
             }
+            Error::WeightsMismatch {
+                model,
+                weights,
+                check,
+                expected,
+                found,
+            } => write!(
+                f,
+                "{} does not belong to {}: its {check} is {found}, the model records {expected} \
+                 (the files of two different artifacts, or a corrupted weights file)",
+                weights.display(),
+                model.display()
+            ),
             Error::InvalidArgument { reason } => write!(f, "invalid argument: {reason}"),
             Error::InvalidModel { path, reason } => write!(f, "{}: {reason}", path.display()),
             Error::Compression {

@@ -148,6 +148,16 @@ fn tempdir(tag: &str) -> PathBuf {
     d
 }
 
+/// Entries beside `dir` named after it (`.NAME.tmp-...`, `.NAME.old-...`).
+fn temporaries_of(dir: &Path) -> Vec<String> {
+    let prefix = format!(".{}.", dir.file_name().unwrap().to_string_lossy());
+    fs::read_dir(dir.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&prefix))
+        .collect()
+}
+
 fn file_names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .unwrap()
@@ -240,6 +250,14 @@ fn layout_offsets_lengths_values_and_checksum() {
         Some(info.weights_checksum.as_str())
     );
     assert_eq!(info.weights_checksum, weights_checksum(&bytes));
+    // Size in decimal, and the runtime's sampled identity of the file as written.
+    let size = bytes.len().to_string();
+    assert_eq!(meta_of(META_WEIGHTS_BYTES), Some(size.as_str()));
+    assert_eq!(
+        meta_of(META_WEIGHTS_IDENTITY),
+        Some(weights_identity(&bytes).as_str())
+    );
+    assert_eq!(info.weights_identity, weights_identity(&bytes));
     assert_eq!(meta_of("ctr_edge.method"), Some("afm"));
     assert_eq!(meta_of("ctr_edge.ranks"), Some("W1=3"));
     fs::remove_dir_all(&dir).unwrap();
@@ -318,13 +336,23 @@ fn bad_tensor_fails_and_leaves_nothing() {
         err.contains("'E'") && err.contains("100") && err.contains("99"),
         "{err}"
     );
-    assert!(file_names(&dir).is_empty(), "{:?}", file_names(&dir));
+    assert!(!dir.exists());
+    assert!(
+        temporaries_of(&dir).is_empty(),
+        "{:?}",
+        temporaries_of(&dir)
+    );
 
+    // Over an existing artifact: the old one stays as it was.
+    write_artifact(test_model(&w), &dir, &[]).unwrap();
+    let before = fs::read(dir.join(WEIGHTS_FILE)).unwrap();
     let mut m = test_model(&w);
     m.graph.as_mut().unwrap().initializer[0].raw_data.pop();
     let err = write_artifact(m, &dir, &[]).unwrap_err().to_string();
     assert!(err.contains("'W1'") && err.contains("339"), "{err}");
-    assert!(file_names(&dir).is_empty());
+    assert_eq!(file_names(&dir), [MODEL_FILE, WEIGHTS_FILE]);
+    assert_eq!(fs::read(dir.join(WEIGHTS_FILE)).unwrap(), before);
+    assert!(temporaries_of(&dir).is_empty());
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -332,10 +360,17 @@ fn bad_tensor_fails_and_leaves_nothing() {
 fn reserved_metadata_keys_are_refused() {
     let w = weights();
     let dir = tempdir("reserved");
-    let meta = [(META_WEIGHTS_CHECKSUM.to_string(), "x".to_string())];
-    let err = write_artifact(test_model(&w), &dir, &meta).unwrap_err();
-    assert!(err.to_string().contains(META_WEIGHTS_CHECKSUM), "{err}");
-    assert!(!dir.exists());
+    for key in [
+        META_VERSION,
+        META_WEIGHTS_CHECKSUM,
+        META_WEIGHTS_BYTES,
+        META_WEIGHTS_IDENTITY,
+    ] {
+        let meta = [(key.to_string(), "x".to_string())];
+        let err = write_artifact(test_model(&w), &dir, &meta).unwrap_err();
+        assert!(err.to_string().contains(key), "{err}");
+        assert!(!dir.exists());
+    }
 }
 
 #[test]
@@ -371,5 +406,110 @@ fn small_and_string_tensors_stay_inline() {
     let dir = tempdir("inline");
     let info = write_artifact(m, &dir, &[]).unwrap();
     assert_eq!((info.external_tensors, info.inline_tensors), (4, 5));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_folder_with_other_files_is_not_replaced() {
+    let w = weights();
+    let dir = tempdir("foreign");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("notes.txt"), b"mine").unwrap();
+    let err = write_artifact(test_model(&w), &dir, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("notes.txt") && err.contains("another folder"),
+        "{err}"
+    );
+    assert_eq!(file_names(&dir), ["notes.txt"]);
+    assert!(temporaries_of(&dir).is_empty());
+    // A report beside an artifact is the artifact's: replaced with it.
+    fs::remove_file(dir.join("notes.txt")).unwrap();
+    write_artifact(test_model(&w), &dir, &[]).unwrap();
+    fs::write(dir.join(REPORT_FILE), b"{}").unwrap();
+    write_artifact(test_model(&w), &dir, &[]).unwrap();
+    assert_eq!(file_names(&dir), [MODEL_FILE, WEIGHTS_FILE]);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn loading_checks_every_byte_of_the_weights() {
+    let w = weights();
+    let dir = tempdir("verify");
+    write_artifact(test_model(&w), &dir, &[]).unwrap();
+    let model_path = dir.join(MODEL_FILE);
+    let weights_path = dir.join(WEIGHTS_FILE);
+    let original = fs::read(&weights_path).unwrap();
+    verify_artifact(&model_path).unwrap();
+    let props = ModelProto::decode(fs::read(&model_path).unwrap().as_slice())
+        .unwrap()
+        .metadata_props;
+    let read = read_verified_weights(&model_path, &props).unwrap();
+    assert_eq!(read.as_deref(), Some(&original[..]));
+
+    // One flipped bit in a tensor: same size, so only the checksum sees it.
+    let mut flipped = original.clone();
+    flipped[original.len() - 3] ^= 0x10;
+    fs::write(&weights_path, &flipped).unwrap();
+    match verify_artifact(&model_path).unwrap_err() {
+        Error::WeightsMismatch {
+            model,
+            weights,
+            check,
+            expected,
+            found,
+        } => {
+            assert_eq!(
+                (model, weights, check),
+                (model_path.clone(), weights_path.clone(), "checksum")
+            );
+            assert_eq!(expected, weights_checksum(&original));
+            assert_eq!(found, weights_checksum(&flipped));
+        }
+        e => panic!("{e}"),
+    }
+    let err = crate::compress::graph::load_model(&model_path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::WeightsMismatch {
+                check: "checksum",
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // Truncated: the size check, naming both files.
+    fs::write(&weights_path, &original[..original.len() - 1]).unwrap();
+    let err = verify_artifact(&model_path).unwrap_err().to_string();
+    let want = [
+        weights_path.display().to_string(),
+        model_path.display().to_string(),
+        format!("{} bytes", original.len()),
+        format!("{} bytes", original.len() - 1),
+    ];
+    assert!(
+        want.iter().all(|w| err.contains(w.as_str())) && err.contains("size"),
+        "{err}"
+    );
+
+    // Missing, or not a regular file: an I/O error naming it.
+    fs::remove_file(&weights_path).unwrap();
+    let err = verify_artifact(&model_path).unwrap_err().to_string();
+    assert!(
+        err.contains(WEIGHTS_FILE) && err.contains("missing"),
+        "{err}"
+    );
+    fs::create_dir(&weights_path).unwrap();
+    let err = verify_artifact(&model_path).unwrap_err().to_string();
+    assert!(
+        err.contains(WEIGHTS_FILE) && err.contains("not a file"),
+        "{err}"
+    );
+
+    // A model that records no check (not written by ctr-edge) is not checked.
+    assert_eq!(read_verified_weights(&model_path, &[]).unwrap(), None);
     fs::remove_dir_all(&dir).unwrap();
 }

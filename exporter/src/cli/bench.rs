@@ -53,6 +53,10 @@ fn parse_batch_list(s: &str) -> Result<BatchList, String> {
 }
 
 pub fn execute(args: &BenchArgs) -> Result<()> {
+    // Every byte of an artifact's weights checked once, before the timed opens.
+    for model in std::iter::once(&args.model).chain(&args.original) {
+        ctr_edge_exporter::artifact::verify_artifact(model)?;
+    }
     let opts = Options {
         model: args.model.clone(),
         original: args.original.clone(),

@@ -6,12 +6,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use ctr_edge_exporter::artifact::output_folder_state;
 use ctr_edge_exporter::backend::DEFAULT_BATCH_SIZE;
 use ctr_edge_exporter::compress::ranks::RankPolicy;
 use ctr_edge_exporter::compress::report::CompressReport;
 use ctr_edge_exporter::compress::{
-    compress_to_dir, CompressOptions, Method, WeightType, DEFAULT_MAX_AUC_DROP, REPORT_FILE,
+    check_not_inside, compress_to_dir, CompressOptions, Method, WeightType, DEFAULT_MAX_AUC_DROP,
+    REPORT_FILE,
 };
+use ctr_edge_exporter::fsutil::FolderState;
 use ctr_edge_exporter::npz::{self, NpyArray};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -23,9 +26,13 @@ pub struct CompressArgs {
     /// Calibration inputs (.npz, one array per model input); required for AFM.
     #[arg(long, value_name = "CALIB.npz")]
     calib: Option<PathBuf>,
-    /// Output folder: model.onnx, model.weights, report.json.
+    /// Output folder: model.onnx, model.weights, report.json (written as a unit; it must be new,
+    /// empty, or hold an artifact and --overwrite be given).
     #[arg(short = 'o', long = "out", value_name = "OUT_DIR")]
     out: PathBuf,
+    /// Replace the artifact the output folder already holds.
+    #[arg(long)]
+    overwrite: bool,
     /// Compression method.
     #[arg(long, value_enum, default_value_t = MethodArg::Afm)]
     method: MethodArg,
@@ -152,8 +159,34 @@ fn read(path: &Path, what: &str) -> Result<Vec<NpyArray>> {
     npz::read_npz(path).with_context(|| format!("reading {what} {}", path.display()))
 }
 
+/// Refuses, before any work, an output folder that holds one of the inputs, or an artifact
+/// without `--overwrite`. (The library refuses a folder with files that are not an
+/// artifact's: it never replaces those, with or without `--overwrite`.)
+fn check_output(args: &CompressArgs) -> Result<()> {
+    let inputs: Vec<&Path> = [
+        Some(args.model.as_path()),
+        args.calib.as_deref(),
+        args.eval.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    check_not_inside(&args.out, &inputs)?;
+    if let FolderState::Holds(files) = output_folder_state(&args.out)? {
+        if !args.overwrite {
+            bail!(
+                "{} already holds an artifact ({}); pass --overwrite to replace it",
+                args.out.display(),
+                files.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn execute(args: &CompressArgs) -> Result<()> {
     let options = args.options()?;
+    check_output(args)?;
     let calib = args
         .calib
         .as_deref()

@@ -102,8 +102,10 @@ impl ModelDataArgs {
     }
 
     /// Run the model on `inputs`, with a progress bar on a terminal; returns the outputs and
-    /// the wall time (load + run) in seconds.
+    /// the wall time (load + run) in seconds. An artifact's weights file is checked against
+    /// its model first, every byte, whatever the backend.
     fn run_model(&self, inputs: &[NpyArray], rows: usize) -> Result<(Vec<NpyArray>, f64)> {
+        ctr_edge_exporter::artifact::verify_artifact(&self.model)?;
         let backend = Backend::from(self.backend);
         let mut bar = progress::RowsProgress::new(rows, self.batch_size);
         let start = std::time::Instant::now();

@@ -18,11 +18,12 @@ use tract_onnx::pb::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorPr
 
 use ctr_edge_runtime::onnx::{external_bytes, tensor_byte_len};
 
-use crate::artifact::element_size;
+use crate::artifact::{element_size, read_verified_weights, WEIGHTS_FILE};
 use crate::error::{Error, Result};
 
 /// Reads and decodes the ONNX file at `path`, and loads the values of external initializers
-/// (`location` relative to the model's folder) into the tensors.
+/// (`location` relative to the model's folder) into the tensors. The weights file of an
+/// artifact must match what its model records ([`read_verified_weights`]).
 pub fn load_model(path: &Path) -> Result<ModelProto> {
     let bytes = fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
@@ -32,12 +33,16 @@ pub fn load_model(path: &Path) -> Result<ModelProto> {
         path: path.to_path_buf(),
         reason: format!("not an ONNX model: {e}"),
     })?;
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    let mut files: HashMap<String, Vec<u8>> = HashMap::new();
+    // An artifact's weights are checked against its metadata (every byte) before use.
+    if let Some(weights) = read_verified_weights(path, &model.metadata_props)? {
+        files.insert(WEIGHTS_FILE.to_string(), weights);
+    }
     let graph = model.graph.as_mut().ok_or_else(|| Error::InvalidModel {
         path: path.to_path_buf(),
         reason: "the model has no graph".into(),
     })?;
-    let base = path.parent().unwrap_or_else(|| Path::new("."));
-    let mut files: HashMap<String, Vec<u8>> = HashMap::new();
     for t in &mut graph.initializer {
         if t.data_location == Some(DataLocation::External as i32) {
             load_external(t, base, &mut files).map_err(|reason| Error::InvalidModel {

@@ -44,12 +44,13 @@ pub use self::measure::{calibrate, evaluate, predict};
 pub use self::pipeline::compress_model;
 use self::ranks::RankPolicy;
 use self::report::CompressReport;
-use crate::artifact::{write_artifact, MODEL_FILE, WEIGHTS_FILE};
+use crate::artifact::{stage_output, write_artifact_into};
 use crate::error::{Error, Result};
+use crate::fsutil::StagedDir;
 use crate::npz::NpyArray;
 
 /// Name of the report written beside the artifact.
-pub const REPORT_FILE: &str = "report.json";
+pub use crate::artifact::REPORT_FILE;
 /// Name of the label array in evaluation data.
 pub const LABEL: &str = "label";
 /// Default bound on the AUC drop when evaluation data is given.
@@ -150,9 +151,10 @@ pub struct Compressed {
 }
 
 /// Loads `model_path`, compresses it, and writes `out_dir/{model.onnx, model.weights,
-/// report.json}`. Fails before writing anything when the output folder cannot be written to,
-/// the inputs are bad, or (with `test` data) the AUC gate refuses the result; on any error no
-/// new file is left in `out_dir` (and a folder it had to create is removed).
+/// report.json}` as a unit (the folder is replaced, see [`crate::artifact`]). Fails before
+/// compressing when the output folder cannot be written (its parent is not writable, it holds
+/// files that are not an artifact's, or it holds the input model); on any error `out_dir` is
+/// left as it was.
 pub fn compress_to_dir(
     model_path: &Path,
     calib: Option<&[NpyArray]>,
@@ -161,30 +163,55 @@ pub fn compress_to_dir(
     options: &CompressOptions,
     progress: Progress<'_>,
 ) -> Result<CompressReport> {
+    check_not_inside(out_dir, &[model_path])?;
     let model = graph::load_model(model_path)?;
-    let created = prepare_out_dir(out_dir)?;
-    let result = (|| {
-        let mut compressed = compress_model(&model, calib, test, options, progress)?;
-        compressed.report.model = model_path.display().to_string();
-        compressed.report.totals.file_bytes_before = fs::metadata(model_path).map(|m| m.len()).ok();
-        write_compressed(compressed, out_dir)
-    })();
-    if result.is_err() && created {
-        // Only an empty folder we made ourselves is removed.
-        let _ = fs::remove_dir(out_dir);
-    }
-    result
+    let staged = stage_output(out_dir)?;
+    let mut compressed = compress_model(&model, calib, test, options, progress)?;
+    compressed.report.model = model_path.display().to_string();
+    compressed.report.totals.file_bytes_before = fs::metadata(model_path).map(|m| m.len()).ok();
+    write_compressed_into(compressed, staged)
 }
 
-/// Writes a compressed model and its report into `out_dir` (artifact first, report last).
+/// Refuses an output folder that is, or holds, one of `inputs`: replacing the folder would
+/// delete it. (Paths are compared canonicalized; an output folder that does not exist yet
+/// holds nothing.)
+pub fn check_not_inside(out_dir: &Path, inputs: &[&Path]) -> Result<()> {
+    let Ok(out) = fs::canonicalize(out_dir) else {
+        return Ok(());
+    };
+    for input in inputs {
+        let Ok(canonical) = fs::canonicalize(input) else {
+            continue;
+        };
+        if canonical.starts_with(&out) {
+            return Err(Error::InvalidArgument {
+                reason: format!(
+                    "the output folder {} holds the input {}: writing there would replace it; \
+                     choose another output folder",
+                    out_dir.display(),
+                    input.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes a compressed model and its report into `out_dir`, as a unit (artifact and report
+/// together, or `out_dir` unchanged).
 pub fn write_compressed(compressed: Compressed, out_dir: &Path) -> Result<CompressReport> {
+    write_compressed_into(compressed, stage_output(out_dir)?)
+}
+
+/// [`write_compressed`] into a staged folder, committed once the report is in it.
+fn write_compressed_into(compressed: Compressed, staged: StagedDir) -> Result<CompressReport> {
     let Compressed { model, mut report } = compressed;
     let meta = vec![
         (META_METHOD.to_string(), report.method.clone()),
         (META_WEIGHTS.to_string(), report.weights.clone()),
         (META_RANKS.to_string(), report.ranks_json()),
     ];
-    let info = write_artifact(model, out_dir, &meta)?;
+    let info = write_artifact_into(model, &staged, &meta)?;
     report.totals.file_bytes_after = Some(info.model_bytes + info.weights_bytes);
     report.artifact = Some(report::ArtifactSummary {
         model: info.model_path.display().to_string(),
@@ -192,36 +219,11 @@ pub fn write_compressed(compressed: Compressed, out_dir: &Path) -> Result<Compre
         model_bytes: info.model_bytes,
         weights_bytes: info.weights_bytes,
         weights_checksum: info.weights_checksum,
+        weights_identity: info.weights_identity,
     });
-    if let Err(e) = report.write_json(&out_dir.join(REPORT_FILE)) {
-        // Leave no artifact without its report.
-        let _ = fs::remove_file(out_dir.join(MODEL_FILE));
-        let _ = fs::remove_file(out_dir.join(WEIGHTS_FILE));
-        return Err(e);
-    }
+    report.write_json(&staged.path().join(REPORT_FILE))?;
+    staged.commit()?;
     Ok(report)
-}
-
-/// Creates `dir` if needed and checks that a file can be created in it. Returns whether the
-/// folder was created.
-fn prepare_out_dir(dir: &Path) -> Result<bool> {
-    let existed = dir.is_dir();
-    let io = |source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
-    if !existed {
-        fs::create_dir_all(dir).map_err(io)?;
-    }
-    let probe = dir.join(format!(".ctr-edge-probe-{}", std::process::id()));
-    let check = fs::write(&probe, b"").and_then(|()| fs::remove_file(&probe));
-    if let Err(e) = check {
-        if !existed {
-            let _ = fs::remove_dir(dir);
-        }
-        return Err(io(e));
-    }
-    Ok(!existed)
 }
 
 /// Separates the `label` array (0/1, `[N]` or `[N, 1]`) from the model inputs.

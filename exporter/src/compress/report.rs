@@ -161,6 +161,8 @@ pub struct ArtifactSummary {
     pub weights_bytes: u64,
     /// Checksum recorded in the metadata.
     pub weights_checksum: String,
+    /// Sampled identity recorded in the metadata.
+    pub weights_identity: String,
 }
 
 /// `ratio 4`, `energy 0.95`, `rank a=4 b=8`.
@@ -196,7 +198,9 @@ impl CompressReport {
         serde_json::to_string(&ranks).unwrap_or_else(|_| "{}".into())
     }
 
-    /// Writes the report as pretty JSON, atomically (temporary file, then rename).
+    /// Writes the report as pretty JSON, atomically (temporary file, then rename). `compress`
+    /// writes it into the staged output folder, so that it is published with the artifact it
+    /// describes ([`crate::fsutil::StagedDir`]).
     pub fn write_json(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(|e| Error::InvalidArgument {
             reason: format!("cannot encode the report: {e}"),
