@@ -86,6 +86,14 @@ pub enum Error {
         /// Flat position of the first non-finite value.
         position: usize,
     },
+    /// A run gave a NaN or infinite value in an f32 output although every input was finite
+    /// (inputs so large that the model's arithmetic overflows).
+    NotFiniteOutput {
+        /// Output name.
+        output: String,
+        /// Flat position of the first non-finite value.
+        position: usize,
+    },
     /// The weights file does not belong to the model: its size or checksum differs from what
     /// the exporter recorded in the model's metadata.
     WeightsMismatch {
@@ -159,6 +167,11 @@ impl fmt::Display for Error {
                     "input '{input}': non-finite value at flat position {position}"
                 )
             }
+            Error::NotFiniteOutput { output, position } => write!(
+                f,
+                "output '{output}': non-finite score at flat position {position} (finite inputs \
+                 that overflow the model's arithmetic)"
+            ),
             Error::WeightsMismatch {
                 check,
                 expected,

@@ -206,6 +206,29 @@ impl<'m, 'w> Session<'m, 'w> {
             }
         }
         execute(model, prepared)?;
+        // Finite inputs can still overflow the model's arithmetic (3e38 times a weight): a NaN
+        // or infinite score is an error, never a number handed to the app.
+        let g = &model.graph;
+        for (index, operand) in prepared.plan.outputs.iter().enumerate() {
+            let view = view_of(
+                g,
+                model.weights(),
+                &prepared.plan.folded,
+                &prepared.bufs,
+                operand,
+            )?;
+            if let BorrowedData::F32(data) = view.data {
+                if let Some(position) = data.iter().position(|x| !x.is_finite()) {
+                    return Err(Error::NotFiniteOutput {
+                        output: g
+                            .outputs
+                            .get(index)
+                            .map_or_else(|| format!("#{index}"), |o| o.1.name.clone()),
+                        position,
+                    });
+                }
+            }
+        }
         self.current = Some(pi);
         Ok(())
     }

@@ -683,10 +683,30 @@ pub fn write_corpus(root: &Path) -> Vec<Case> {
         Expect::WeightsMismatch,
         None,
     );
+    // Finite inputs whose products overflow f32 inside the MLP: every hidden value is at most
+    // ~4e38 (some reach infinity), the scores saturate at 0, as the f64 reference says.
     add(
         "mlp_inputs_3e38",
         vec![("model.onnx", mlp.clone()), ("model.weights", blob.clone())],
         mlp_input(),
+        (3, 3e38, 0),
+        Expect::Ok,
+        Some(mlp_reference(&blob, &at, 3, 3e38)),
+    );
+    // Finite inputs whose arithmetic gives NaN (x*x - x*x at 3e38 is inf - inf): a typed
+    // error, never a NaN score.
+    let mut overflow = Graph::new(
+        vec![value_info("x", FLOAT, &[Dim::N, Dim::V(1)])],
+        vec![value_info("y", FLOAT, &[Dim::N, Dim::V(1)])],
+    );
+    overflow.nodes = vec![
+        node("Mul", &["x", "x"], &["sq"], vec![]),
+        node("Sub", &["sq", "sq"], &["y"], vec![]),
+    ];
+    add(
+        "inputs_3e38_give_nan",
+        vec![("model.onnx", overflow.encode())],
+        x_input(),
         (3, 3e38, 0),
         Expect::NotFinite,
         None,

@@ -12,7 +12,8 @@
 //! - `engines`: opening and timing the model with ctr-edge and with tract;
 //! - [`inputs`]: synthetic inputs for any batch size;
 //! - [`timing`], [`memory`]: latency percentiles and resident memory;
-//! - [`report`]: the figures, the table and the JSON; [`error`]: [`BenchError`].
+//! - [`report`]: the figures, the table and the JSON; [`error`]: [`BenchError`];
+//! - [`contain`]: tract's panics as errors.
 //!
 //! Order of the measurements, one process: the model with ctr-edge (with `--no-fusion`, its
 //! fused and unfused plans alternating), the model with tract, the original with ctr-edge,
@@ -20,6 +21,7 @@
 //! next starts; resident memory is the process's (before/after figures give the growth).
 #![forbid(unsafe_code)]
 
+pub mod contain;
 mod engines;
 pub mod error;
 pub mod inputs;
@@ -55,7 +57,17 @@ pub fn run(opts: &Options) -> Result<Report, BenchError> {
         runs.extend(measured.unfused);
         #[cfg(feature = "tract")]
         if opts.vs == Some(Reference::Tract) {
-            runs.push(engines::measure_tract(role, path, &measured.specs, opts)?);
+            // tract panics on some malformed models: an error naming tract, not a dead process.
+            let tract =
+                contain::contained(|| engines::measure_tract(role, path, &measured.specs, opts))
+                    .unwrap_or_else(|panic| {
+                        Err(BenchError::Tract {
+                            path: path.to_path_buf(),
+                            stage: "measuring".to_owned(),
+                            reason: format!("internal error in tract (a panic, caught): {panic}"),
+                        })
+                    });
+            runs.push(tract?);
         }
         #[cfg(not(feature = "tract"))]
         let _ = measured.specs;

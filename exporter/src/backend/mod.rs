@@ -10,6 +10,7 @@
 
 pub(crate) mod inputs;
 mod native;
+pub(crate) use native::check_resource_limits;
 pub(crate) mod tract;
 
 use std::path::Path;

@@ -1,6 +1,8 @@
 //! The native backend: the ctr-edge runtime (`Model::open` memory-maps the weights, one
 //! `Session` scores every batch and reuses its scratch memory between calls).
 
+use std::path::Path;
+
 use ctr_edge_runtime::session::{Input, InputData};
 use ctr_edge_runtime::{DType as RuntimeDType, Model};
 
@@ -91,4 +93,73 @@ fn dtype_of(dtype: RuntimeDType) -> DType {
         RuntimeDType::I32 => DType::I32,
         RuntimeDType::Bool => DType::Bool,
     }
+}
+
+/// Refuses a model the native runtime's resource limits refuse (its default
+/// [`ctr_edge_runtime::Limits`]: nodes, depth, folded-constant and scratch bytes, sizes that
+/// overflow), before tract or the exporter's own decoder sees it: tract has no such limits, so a
+/// 200-byte model asking for a constant of gigabytes, or a graph of 400k nodes, would cost it
+/// that memory or abort the process. The model is opened and planned at batch 1 (one run on
+/// zeros, which also folds the plan-time constants). Any other failure of the runtime (an op it
+/// lacks, a weights file it rejects...) is not decided here: the caller goes on and reports its
+/// own findings.
+pub(crate) fn check_resource_limits(path: &Path) -> Result<()> {
+    let refuse = |source: ctr_edge_runtime::Error| match source {
+        ctr_edge_runtime::Error::ResourceLimit { .. } => Err(Error::Runtime {
+            path: path.to_path_buf(),
+            source,
+        }),
+        _ => Ok(()),
+    };
+    let model = match Model::open(path) {
+        Ok(model) => model,
+        Err(e) => return refuse(e),
+    };
+    let mut shapes = Vec::with_capacity(model.inputs().len());
+    let mut zeros = Vec::with_capacity(model.inputs().len());
+    for info in model.inputs() {
+        let shape: Vec<usize> = info.shape.iter().map(|d| d.unwrap_or(1)).collect();
+        // Bounded: the fixed dimensions of a model that loaded within the limits.
+        let Some(n) = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) else {
+            return Ok(());
+        };
+        if n > 1 << 24 {
+            return Ok(());
+        }
+        let data = match info.dtype {
+            RuntimeDType::F32 => ZeroData::F32(vec![0.0; n]),
+            RuntimeDType::I64 => ZeroData::I64(vec![0; n]),
+            RuntimeDType::I32 => ZeroData::I32(vec![0; n]),
+            // Inputs the exporter cannot feed either: the open was the check.
+            _ => return Ok(()),
+        };
+        shapes.push(shape);
+        zeros.push(data);
+    }
+    let inputs: Vec<Input<'_>> = model
+        .inputs()
+        .iter()
+        .zip(&shapes)
+        .zip(&zeros)
+        .map(|((info, shape), data)| Input {
+            name: &info.name,
+            shape,
+            data: match data {
+                ZeroData::F32(v) => InputData::F32(v),
+                ZeroData::I64(v) => InputData::I64(v),
+                ZeroData::I32(v) => InputData::I32(v),
+            },
+        })
+        .collect();
+    match model.session().run(&inputs) {
+        Ok(()) => Ok(()),
+        Err(e) => refuse(e),
+    }
+}
+
+/// Zeros of one input of [`check_resource_limits`].
+enum ZeroData {
+    F32(Vec<f32>),
+    I64(Vec<i64>),
+    I32(Vec<i32>),
 }

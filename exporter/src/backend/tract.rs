@@ -36,6 +36,13 @@ const BATCH_SYMBOL: &str = "N";
 const IN_MEMORY: &str = "(model in memory)";
 
 pub(super) fn run(job: Job, progress: &mut dyn FnMut(usize, usize)) -> Result<Vec<NpyArray>> {
+    // tract has no resource limits: what the native runtime's refuse never reaches it.
+    super::check_resource_limits(job.path)?;
+    let path = job.path;
+    guarded(path, "running", || run_unguarded(job, progress))
+}
+
+fn run_unguarded(job: Job, progress: &mut dyn FnMut(usize, usize)) -> Result<Vec<NpyArray>> {
     let (path, inputs, batch_size) = (job.path, job.inputs, job.batch_size);
     let fail = |stage| tract_error(path, stage);
     let mut model = tract_onnx::onnx()
@@ -137,12 +144,38 @@ impl Plan {
                     .into_tvalue())
             })
             .collect::<Result<_>>()?;
-        self.runnable.run(values).map_err(self.fail("running"))
+        guarded(&self.origin, "running", || {
+            self.runnable.run(values).map_err(self.fail("running"))
+        })
     }
 
     fn fail(&self, stage: &'static str) -> impl FnOnce(TractError) -> Error + '_ {
         tract_error(&self.origin, stage)
     }
+}
+
+/// Runs `f`, code that calls tract on the model at `path` (or [`IN_MEMORY`]): a panic inside
+/// tract becomes [`Error::Tract`] at `stage`, its message kept, nothing printed.
+pub(crate) fn guarded<T>(
+    path: &Path,
+    stage: &'static str,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    ctr_edge_harness::contain::contained(f).unwrap_or_else(|panic| {
+        Err(Error::Tract {
+            path: path.to_path_buf(),
+            stage,
+            reason: format!("internal error in tract (a panic, caught): {panic}"),
+        })
+    })
+}
+
+/// [`guarded`] for a model in memory.
+pub(crate) fn guarded_in_memory<T>(
+    stage: &'static str,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    guarded(Path::new(IN_MEMORY), stage, f)
 }
 
 /// Maps a tract error at `stage` of handling the model at `path` to ours.
@@ -237,17 +270,13 @@ impl<'m> PlannedModel<'m> {
         if let Some((_, plan)) = self.plans.borrow().iter().find(|(k, _)| *k == kinds) {
             return Ok(Rc::clone(plan));
         }
-        let im = tract_onnx::onnx()
-            .model_for_proto_model(self.model)
-            .map_err(in_memory_error("loading"))?;
-        let batch = im.symbols.sym(&batch_symbol(self.model));
-        let plan = Rc::new(Plan::optimize(
-            im,
-            &batch,
-            inputs,
-            Some(&self.outputs),
-            IN_MEMORY.into(),
-        )?);
+        let plan = Rc::new(guarded_in_memory("optimizing", || {
+            let im = tract_onnx::onnx()
+                .model_for_proto_model(self.model)
+                .map_err(in_memory_error("loading"))?;
+            let batch = im.symbols.sym(&batch_symbol(self.model));
+            Plan::optimize(im, &batch, inputs, Some(&self.outputs), IN_MEMORY.into())
+        })?);
         self.plans.borrow_mut().push((kinds, Rc::clone(&plan)));
         Ok(plan)
     }

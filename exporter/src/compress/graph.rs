@@ -23,8 +23,12 @@ use crate::error::{Error, Result};
 
 /// Reads and decodes the ONNX file at `path`, and loads the values of external initializers
 /// (`location` relative to the model's folder) into the tensors. The weights file of an
-/// artifact must match what its model records ([`read_verified_weights`]).
+/// artifact must match what its model records ([`read_verified_weights`]). A model over the
+/// native runtime's resource limits is refused first (`Error::Runtime` with
+/// `ResourceLimit`), before it is decoded.
 pub fn load_model(path: &Path) -> Result<ModelProto> {
+    // Decoding and tract have no resource limits: a model the runtime's refuse stops here.
+    crate::backend::check_resource_limits(path)?;
     let bytes = fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,

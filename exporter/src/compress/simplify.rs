@@ -21,7 +21,7 @@ use tract_onnx::prelude::{Framework, InferenceModelExt};
 use tract_onnx::tract_hir::infer::Factoid;
 
 use super::graph::{f32_tensor, node, Names};
-use crate::backend::tract::in_memory_error;
+use crate::backend::tract::{guarded_in_memory, in_memory_error};
 use crate::error::Result;
 
 /// Both clean-ups: a copy of `model` with explicit `ConstantOfShape` values and its statically
@@ -60,11 +60,14 @@ pub fn inline_static_ifs(model: &ModelProto) -> Result<(ModelProto, usize)> {
     if !has_if {
         return Ok((model.clone(), 0));
     }
-    let mut im = tract_onnx::onnx()
-        .model_for_proto_model(model)
-        .map_err(in_memory_error("loading"))?;
-    // Analysis may stop at the very If it cannot type; the facts found so far are enough.
-    let _ = im.analyse(true);
+    let im = guarded_in_memory("analysing", || {
+        let mut im = tract_onnx::onnx()
+            .model_for_proto_model(model)
+            .map_err(in_memory_error("loading"))?;
+        // Analysis may stop at the very If it cannot type; the facts found so far are enough.
+        let _ = im.analyse(true);
+        Ok(im)
+    })?;
 
     let mut out = model.clone();
     let Some(graph) = out.graph.as_mut() else {

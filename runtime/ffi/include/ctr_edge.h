@@ -81,7 +81,8 @@ enum ctr_edge_status
    */
   CTR_EDGE_STATUS_ID_OUT_OF_RANGE = 10,
   /**
-   * A non-finite value (NaN, infinity) in the input data where the model forbids one.
+   * A non-finite value (NaN, infinity) in the input data, or a non-finite score from finite
+   * inputs that overflow the model's arithmetic.
    */
   CTR_EDGE_STATUS_NOT_FINITE = 11,
   /**
@@ -360,8 +361,11 @@ void ctr_edge_session_free(struct ctr_edge_session *session);
  *
  * After the first run at a given set of input shapes, runs at those shapes do not allocate.
  *
+ * A call while another thread's call on the same session is running returns
+ * `CTR_EDGE_STATUS_BUSY` and changes nothing (the other call's result stands).
+ *
  * # Safety
- * `session` is NULL or a live session used by no other thread during the call; `inputs` is NULL
+ * `session` is NULL or a live session; `inputs` is NULL
  * or `n_inputs` valid `ctr_edge_input`s whose pointers are valid as documented there; `out` is
  * NULL or valid for `out_len` floats; `out_written` is NULL or valid for a write.
  */

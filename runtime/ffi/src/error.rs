@@ -50,7 +50,8 @@ pub enum ctr_edge_status {
     Panic = 9,
     /// A categorical id in the input data is outside its embedding table.
     IdOutOfRange = 10,
-    /// A non-finite value (NaN, infinity) in the input data where the model forbids one.
+    /// A non-finite value (NaN, infinity) in the input data, or a non-finite score from finite
+    /// inputs that overflow the model's arithmetic.
     NotFinite = 11,
     /// Outputs were read from a session with no successful run since its creation or its last
     /// failed run.
@@ -141,7 +142,7 @@ impl FfiError {
             }
             Error::InputMismatch { .. } => ctr_edge_status::InputMismatch,
             Error::IndexOutOfRange { .. } => ctr_edge_status::IdOutOfRange,
-            Error::NotFinite { .. } => ctr_edge_status::NotFinite,
+            Error::NotFinite { .. } | Error::NotFiniteOutput { .. } => ctr_edge_status::NotFinite,
             Error::Io { .. } => ctr_edge_status::Io,
             Error::ResourceLimit { .. } => ctr_edge_status::ResourceLimit,
             Error::WeightsMismatch { .. } => ctr_edge_status::WeightsMismatch,

@@ -4,11 +4,18 @@
 //! runtime's `Session`, which borrows that model: a session can only run with the buffers of
 //! the model it was created from, and the model outlives it. Inputs are converted from C in a
 //! fixed-size array on the stack, so a run allocates nothing the runtime would not.
+//!
+//! A session is for one thread at a time. Every entry point that touches its state claims it
+//! first (an atomic flag): a call that finds it claimed by a call still running on another
+//! thread returns `CTR_EDGE_STATUS_BUSY` at once and changes nothing, so misuse from several
+//! threads gives errors, never another thread's scores.
 
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::sync::Arc;
+use core::cell::UnsafeCell;
 use core::ffi::{c_char, c_void, CStr};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use ctr_edge_runtime::session::InputData;
 use ctr_edge_runtime::{Input, Model, Session};
@@ -40,12 +47,55 @@ pub struct ctr_edge_input {
 
 /// Scoring state for one thread (opaque), bound to the model it was created from.
 pub struct ctr_edge_session {
-    // Fields drop in declaration order: `session` (which borrows `*model`) goes first.
+    /// Set while an entry point uses `state` ([`claim`]).
+    busy: AtomicBool,
+    // Fields drop in declaration order: `state` (whose session borrows `*model`) goes first.
+    /// Reached only through a [`Claim`].
+    state: UnsafeCell<SessionState>,
+    /// Keeps the model (and so everything the session borrows) alive.
+    model: Arc<ctr_edge_model>,
+}
+
+/// What a call changes: the runtime's session and whether its outputs are readable.
+struct SessionState {
     session: Session<'static, 'static>,
     /// Whether the last run succeeded (outputs readable).
     has_result: bool,
-    /// Keeps the model (and so everything `session` borrows) alive.
-    model: Arc<ctr_edge_model>,
+}
+
+/// The exclusive use of a session by one call; released when dropped (an unwinding panic
+/// included).
+struct Claim<'s> {
+    handle: &'s ctr_edge_session,
+}
+
+impl Claim<'_> {
+    fn state(&mut self) -> &mut SessionState {
+        // SAFETY: `busy` was set by this claim's compare-exchange and stays set until it is
+        // dropped: no other call reaches `state` meanwhile.
+        unsafe { &mut *self.handle.state.get() }
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.handle.busy.store(false, Ordering::Release);
+    }
+}
+
+/// Claims `handle` for `function`, or `CTR_EDGE_STATUS_BUSY` when a call on another thread
+/// holds it.
+fn claim<'s>(function: &str, handle: &'s ctr_edge_session) -> FfiResult<Claim<'s>> {
+    handle
+        .busy
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .map_err(|_| {
+            FfiError::new(
+                ctr_edge_status::Busy,
+                format!("{function}: the session is in use by a call on another thread (a session is for one thread at a time: give each thread its own)"),
+            )
+        })?;
+    Ok(Claim { handle })
 }
 
 /// Creates a session on `model` and writes it to `*out` (NULL there on failure). The session
@@ -75,8 +125,11 @@ pub unsafe extern "C" fn ctr_edge_session_new(
         let pinned: *const Model<'static> = &owner.model;
         let model_ref: &'static Model<'static> = unsafe { &*pinned };
         let handle = Box::new(ctr_edge_session {
-            session: model_ref.session(),
-            has_result: false,
+            busy: AtomicBool::new(false),
+            state: UnsafeCell::new(SessionState {
+                session: model_ref.session(),
+                has_result: false,
+            }),
             model: owner,
         });
         Ok(Box::into_raw(handle))
@@ -110,8 +163,11 @@ pub unsafe extern "C" fn ctr_edge_session_free(session: *mut ctr_edge_session) {
 ///
 /// After the first run at a given set of input shapes, runs at those shapes do not allocate.
 ///
+/// A call while another thread's call on the same session is running returns
+/// `CTR_EDGE_STATUS_BUSY` and changes nothing (the other call's result stands).
+///
 /// # Safety
-/// `session` is NULL or a live session used by no other thread during the call; `inputs` is NULL
+/// `session` is NULL or a live session; `inputs` is NULL
 /// or `n_inputs` valid `ctr_edge_input`s whose pointers are valid as documented there; `out` is
 /// NULL or valid for `out_len` floats; `out_written` is NULL or valid for a write.
 #[no_mangle]
@@ -128,8 +184,9 @@ pub unsafe extern "C" fn ctr_edge_session_run(
     guard(F, || {
         // SAFETY: `out_written` is NULL or valid for a write by contract.
         unsafe { check_output_args(F, session, out, out_len, out_written) }?;
-        // SAFETY: checked non-NULL; a live session, not shared during the call, by contract.
-        let handle = unsafe { &mut *session };
+        // SAFETY: checked non-NULL; a live session by contract (shared: its state is reached
+        // through the claim below).
+        let handle = unsafe { &*session };
         if inputs.is_null() && n_inputs != 0 {
             return Err(FfiError::null(F, "inputs"));
         }
@@ -156,14 +213,16 @@ pub unsafe extern "C" fn ctr_edge_session_run(
             // SAFETY: the pointers inside `c` are valid as documented, by contract.
             *slot = unsafe { convert_input(F, i, c) }?;
         }
-        handle.has_result = false;
-        handle
+        let mut claim = claim(F, handle)?;
+        let state = claim.state();
+        state.has_result = false;
+        state
             .session
             .run(&given[..n_inputs])
             .map_err(|e| FfiError::runtime(F, &e))?;
-        handle.has_result = true;
+        state.has_result = true;
         // SAFETY: `out` valid for `out_len` floats and `out_written` for a write, by contract.
-        unsafe { copy_output(F, handle, output_index, out, out_len, out_written) }
+        unsafe { copy_output(F, handle, state, output_index, out, out_len, out_written) }
     })
 }
 
@@ -189,8 +248,19 @@ pub unsafe extern "C" fn ctr_edge_session_output(
         // SAFETY: checked non-NULL; a live session by contract.
         let handle = unsafe { &*session };
         check_output_index(F, handle, output_index)?;
+        let mut claim = claim(F, handle)?;
         // SAFETY: forwarded contract.
-        unsafe { copy_output(F, handle, output_index, out, out_len, out_written) }
+        unsafe {
+            copy_output(
+                F,
+                handle,
+                claim.state(),
+                output_index,
+                out,
+                out_len,
+                out_written,
+            )
+        }
     })
 }
 
@@ -217,7 +287,8 @@ pub unsafe extern "C" fn ctr_edge_session_output_shape(
         // SAFETY: checked non-NULL; a live session by contract.
         let handle = unsafe { &*session };
         check_output_index(F, handle, output_index)?;
-        let view = result_of(F, handle, output_index)?;
+        let mut claim = claim(F, handle)?;
+        let view = result_of(F, handle, claim.state(), output_index)?;
         // SAFETY: checked non-NULL above.
         unsafe { rank.write(view.shape.len()) };
         if view.shape.len() > dims_len {
@@ -297,16 +368,17 @@ fn check_output_index(function: &str, handle: &ctr_edge_session, index: usize) -
 /// Output `index` of the last successful run.
 fn result_of<'s>(
     function: &str,
-    handle: &'s ctr_edge_session,
+    handle: &ctr_edge_session,
+    state: &'s SessionState,
     index: usize,
 ) -> FfiResult<ctr_edge_runtime::session::OutputView<'s>> {
-    if !handle.has_result {
+    if !state.has_result {
         return Err(FfiError::new(
             ctr_edge_status::NoResult,
             format!("{function}: the session has no result: no successful ctr_edge_session_run since it was created or since its last failed run"),
         ));
     }
-    handle.session.output(index).ok_or_else(|| {
+    state.session.output(index).ok_or_else(|| {
         let name = handle
             .model
             .model
@@ -326,12 +398,13 @@ fn result_of<'s>(
 unsafe fn copy_output(
     function: &str,
     handle: &ctr_edge_session,
+    state: &SessionState,
     index: usize,
     out: *mut f32,
     out_len: usize,
     out_written: *mut usize,
 ) -> FfiResult {
-    let view = result_of(function, handle, index)?;
+    let view = result_of(function, handle, state, index)?;
     let n = view.data.len();
     // SAFETY: non-NULL and valid by contract.
     unsafe { out_written.write(n) };

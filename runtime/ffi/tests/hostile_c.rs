@@ -38,9 +38,15 @@ fn static_library() -> PathBuf {
     found.unwrap_or_else(|| panic!("libctr_edge.a not built (looked at {candidates:?})"))
 }
 
-/// Builds the driver, or `None` when the C compiler does not build for this test's
-/// architecture (a cross test under qemu).
+/// Builds the driver once for every test of this binary (they run in parallel and would
+/// otherwise write the executable while another runs it), or `None` when the C compiler does
+/// not build for this test's architecture (a cross test under qemu).
 fn driver() -> Option<PathBuf> {
+    static DRIVER: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    DRIVER.get_or_init(build_driver).clone()
+}
+
+fn build_driver() -> Option<PathBuf> {
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let machine = Command::new(&cc).arg("-dumpmachine").output().ok()?;
     if !String::from_utf8_lossy(&machine.stdout).starts_with(std::env::consts::ARCH) {
