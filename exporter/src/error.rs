@@ -121,6 +121,11 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// The native runtime cannot load or score the compressed model; nothing was written.
+    NativeCheck {
+        /// The runtime's error.
+        reason: String,
+    },
     /// The compressed model lost more AUC than allowed; nothing was written.
     AucGate {
         /// AUC of the original model on the evaluation data.
@@ -202,6 +207,11 @@ impl fmt::Display for Error {
                 reason,
             } => write!(f, "site '{site}': {reason}"),
             Error::Compression { site: None, reason } => f.write_str(reason),
+            Error::NativeCheck { reason } => write!(
+                f,
+                "the native runtime cannot run the compressed model: {reason} (nothing written; \
+                 --force writes it anyway, and it will fail the same way on the device)"
+            ),
             Error::AucGate {
                 before,
                 after,

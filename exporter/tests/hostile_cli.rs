@@ -161,3 +161,61 @@ fn hostile_corpus_through_the_command_line() {
         failures.join("\n")
     );
 }
+
+/// `compress` keeps only an artifact the native runtime loads and scores: a model with an op
+/// the runtime lacks (PRelu) is refused with the runtime's reason and nothing written, unless
+/// `--force`, which writes it and says, in the output and the report, what will fail.
+#[test]
+fn compress_refuses_what_the_runtime_cannot_run() {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile_cli_native_check");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let cases = corpus::write_corpus(&root);
+    let prelu = cases
+        .iter()
+        .find(|c| c.name == "prelu_unsupported")
+        .expect("corpus case");
+    let out = root.join("out");
+    let compress = |extra: &[&str]| {
+        let mut cmd = ctr_edge(&[Path::new("compress"), &prelu.model()]);
+        cmd.args(["--method", "none", "-o"]).arg(&out).args(extra);
+        cmd.output().expect("ctr-edge runs")
+    };
+    let refused = compress(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    for piece in ["native runtime cannot run", "PRelu", "--force"] {
+        assert!(stderr.contains(piece), "lacks {piece:?}: {stderr}");
+    }
+    assert!(!out.exists(), "a refused artifact was written");
+
+    let forced = compress(&["--force"]);
+    let stdout = String::from_utf8_lossy(&forced.stdout);
+    let stderr = String::from_utf8_lossy(&forced.stderr);
+    assert_eq!(forced.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("native check FAILED"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["native_check"]["passed"], false, "{report}");
+    assert!(
+        report["native_check"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("PRelu")),
+        "{report}"
+    );
+
+    // A model the runtime runs passes the check and says so.
+    let valid = cases.iter().find(|c| c.name == "mlp_valid").unwrap();
+    let ok_out = root.join("ok");
+    let mut cmd = ctr_edge(&[Path::new("compress"), &valid.model()]);
+    cmd.args(["--method", "none", "-o"]).arg(&ok_out);
+    let ok = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(stdout.contains("native check scored 1 row(s)"), "{stdout}");
+}

@@ -86,8 +86,8 @@ pub enum Error {
         /// Flat position of the first non-finite value.
         position: usize,
     },
-    /// A run gave a NaN or infinite value in an f32 output although every input was finite
-    /// (inputs so large that the model's arithmetic overflows).
+    /// A run gave a NaN in an f32 output although every input was finite (inputs so large that
+    /// the model's arithmetic overflows: inf - inf, 0 * inf).
     NotFiniteOutput {
         /// Output name.
         output: String,
@@ -169,8 +169,8 @@ impl fmt::Display for Error {
             }
             Error::NotFiniteOutput { output, position } => write!(
                 f,
-                "output '{output}': non-finite score at flat position {position} (finite inputs \
-                 that overflow the model's arithmetic)"
+                "output '{output}': non-finite score (NaN) at flat position {position}: finite \
+                 inputs that overflow the model's arithmetic"
             ),
             Error::WeightsMismatch {
                 check,

@@ -206,8 +206,9 @@ impl<'m, 'w> Session<'m, 'w> {
             }
         }
         execute(model, prepared)?;
-        // Finite inputs can still overflow the model's arithmetic (3e38 times a weight): a NaN
-        // or infinite score is an error, never a number handed to the app.
+        // Finite inputs can still overflow the model's arithmetic (inf - inf at 3e38): a NaN
+        // score is an error, never a number handed to the app. (Infinities pass: ONNX gives
+        // them by definition, e.g. ReduceMax over an empty set, Log(0).)
         let g = &model.graph;
         for (index, operand) in prepared.plan.outputs.iter().enumerate() {
             let view = view_of(
@@ -218,7 +219,7 @@ impl<'m, 'w> Session<'m, 'w> {
                 operand,
             )?;
             if let BorrowedData::F32(data) = view.data {
-                if let Some(position) = data.iter().position(|x| !x.is_finite()) {
+                if let Some(position) = data.iter().position(|x| x.is_nan()) {
                     return Err(Error::NotFiniteOutput {
                         output: g
                             .outputs

@@ -99,38 +99,35 @@ fn dtype_of(dtype: RuntimeDType) -> DType {
 /// [`ctr_edge_runtime::Limits`]: nodes, depth, folded-constant and scratch bytes, sizes that
 /// overflow), before tract or the exporter's own decoder sees it: tract has no such limits, so a
 /// 200-byte model asking for a constant of gigabytes, or a graph of 400k nodes, would cost it
-/// that memory or abort the process. The model is opened and planned at batch 1 (one run on
-/// zeros, which also folds the plan-time constants). Any other failure of the runtime (an op it
-/// lacks, a weights file it rejects...) is not decided here: the caller goes on and reports its
-/// own findings.
+/// that memory or abort the process. The model is opened and planned at batch 1
+/// ([`run_on_zeros`]). Any other failure of the runtime (an op it lacks, a weights file it
+/// rejects...) is not decided here: the caller goes on and reports its own findings.
 pub(crate) fn check_resource_limits(path: &Path) -> Result<()> {
-    let refuse = |source: ctr_edge_runtime::Error| match source {
-        ctr_edge_runtime::Error::ResourceLimit { .. } => Err(Error::Runtime {
+    match run_on_zeros(path) {
+        Err(source @ ctr_edge_runtime::Error::ResourceLimit { .. }) => Err(Error::Runtime {
             path: path.to_path_buf(),
             source,
         }),
         _ => Ok(()),
-    };
-    let model = match Model::open(path) {
-        Ok(model) => model,
-        Err(e) => return refuse(e),
-    };
+    }
+}
+
+/// Opens the model at `path` with the native runtime and runs it once at batch 1 on zeros
+/// (which plans it, folding its plan-time constants). Inputs of a type the exporter cannot feed,
+/// or of an absurd fixed size, end the check after the open.
+pub(crate) fn run_on_zeros(path: &Path) -> std::result::Result<(), ctr_edge_runtime::Error> {
+    let model = Model::open(path)?;
     let mut shapes = Vec::with_capacity(model.inputs().len());
     let mut zeros = Vec::with_capacity(model.inputs().len());
     for info in model.inputs() {
         let shape: Vec<usize> = info.shape.iter().map(|d| d.unwrap_or(1)).collect();
-        // Bounded: the fixed dimensions of a model that loaded within the limits.
-        let Some(n) = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) else {
-            return Ok(());
-        };
-        if n > 1 << 24 {
-            return Ok(());
-        }
-        let data = match info.dtype {
-            RuntimeDType::F32 => ZeroData::F32(vec![0.0; n]),
-            RuntimeDType::I64 => ZeroData::I64(vec![0; n]),
-            RuntimeDType::I32 => ZeroData::I32(vec![0; n]),
-            // Inputs the exporter cannot feed either: the open was the check.
+        let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        let data = match (info.dtype, n) {
+            (_, None) => return Ok(()),
+            (_, Some(n)) if n > 1 << 24 => return Ok(()),
+            (RuntimeDType::F32, Some(n)) => ZeroData::F32(vec![0.0; n]),
+            (RuntimeDType::I64, Some(n)) => ZeroData::I64(vec![0; n]),
+            (RuntimeDType::I32, Some(n)) => ZeroData::I32(vec![0; n]),
             _ => return Ok(()),
         };
         shapes.push(shape);
@@ -151,13 +148,10 @@ pub(crate) fn check_resource_limits(path: &Path) -> Result<()> {
             },
         })
         .collect();
-    match model.session().run(&inputs) {
-        Ok(()) => Ok(()),
-        Err(e) => refuse(e),
-    }
+    model.session().run(&inputs)
 }
 
-/// Zeros of one input of [`check_resource_limits`].
+/// Zeros of one input of [`run_on_zeros`].
 enum ZeroData {
     F32(Vec<f32>),
     I64(Vec<i64>),

@@ -169,7 +169,48 @@ pub fn compress_to_dir(
     let mut compressed = compress_model(&model, calib, test, options, progress)?;
     compressed.report.model = model_path.display().to_string();
     compressed.report.totals.file_bytes_before = fs::metadata(model_path).map(|m| m.len()).ok();
-    write_compressed_into(compressed, staged)
+    let check = NativeCheck {
+        rows: calib.or(test),
+        batch_size: options.batch_size,
+        force: options.force,
+    };
+    write_compressed_into(compressed, staged, &check)
+}
+
+/// The data [`write_compressed_into`] scores the written artifact on with the native runtime
+/// (none: one row of zeros), and whether a failure is kept (`--force`).
+struct NativeCheck<'d> {
+    rows: Option<&'d [NpyArray]>,
+    batch_size: usize,
+    force: bool,
+}
+
+impl NativeCheck<'_> {
+    /// Loads the artifact at `model_path` with the native runtime and scores the rows (the
+    /// runtime refuses non-finite scores): the rows scored, or the runtime's error.
+    fn run(&self, model_path: &Path) -> std::result::Result<usize, String> {
+        let Some(rows) = self.rows else {
+            return crate::backend::run_on_zeros(model_path)
+                .map(|()| 1)
+                .map_err(|e| e.to_string());
+        };
+        // The evaluation data's labels are not a model input.
+        let inputs: Vec<NpyArray> = rows.iter().filter(|a| a.name != LABEL).cloned().collect();
+        let outputs = crate::backend::run_model(
+            model_path,
+            crate::backend::Backend::Native,
+            &inputs,
+            self.batch_size,
+        )
+        .map_err(|e| match e {
+            Error::Runtime { source, .. } => source.to_string(),
+            other => other.to_string(),
+        })?;
+        Ok(outputs
+            .first()
+            .and_then(|o| o.shape.first().copied())
+            .unwrap_or(0))
+    }
 }
 
 /// Refuses an output folder that is, or holds, one of `inputs`: replacing the folder would
@@ -199,12 +240,24 @@ pub fn check_not_inside(out_dir: &Path, inputs: &[&Path]) -> Result<()> {
 
 /// Writes a compressed model and its report into `out_dir`, as a unit (artifact and report
 /// together, or `out_dir` unchanged).
+/// The artifact is kept only if the native runtime loads it and scores a row of zeros.
 pub fn write_compressed(compressed: Compressed, out_dir: &Path) -> Result<CompressReport> {
-    write_compressed_into(compressed, stage_output(out_dir)?)
+    let check = NativeCheck {
+        rows: None,
+        batch_size: 1,
+        force: false,
+    };
+    write_compressed_into(compressed, stage_output(out_dir)?, &check)
 }
 
-/// [`write_compressed`] into a staged folder, committed once the report is in it.
-fn write_compressed_into(compressed: Compressed, staged: StagedDir) -> Result<CompressReport> {
+/// [`write_compressed`] into a staged folder, committed once the report is in it and the
+/// native runtime has scored the staged artifact (`check`; a failure leaves the output folder
+/// as it was, unless forced).
+fn write_compressed_into(
+    compressed: Compressed,
+    staged: StagedDir,
+    check: &NativeCheck<'_>,
+) -> Result<CompressReport> {
     let Compressed { model, mut report } = compressed;
     let meta = vec![
         (META_METHOD.to_string(), report.method.clone()),
@@ -220,6 +273,24 @@ fn write_compressed_into(compressed: Compressed, staged: StagedDir) -> Result<Co
         weights_bytes: info.weights_bytes,
         weights_checksum: info.weights_checksum,
         weights_identity: info.weights_identity,
+    });
+    // The staged copy: what the commit below publishes.
+    let staged_model = staged
+        .path()
+        .join(info.model_path.file_name().unwrap_or_default());
+    let checked = check.run(&staged_model);
+    if let (Err(reason), false) = (&checked, check.force) {
+        return Err(Error::NativeCheck {
+            reason: reason.clone(),
+        });
+    }
+    if let Err(reason) = &checked {
+        log::warn!("the native runtime cannot run the compressed model (written because of --force): {reason}");
+    }
+    report.native_check = Some(report::NativeCheckSummary {
+        rows: *checked.as_ref().unwrap_or(&0),
+        passed: checked.is_ok(),
+        error: checked.err(),
     });
     report.write_json(&staged.path().join(REPORT_FILE))?;
     staged.commit()?;

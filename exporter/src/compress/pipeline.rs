@@ -492,6 +492,7 @@ fn report(
         f16_kept_f32: rewritten.kept_f32.clone(),
         fusion: fusion.map(fusion_summary),
         artifact: None,
+        native_check: None,
     }
 }
 

@@ -45,6 +45,20 @@ pub struct CompressReport {
     pub fusion: Option<FusionSummary>,
     /// The written files.
     pub artifact: Option<ArtifactSummary>,
+    /// The native runtime's run of the written artifact before it was kept.
+    pub native_check: Option<NativeCheckSummary>,
+}
+
+/// What the native runtime did with the written artifact (`compress` keeps only an artifact it
+/// loads and scores, unless `--force`).
+#[derive(Debug, Clone, Serialize)]
+pub struct NativeCheckSummary {
+    /// Rows scored: the calibration rows, else the evaluation rows, else one row of zeros.
+    pub rows: usize,
+    /// Whether the runtime loaded the artifact and scored every row (finite scores).
+    pub passed: bool,
+    /// The runtime's error, when it failed (the artifact was written because of `--force`).
+    pub error: Option<String>,
 }
 
 /// What the fusion of embedding projections did.
@@ -345,6 +359,24 @@ impl CompressReport {
                 "kept f32 (values beyond f16 range): {}",
                 self.f16_kept_f32.join(", ")
             );
+        }
+        if let Some(c) = &self.native_check {
+            match &c.error {
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "native check scored {} row(s) with the runtime",
+                        c.rows
+                    );
+                }
+                Some(e) => {
+                    let _ = writeln!(
+                        out,
+                        "native check FAILED, written because of --force (it will fail the same \
+                         way on the device): {e}"
+                    );
+                }
+            }
         }
         if let Some(a) = &self.artifact {
             let _ = writeln!(out, "wrote        {} + {}", a.model, a.weights);

@@ -19,6 +19,21 @@
 #include <stdint.h>
 
 /**
+ * No check of the weights file against the model's recorded checksum.
+ */
+#define CTR_EDGE_VERIFY_NONE 0
+
+/**
+ * The default: the file's size and a hash of sampled blocks (cheap at any size).
+ */
+#define CTR_EDGE_VERIFY_IDENTITY 1
+
+/**
+ * A hash of every byte of the weights file (reads it once).
+ */
+#define CTR_EDGE_VERIFY_FULL 2
+
+/**
  * Most inputs one `ctr_edge_session_run` call accepts.
  */
 #define CTR_EDGE_MAX_INPUTS 128
@@ -81,8 +96,8 @@ enum ctr_edge_status
    */
   CTR_EDGE_STATUS_ID_OUT_OF_RANGE = 10,
   /**
-   * A non-finite value (NaN, infinity) in the input data, or a non-finite score from finite
-   * inputs that overflow the model's arithmetic.
+   * A non-finite value (NaN, infinity) in the input data, or a NaN score from finite inputs
+   * that overflow the model's arithmetic.
    */
   CTR_EDGE_STATUS_NOT_FINITE = 11,
   /**
@@ -164,6 +179,38 @@ typedef struct ctr_edge_model ctr_edge_model;
  * Scoring state for one thread (opaque), bound to the model it was created from.
  */
 typedef struct ctr_edge_session ctr_edge_session;
+
+/**
+ * Options of the `*_with_options` openers. Initialize with `ctr_edge_open_options_init`,
+ * which also sets `struct_size` (so that a later library with more fields still reads this
+ * one right); `SIZE_MAX` in a limit means no cap.
+ */
+typedef struct ctr_edge_open_options {
+  /**
+   * `sizeof(ctr_edge_open_options)`, set by `ctr_edge_open_options_init`.
+   */
+  size_t struct_size;
+  /**
+   * `CTR_EDGE_VERIFY_NONE`, `CTR_EDGE_VERIFY_IDENTITY` (default) or `CTR_EDGE_VERIFY_FULL`.
+   */
+  uint32_t verify;
+  /**
+   * Most nodes in the graph (default 100,000).
+   */
+  size_t max_nodes;
+  /**
+   * Longest chain of nodes from an input or constant to an output (default 10,000).
+   */
+  size_t max_depth;
+  /**
+   * Most bytes of constants computed at load or plan time, all together (default 64 MiB).
+   */
+  size_t max_folded_bytes;
+  /**
+   * Most bytes of scratch memory one plan (one batch size) may allocate (default 1 GiB).
+   */
+  size_t max_scratch_bytes;
+} ctr_edge_open_options;
 
 /**
  * Description of one model input or output. Every pointer is owned by the model and stays
@@ -254,6 +301,19 @@ const char *ctr_edge_status_name(uint32_t status);
 ctr_edge_status ctr_edge_model_open(const char *onnx_path, struct ctr_edge_model **out);
 
 /**
+ * `ctr_edge_model_open` with `options` (resource limits, weights check; NULL: the defaults,
+ * as `ctr_edge_model_open`). A model over a limit is `CTR_EDGE_STATUS_RESOURCE_LIMIT`, with a
+ * message naming the node, the size asked for and the limit.
+ *
+ * # Safety
+ * `onnx_path` is NULL or a NUL-terminated string; `options` is NULL or valid for reading one
+ * `ctr_edge_open_options`; `out` is NULL or valid for a pointer write.
+ */
+ctr_edge_status ctr_edge_model_open_with_options(const char *onnx_path,
+                                                 const struct ctr_edge_open_options *options,
+                                                 struct ctr_edge_model **out);
+
+/**
  * Loads a model from caller-owned bytes: the ONNX file (`onnx`, `onnx_len` bytes; read during
  * the call only) and the contents of its external weights file (`weights`, `weights_len`
  * bytes; NULL with length 0 for a model without external data).
@@ -274,6 +334,21 @@ ctr_edge_status ctr_edge_model_open_bytes(const uint8_t *onnx,
                                           const uint8_t *weights,
                                           size_t weights_len,
                                           struct ctr_edge_model **out);
+
+/**
+ * `ctr_edge_model_open_bytes` with `options` (resource limits, weights check; NULL: the
+ * defaults, as `ctr_edge_model_open_bytes`).
+ *
+ * # Safety
+ * As `ctr_edge_model_open_bytes`; `options` is NULL or valid for reading one
+ * `ctr_edge_open_options`.
+ */
+ctr_edge_status ctr_edge_model_open_bytes_with_options(const uint8_t *onnx,
+                                                       size_t onnx_len,
+                                                       const uint8_t *weights,
+                                                       size_t weights_len,
+                                                       const struct ctr_edge_open_options *options,
+                                                       struct ctr_edge_model **out);
 
 /**
  * Releases the caller's reference to `model`. Sessions created from it keep it alive until
@@ -328,6 +403,14 @@ ctr_edge_status ctr_edge_model_output_info(const struct ctr_edge_model *model,
  * `model` is NULL or a live model; `out` is NULL or valid for a pointer write.
  */
 ctr_edge_status ctr_edge_model_kernel_variant(const struct ctr_edge_model *model, const char **out);
+
+/**
+ * Writes the default options to `*options`.
+ *
+ * # Safety
+ * `options` is NULL or valid for writing one `ctr_edge_open_options`.
+ */
+ctr_edge_status ctr_edge_open_options_init(struct ctr_edge_open_options *options);
 
 /**
  * Creates a session on `model` and writes it to `*out` (NULL there on failure). The session

@@ -50,8 +50,8 @@ pub enum ctr_edge_status {
     Panic = 9,
     /// A categorical id in the input data is outside its embedding table.
     IdOutOfRange = 10,
-    /// A non-finite value (NaN, infinity) in the input data, or a non-finite score from finite
-    /// inputs that overflow the model's arithmetic.
+    /// A non-finite value (NaN, infinity) in the input data, or a NaN score from finite inputs
+    /// that overflow the model's arithmetic.
     NotFinite = 11,
     /// Outputs were read from a session with no successful run since its creation or its last
     /// failed run.

@@ -53,6 +53,7 @@ extern crate std;
 
 pub mod error;
 pub mod model;
+pub mod options;
 pub mod panic;
 mod rt;
 pub mod session;
@@ -65,8 +66,12 @@ pub use error::{ctr_edge_last_error, ctr_edge_status, ctr_edge_status_name};
 pub use model::{
     ctr_edge_dtype, ctr_edge_io_info, ctr_edge_model, ctr_edge_model_free,
     ctr_edge_model_input_count, ctr_edge_model_input_info, ctr_edge_model_kernel_variant,
-    ctr_edge_model_open, ctr_edge_model_open_bytes, ctr_edge_model_output_count,
-    ctr_edge_model_output_info,
+    ctr_edge_model_open, ctr_edge_model_open_bytes, ctr_edge_model_open_bytes_with_options,
+    ctr_edge_model_open_with_options, ctr_edge_model_output_count, ctr_edge_model_output_info,
+};
+pub use options::{
+    ctr_edge_open_options, ctr_edge_open_options_init, CTR_EDGE_VERIFY_FULL,
+    CTR_EDGE_VERIFY_IDENTITY, CTR_EDGE_VERIFY_NONE,
 };
 pub use session::{
     ctr_edge_input, ctr_edge_session, ctr_edge_session_free, ctr_edge_session_new,

@@ -16,6 +16,7 @@ use ctr_edge_runtime::model::IoInfo;
 use ctr_edge_runtime::{DType, Error, KernelVariant, Model};
 
 use crate::error::{construct, ctr_edge_status, FfiError, FfiResult};
+use crate::options::{ctr_edge_open_options, read_options};
 use crate::panic::{guard, guard_free};
 use crate::sys::{sibling, FileMap};
 
@@ -180,23 +181,58 @@ pub unsafe extern "C" fn ctr_edge_model_open(
     onnx_path: *const c_char,
     out: *mut *mut ctr_edge_model,
 ) -> ctr_edge_status {
-    const F: &str = "ctr_edge_model_open";
+    // SAFETY: forwarded contract; NULL options are the defaults.
+    unsafe { open_path_entry("ctr_edge_model_open", onnx_path, core::ptr::null(), out) }
+}
+
+/// `ctr_edge_model_open` with `options` (resource limits, weights check; NULL: the defaults,
+/// as `ctr_edge_model_open`). A model over a limit is `CTR_EDGE_STATUS_RESOURCE_LIMIT`, with a
+/// message naming the node, the size asked for and the limit.
+///
+/// # Safety
+/// `onnx_path` is NULL or a NUL-terminated string; `options` is NULL or valid for reading one
+/// `ctr_edge_open_options`; `out` is NULL or valid for a pointer write.
+#[no_mangle]
+pub unsafe extern "C" fn ctr_edge_model_open_with_options(
+    onnx_path: *const c_char,
+    options: *const ctr_edge_open_options,
+    out: *mut *mut ctr_edge_model,
+) -> ctr_edge_status {
+    // SAFETY: forwarded contract.
+    unsafe { open_path_entry("ctr_edge_model_open_with_options", onnx_path, options, out) }
+}
+
+/// The body of both path openers.
+///
+/// # Safety
+/// As [`ctr_edge_model_open_with_options`].
+unsafe fn open_path_entry(
+    function: &str,
+    onnx_path: *const c_char,
+    options: *const ctr_edge_open_options,
+    out: *mut *mut ctr_edge_model,
+) -> ctr_edge_status {
     let body = || {
         if onnx_path.is_null() {
-            return Err(FfiError::null(F, "onnx_path"));
+            return Err(FfiError::null(function, "onnx_path"));
         }
+        // SAFETY: NULL or valid for a read by contract.
+        let options = unsafe { read_options(function, options) }?;
         // SAFETY: non-NULL and NUL-terminated by contract.
         let path = unsafe { CStr::from_ptr(onnx_path) };
-        publish(open_path(path), F)
+        publish(open_path(path, &options), function)
     };
     // SAFETY: `out` is NULL or valid for a pointer write by contract.
-    unsafe { construct(F, out, body) }
+    unsafe { construct(function, out, body) }
 }
 
 /// `Model::open` of the runtime's `std` build, on the C library: [`Model::open_with`] over
 /// the C library's `mmap` of the ONNX file (mapped while it is decoded) and of the weights
 /// file (which stays mapped, owned by the model).
-fn open_path(path: &CStr) -> ctr_edge_runtime::Result<Model<'static>> {
+fn open_path(
+    path: &CStr,
+    options: &ctr_edge_runtime::OpenOptions,
+) -> ctr_edge_runtime::Result<Model<'static>> {
     let onnx = FileMap::open(path)?;
     Model::open_with(
         onnx.bytes(),
@@ -207,7 +243,7 @@ fn open_path(path: &CStr) -> ctr_edge_runtime::Result<Model<'static>> {
             })?;
             Ok(FileMap::open(&weights_path)?)
         },
-        &ctr_edge_runtime::OpenOptions::default(),
+        options,
     )
 }
 
@@ -233,19 +269,60 @@ pub unsafe extern "C" fn ctr_edge_model_open_bytes(
     weights_len: usize,
     out: *mut *mut ctr_edge_model,
 ) -> ctr_edge_status {
-    const F: &str = "ctr_edge_model_open_bytes";
+    let f = "ctr_edge_model_open_bytes";
+    let null = core::ptr::null();
+    // SAFETY: forwarded contract; NULL options are the defaults.
+    unsafe { open_bytes_entry(f, (onnx, onnx_len), (weights, weights_len), null, out) }
+}
+
+/// `ctr_edge_model_open_bytes` with `options` (resource limits, weights check; NULL: the
+/// defaults, as `ctr_edge_model_open_bytes`).
+///
+/// # Safety
+/// As `ctr_edge_model_open_bytes`; `options` is NULL or valid for reading one
+/// `ctr_edge_open_options`.
+#[no_mangle]
+pub unsafe extern "C" fn ctr_edge_model_open_bytes_with_options(
+    onnx: *const u8,
+    onnx_len: usize,
+    weights: *const u8,
+    weights_len: usize,
+    options: *const ctr_edge_open_options,
+    out: *mut *mut ctr_edge_model,
+) -> ctr_edge_status {
+    let f = "ctr_edge_model_open_bytes_with_options";
+    // SAFETY: forwarded contract.
+    unsafe { open_bytes_entry(f, (onnx, onnx_len), (weights, weights_len), options, out) }
+}
+
+/// The body of both byte openers.
+///
+/// # Safety
+/// As [`ctr_edge_model_open_bytes_with_options`].
+unsafe fn open_bytes_entry(
+    function: &str,
+    (onnx, onnx_len): (*const u8, usize),
+    (weights, weights_len): (*const u8, usize),
+    options: *const ctr_edge_open_options,
+    out: *mut *mut ctr_edge_model,
+) -> ctr_edge_status {
     let body = || {
         if onnx.is_null() {
-            return Err(FfiError::null(F, "onnx"));
+            return Err(FfiError::null(function, "onnx"));
         }
         if weights.is_null() && weights_len != 0 {
-            return Err(FfiError::null(F, "weights"));
+            return Err(FfiError::null(function, "weights"));
         }
         for (name, len) in [("onnx_len", onnx_len), ("weights_len", weights_len)] {
             if isize::try_from(len).is_err() {
-                return Err(FfiError::invalid(F, format!("{name} {len} is too large")));
+                return Err(FfiError::invalid(
+                    function,
+                    format!("{name} {len} is too large"),
+                ));
             }
         }
+        // SAFETY: NULL or valid for a read by contract.
+        let options = unsafe { read_options(function, options) }?;
         // SAFETY: non-NULL, valid for `onnx_len` bytes during this call by contract.
         let onnx = unsafe { core::slice::from_raw_parts(onnx, onnx_len) };
         let weights: &'static [u8] = if weights_len == 0 {
@@ -256,10 +333,10 @@ pub unsafe extern "C" fn ctr_edge_model_open_bytes(
             // `'static` here stands for: the slice never escapes the model's handle.
             unsafe { core::slice::from_raw_parts(weights, weights_len) }
         };
-        publish(Model::from_bytes(onnx, weights), F)
+        publish(Model::from_bytes_with(onnx, weights, &options), function)
     };
     // SAFETY: `out` is NULL or valid for a pointer write by contract.
-    unsafe { construct(F, out, body) }
+    unsafe { construct(function, out, body) }
 }
 
 /// Releases the caller's reference to `model`. Sessions created from it keep it alive until
