@@ -217,5 +217,47 @@ fn compress_refuses_what_the_runtime_cannot_run() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    assert!(stdout.contains("native check scored 1 row(s)"), "{stdout}");
+    assert!(stdout.contains("native check scored 2 row(s)"), "{stdout}");
+}
+
+/// `inspect` names the ops the native runtime lacks (the corpus's PRelu model), and says when
+/// there are none (its MLP: MatMul, Add, Relu, Sigmoid).
+#[test]
+fn inspect_lists_ops_the_runtime_lacks() {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile_cli_inspect_ops");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let cases = corpus::write_corpus(&root);
+    let model = |name: &str| cases.iter().find(|c| c.name == name).unwrap().model();
+    let inspect = |name: &str, json: bool| {
+        let mut cmd = ctr_edge(&[Path::new("inspect"), &model(name)]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = inspect("prelu_unsupported", false);
+    assert!(
+        text.contains("native runtime LACKS: PRelu (1 node)"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&inspect("prelu_unsupported", true)).unwrap();
+    assert_eq!(
+        json["native_unsupported"],
+        serde_json::json!([{"op": "PRelu", "nodes": 1}]),
+        "{json}"
+    );
+    let text = inspect("mlp_valid", false);
+    assert!(
+        text.contains("native runtime: every op is supported"),
+        "{text}"
+    );
 }

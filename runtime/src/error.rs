@@ -86,6 +86,20 @@ pub enum Error {
         /// Flat position of the first non-finite value.
         position: usize,
     },
+    /// A Cast from float to an integer type (ids computed from float inputs) met a value that
+    /// is not a number or outside the integer type's range (an id of 1e30).
+    CastOutOfRange {
+        /// The Cast node.
+        node: String,
+        /// The model input its values come from.
+        input: String,
+        /// Row of the batch (first axis of the Cast's input) holding the value.
+        row: usize,
+        /// Flat position of the value in the Cast's input.
+        position: usize,
+        /// The value.
+        value: f32,
+    },
     /// A run gave a NaN in an f32 output although every input was finite (inputs so large that
     /// the model's arithmetic overflows: inf - inf, 0 * inf).
     NotFiniteOutput {
@@ -165,6 +179,24 @@ impl fmt::Display for Error {
                 write!(
                     f,
                     "input '{input}': non-finite value at flat position {position}"
+                )
+            }
+            Error::CastOutOfRange {
+                node,
+                input,
+                row,
+                position,
+                value,
+            } => {
+                let what = if value.is_nan() {
+                    "is not a number"
+                } else {
+                    "is outside the integer range"
+                };
+                write!(
+                    f,
+                    "Cast node '{node}' (values from input '{input}'): {value:e} at row {row} \
+                     (flat position {position} of the Cast's input) {what}"
                 )
             }
             Error::NotFiniteOutput { output, position } => write!(

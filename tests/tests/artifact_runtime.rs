@@ -358,6 +358,34 @@ fn not_finite_position_locates_the_value_in_the_named_input() {
     );
 }
 
+/// A finite float id outside every integer range (1e30, row 2 of `X`'s id column): its own
+/// error naming the Cast, the row and the value, not a "non-finite" one at a wrong position.
+#[test]
+fn float_id_beyond_the_integer_range_names_the_cast_row_and_value() {
+    let e = values(TABLE_ROWS * DIM, 6);
+    let dir = TempDir::new("float-id-range");
+    let model = open_written(gather_float_model(&e), &dir);
+    let err = run_x(&model, &[0.0, 1.0, 0.0, 2.0, 0.0, 1e30], 2).unwrap_err();
+    match &err {
+        Error::CastOutOfRange {
+            input,
+            row,
+            position,
+            value,
+            ..
+        } => {
+            assert_eq!((input.as_str(), *row, *position), ("X", 2, 2), "{err}");
+            assert_eq!(*value, 1e30);
+        }
+        other => panic!("expected CastOutOfRange, got {other:?}"),
+    }
+    let msg = err.to_string();
+    for piece in ["Cast", "'X'", "row 2", "1e30", "outside the integer range"] {
+        assert!(msg.contains(piece), "lacks {piece:?}: {msg}");
+    }
+    assert!(!msg.contains("non-finite"), "{msg}");
+}
+
 fn expect_mismatch(r: Result<(), Error>, must_contain: &[&str]) {
     let err = r.expect_err("the run should fail");
     assert!(matches!(err, Error::InputMismatch { .. }), "{err:?}");

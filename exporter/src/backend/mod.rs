@@ -10,7 +10,7 @@
 
 pub(crate) mod inputs;
 mod native;
-pub(crate) use native::{check_resource_limits, run_on_zeros};
+pub(crate) use native::{check_resource_limits, run_on_zeros, ZERO_ROWS};
 pub(crate) mod tract;
 
 use std::path::Path;

@@ -99,8 +99,7 @@ fn dtype_of(dtype: RuntimeDType) -> DType {
 /// [`ctr_edge_runtime::Limits`]: nodes, depth, folded-constant and scratch bytes, sizes that
 /// overflow), before tract or the exporter's own decoder sees it: tract has no such limits, so a
 /// 200-byte model asking for a constant of gigabytes, or a graph of 400k nodes, would cost it
-/// that memory or abort the process. The model is opened and planned at batch 1
-/// ([`run_on_zeros`]). Any other failure of the runtime (an op it lacks, a weights file it
+/// that memory or abort the process. The model is opened and planned ([`run_on_zeros`]). Any other failure of the runtime (an op it lacks, a weights file it
 /// rejects...) is not decided here: the caller goes on and reports its own findings.
 pub(crate) fn check_resource_limits(path: &Path) -> Result<()> {
     match run_on_zeros(path) {
@@ -112,15 +111,20 @@ pub(crate) fn check_resource_limits(path: &Path) -> Result<()> {
     }
 }
 
-/// Opens the model at `path` with the native runtime and runs it once at batch 1 on zeros
-/// (which plans it, folding its plan-time constants). Inputs of a type the exporter cannot feed,
-/// or of an absurd fixed size, end the check after the open.
+/// Rows of zeros [`run_on_zeros`] scores: 2, the batch the runtime's loader validates at (at
+/// batch 1, a `Squeeze` without axes, which DeepCTR's cross networks export, drops the batch
+/// axis too: such models fail at batch 1 in onnxruntime as in the runtime, by ONNX's rules).
+pub(crate) const ZERO_ROWS: usize = 2;
+
+/// Opens the model at `path` with the native runtime and runs it once on [`ZERO_ROWS`] rows
+/// of zeros (which plans it, folding its plan-time constants). Inputs of a type the exporter
+/// cannot feed, or of an absurd fixed size, end the check after the open.
 pub(crate) fn run_on_zeros(path: &Path) -> std::result::Result<(), ctr_edge_runtime::Error> {
     let model = Model::open(path)?;
     let mut shapes = Vec::with_capacity(model.inputs().len());
     let mut zeros = Vec::with_capacity(model.inputs().len());
     for info in model.inputs() {
-        let shape: Vec<usize> = info.shape.iter().map(|d| d.unwrap_or(1)).collect();
+        let shape: Vec<usize> = info.shape.iter().map(|d| d.unwrap_or(ZERO_ROWS)).collect();
         let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         let data = match (info.dtype, n) {
             (_, None) => return Ok(()),

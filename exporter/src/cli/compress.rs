@@ -60,7 +60,8 @@ pub struct CompressArgs {
     #[arg(long, value_name = "D", default_value_t = DEFAULT_MAX_AUC_DROP, requires = "eval",
           value_parser = parse_auc_drop)]
     max_auc_drop: f64,
-    /// Write even when the AUC gate fails.
+    /// Write even when the AUC gate fails or when the native runtime cannot load or score the
+    /// result (the output and report.json say what will fail).
     #[arg(long)]
     force: bool,
     /// Keep every embedding projection explicit (by default a projection that feeds a dense

@@ -1,8 +1,9 @@
 //! `ctr-edge inspect`: what a model holds and what compression could do with it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 
+use ctr_edge_runtime::graph::SUPPORTED_OPS;
 use serde::Serialize;
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::tensor_shape_proto::dimension::Value as DimValue;
@@ -63,6 +64,40 @@ pub struct InspectReport {
     pub site_params: usize,
     /// Bytes of all initializer values.
     pub weight_bytes: u64,
+    /// Ops of the main graph that the native runtime does not implement (an artifact with
+    /// them would not load on the device), with how many nodes use each; sorted by op.
+    pub native_unsupported: Vec<UnsupportedOp>,
+}
+
+/// An op the native runtime lacks, and how many nodes use it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct UnsupportedOp {
+    /// Op type, with its domain when not the default one (`com.microsoft.FusedMatMul`).
+    pub op: String,
+    /// Nodes of the main graph using it.
+    pub nodes: usize,
+}
+
+/// The ops of `g`'s nodes outside the runtime's `SUPPORTED_OPS` (every op of another domain
+/// than the default one is outside).
+fn native_unsupported(g: &GraphProto) -> Vec<UnsupportedOp> {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for n in &g.node {
+        let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
+        if default_domain && SUPPORTED_OPS.contains(&n.op_type.as_str()) {
+            continue;
+        }
+        let op = if default_domain {
+            n.op_type.clone()
+        } else {
+            format!("{}.{}", n.domain, n.op_type)
+        };
+        *counts.entry(op).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(op, nodes)| UnsupportedOp { op, nodes })
+        .collect()
 }
 
 fn value_summary(v: &ValueInfoProto) -> ValueSummary {
@@ -129,6 +164,7 @@ pub fn inspect(model: &ModelProto) -> Result<InspectReport> {
         rejected: found.rejected,
         params: count_params(model),
         weight_bytes: weight_bytes(model),
+        native_unsupported: native_unsupported(g),
     })
 }
 
@@ -254,6 +290,27 @@ impl InspectReport {
                 .count(),
             factorizable
         );
+        if self.native_unsupported.is_empty() {
+            let _ = writeln!(out, "native runtime: every op is supported");
+        } else {
+            let list: Vec<String> = self
+                .native_unsupported
+                .iter()
+                .map(|u| {
+                    format!(
+                        "{} ({} node{})",
+                        u.op,
+                        u.nodes,
+                        if u.nodes == 1 { "" } else { "s" }
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "native runtime LACKS: {} (an artifact of this model will not load on the device)",
+                list.join(", ")
+            );
+        }
         out
     }
 }

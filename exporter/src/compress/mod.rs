@@ -178,7 +178,8 @@ pub fn compress_to_dir(
 }
 
 /// The data [`write_compressed_into`] scores the written artifact on with the native runtime
-/// (none: one row of zeros), and whether a failure is kept (`--force`).
+/// (its first `batch_size` rows, one batch; none: two rows of zeros), and whether a failure is
+/// kept (`--force`).
 struct NativeCheck<'d> {
     rows: Option<&'d [NpyArray]>,
     batch_size: usize,
@@ -187,15 +188,27 @@ struct NativeCheck<'d> {
 
 impl NativeCheck<'_> {
     /// Loads the artifact at `model_path` with the native runtime and scores the rows (the
-    /// runtime refuses non-finite scores): the rows scored, or the runtime's error.
+    /// runtime refuses NaN scores): the rows scored, or the runtime's error.
     fn run(&self, model_path: &Path) -> std::result::Result<usize, String> {
         let Some(rows) = self.rows else {
             return crate::backend::run_on_zeros(model_path)
-                .map(|()| 1)
+                .map(|()| crate::backend::ZERO_ROWS)
                 .map_err(|e| e.to_string());
         };
-        // The evaluation data's labels are not a model input.
-        let inputs: Vec<NpyArray> = rows.iter().filter(|a| a.name != LABEL).cloned().collect();
+        // One batch of the first rows (a last partial batch of 1 row would fail on models
+        // whose `Squeeze` without axes drops the batch axis at batch 1, as onnxruntime does);
+        // the evaluation data's labels are not a model input.
+        let n = rows
+            .iter()
+            .filter_map(NpyArray::rows)
+            .min()
+            .unwrap_or(0)
+            .min(self.batch_size);
+        let inputs: Vec<NpyArray> = rows
+            .iter()
+            .filter(|a| a.name != LABEL)
+            .filter_map(|a| a.rows_slice(0, n))
+            .collect();
         let outputs = crate::backend::run_model(
             model_path,
             crate::backend::Backend::Native,

@@ -143,6 +143,8 @@ impl FfiError {
             Error::InputMismatch { .. } => ctr_edge_status::InputMismatch,
             Error::IndexOutOfRange { .. } => ctr_edge_status::IdOutOfRange,
             Error::NotFinite { .. } | Error::NotFiniteOutput { .. } => ctr_edge_status::NotFinite,
+            Error::CastOutOfRange { value, .. } if value.is_nan() => ctr_edge_status::NotFinite,
+            Error::CastOutOfRange { .. } => ctr_edge_status::IdOutOfRange,
             Error::Io { .. } => ctr_edge_status::Io,
             Error::ResourceLimit { .. } => ctr_edge_status::ResourceLimit,
             Error::WeightsMismatch { .. } => ctr_edge_status::WeightsMismatch,

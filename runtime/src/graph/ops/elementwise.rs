@@ -484,18 +484,20 @@ pub(super) fn infer_cast(to: DType, ins: &Metas, cx: &NodeCtx) -> Result<Inferre
 pub(super) fn cast(to: DType, x: View, out: &mut Buf, cx: &NodeCtx) -> Result<()> {
     // Float -> integer: NaN/inf or values outside the target range are an error (an id that
     // is not a number must not silently become row 0).
-    fn f2i<T: TryFrom<i64>>(v: f32, pos: usize, cx: &NodeCtx) -> Result<T> {
-        if !v.is_finite() || !(-9.2e18..9.2e18).contains(&v) {
-            return Err(Error::NotFinite {
-                input: cx.source.to_string(),
-                position: pos,
-            });
-        }
-        T::try_from(v as i64).map_err(|_| Error::NotFinite {
+    let per_row = x.shape.iter().skip(1).product::<usize>().max(1);
+    let f2i = |v: f32, pos: usize| -> Result<_> {
+        let out_of_range = move || Error::CastOutOfRange {
+            node: cx.node.to_string(),
             input: cx.source.to_string(),
+            row: pos / per_row,
             position: pos,
-        })
-    }
+            value: v,
+        };
+        if !v.is_finite() || !(-9.2e18..9.2e18).contains(&v) {
+            return Err(out_of_range());
+        }
+        Ok((v as i64, out_of_range))
+    };
     let n = x.data.len();
     if out.len() != n {
         return Err(internal(cx, "Cast"));
@@ -512,12 +514,13 @@ pub(super) fn cast(to: DType, x: View, out: &mut Buf, cx: &NodeCtx) -> Result<()
         (Data::F16(s), Buf::F32(d)) => d.iter_mut().zip(s).for_each(|(d, v)| *d = v.to_f32()),
         (Data::F32(s), Buf::I64(d)) => {
             for (i, (d, &v)) in d.iter_mut().zip(s).enumerate() {
-                *d = f2i(v, i, cx)?;
+                *d = f2i(v, i)?.0;
             }
         }
         (Data::F32(s), Buf::I32(d)) => {
             for (i, (d, &v)) in d.iter_mut().zip(s).enumerate() {
-                *d = f2i(v, i, cx)?;
+                let (wide, out_of_range) = f2i(v, i)?;
+                *d = i32::try_from(wide).map_err(|_| out_of_range())?;
             }
         }
         (Data::F32(s), Buf::Bool(d)) => d.iter_mut().zip(s).for_each(|(d, &v)| *d = v != 0.0),
