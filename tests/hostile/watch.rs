@@ -49,6 +49,8 @@ pub fn run(mut cmd: Command, limit: Duration, address_space: Option<u64>) -> Wat
         }
     }
     let start = Instant::now();
+    // Reaped by `wait4` below (which also gives the peak RSS), not by std's `Child::wait`.
+    #[allow(clippy::zombie_processes)]
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));

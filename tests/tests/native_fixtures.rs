@@ -5,7 +5,7 @@ use ctr_edge_exporter::backend::{run_model, Backend};
 use ctr_edge_exporter::metrics::auc;
 use ctr_edge_runtime::session::InputData;
 use ctr_edge_runtime::{Error, Input, Model, Session};
-use ctr_edge_tests::{assert_matches_onnxruntime, fixtures};
+use ctr_edge_tests::{assert_matches_onnxruntime, fixtures, Fixture};
 
 #[test]
 fn native_runtime_matches_onnxruntime_on_every_fixture() {
@@ -24,6 +24,18 @@ fn native_runtime_matches_onnxruntime_on_every_fixture() {
             f.name
         );
     }
+}
+
+/// The fixture's model and the test rows of its (one, f32) input: name, values, values per row.
+fn model_and_rows(f: &Fixture) -> (Model<'static>, String, Vec<f32>, usize) {
+    let model = Model::open(f.model()).unwrap();
+    let (mut inputs, _) = f.test_data();
+    let x = inputs.swap_remove(0);
+    let row = x.row_len();
+    let ctr_edge_exporter::npz::ArrayData::F32(values) = x.data else {
+        panic!("{}: unexpected input dtype {:?}", f.name, x.data.dtype())
+    };
+    (model, x.name, values, row)
 }
 
 /// Runs the first `batch` rows (`row` values each) of `values` as input `name`.
@@ -45,19 +57,13 @@ fn run_rows(
 #[test]
 fn small_batches_work_except_where_the_model_itself_breaks() {
     for f in fixtures() {
-        let model = Model::open(f.model()).unwrap();
-        let (inputs, _) = f.test_data();
-        let x = &inputs[0];
-        let row = x.row_len();
-        let values = match &x.data {
-            ctr_edge_exporter::npz::ArrayData::F32(v) => v,
-            other => panic!("{}: unexpected input dtype {:?}", f.name, other.dtype()),
-        };
+        let (model, name, values, row) = model_and_rows(&f);
+        let values = &values[..];
         let reference = f.reference();
         let want = reference[0].data.to_f64();
         let mut session = model.session();
         for batch in [1usize, 2, 7] {
-            let result = run_rows(&mut session, &x.name, values, row, batch);
+            let result = run_rows(&mut session, &name, values, row, batch);
             if batch == 1 && f.batch1_broken() {
                 // DCNMix squeezes the batch axis away in PyTorch itself; the export inherits it.
                 assert!(
@@ -87,17 +93,12 @@ fn small_batches_work_except_where_the_model_itself_breaks() {
 fn batch_zero_gives_empty_outputs_on_every_fixture() {
     let mut failures = Vec::new();
     for f in fixtures() {
-        let model = Model::open(f.model()).unwrap();
-        let (inputs, _) = f.test_data();
-        let x = &inputs[0];
-        let row = x.row_len();
-        let ctr_edge_exporter::npz::ArrayData::F32(values) = &x.data else {
-            panic!("{}: unexpected input dtype {:?}", f.name, x.data.dtype())
-        };
+        let (model, name, values, row) = model_and_rows(&f);
+        let values = &values[..];
         let reference = f.reference();
         let mut session = model.session();
         for batch in [0usize, 3, 0] {
-            let result = run_rows(&mut session, &x.name, values, row, batch);
+            let result = run_rows(&mut session, &name, values, row, batch);
             if let Err(e) = result {
                 failures.push(format!("{} batch {batch}: {e}", f.name));
                 break;
@@ -112,4 +113,57 @@ fn batch_zero_gives_empty_outputs_on_every_fixture() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// How far a row's score may move with the batch it is scored in. Batches of 1-3 rows take the
+/// matrix-vector path (B read in place) and 4+ rows the packed 6 x 16 tiles, which sum a dot
+/// product in another order; the runtime's README states this bound.
+const BATCH_INVARIANCE_BOUND: f32 = 1e-6;
+
+/// The first 64 test rows of every fixture scored as one batch and again split into batches of
+/// 1, 2, 3, 4, 5, 7 and 42 rows: each row's score stays within [`BATCH_INVARIANCE_BOUND`] of
+/// its score in the batch of 64 (prints the largest difference per fixture).
+#[test]
+fn a_rows_score_barely_depends_on_its_batch() {
+    const ROWS: usize = 64;
+    let mut failures = Vec::new();
+    for f in fixtures() {
+        let (model, name, values, row) = model_and_rows(&f);
+        let values = &values[..];
+        let mut session = model.session();
+        run_rows(&mut session, &name, values, row, ROWS).unwrap();
+        let whole = session.output(0).unwrap().data.to_vec();
+        let per_row = whole.len() / ROWS;
+        let mut worst = 0f32;
+        for size in [1usize, 2, 3, 4, 5, 7, 42] {
+            if size == 1 && f.batch1_broken() {
+                continue;
+            }
+            let mut start = 0;
+            while start < ROWS {
+                let n = size.min(ROWS - start);
+                if n == 1 && f.batch1_broken() {
+                    break;
+                }
+                let part = &values[start * row..];
+                run_rows(&mut session, &name, part, row, n)
+                    .unwrap_or_else(|e| panic!("{} batch {n}: {e}", f.name));
+                let got = session.output(0).unwrap().data;
+                let want = &whole[start * per_row..(start + n) * per_row];
+                for (g, w) in got.iter().zip(want) {
+                    worst = worst.max((g - w).abs());
+                }
+                start += n;
+            }
+        }
+        eprintln!("{:<28} largest change with the batch: {worst:.2e}", f.name);
+        if worst > BATCH_INVARIANCE_BOUND {
+            failures.push(format!("{}: {worst:e}", f.name));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "over {BATCH_INVARIANCE_BOUND:e}: {}",
+        failures.join(", ")
+    );
 }

@@ -66,7 +66,21 @@ pub(super) fn run(job: Job, progress: &mut dyn FnMut(usize, usize)) -> Result<Ve
                 data: *data,
             })
             .collect();
-        session.run(&run_inputs).map_err(runtime_error)?;
+        session.run(&run_inputs).map_err(|e| match e {
+            // The scratch of a plan grows with the batch: say which knob lowers it.
+            ctr_edge_runtime::Error::ResourceLimit {
+                limit: "max_scratch_bytes",
+                ..
+            } if end - start > 1 => Error::InvalidArgument {
+                reason: format!(
+                    "native runtime, {}: {e} at {} rows per batch; a smaller --batch-size needs \
+                     less",
+                    path.display(),
+                    end - start
+                ),
+            },
+            e => runtime_error(e),
+        })?;
         (0..output_count)
             .map(|ix| {
                 let view = session.output(ix).ok_or_else(|| {
