@@ -108,12 +108,18 @@ fn judge(case: &Case, w: &watch::Watched, out: Option<&Path>, strict: bool) -> O
     None
 }
 
-#[test]
-fn hostile_corpus_through_the_command_line() {
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile_cli_corpus");
+/// The corpus written afresh into a folder of its own (`tag`) under the test's temp folder.
+fn fresh_corpus(tag: &str) -> (PathBuf, Vec<Case>) {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(tag);
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
-    let mut cases = corpus::write_corpus(&root);
+    let cases = corpus::write_corpus(&root);
+    (root, cases)
+}
+
+#[test]
+fn hostile_corpus_through_the_command_line() {
+    let (root, mut cases) = fresh_corpus("hostile_cli_corpus");
     cases.extend(corpus::write_fifo_case(&root));
     let mut failures = Vec::new();
     for case in &cases {
@@ -167,10 +173,7 @@ fn hostile_corpus_through_the_command_line() {
 /// `--force`, which writes it and says, in the output and the report, what will fail.
 #[test]
 fn compress_refuses_what_the_runtime_cannot_run() {
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile_cli_native_check");
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).unwrap();
-    let cases = corpus::write_corpus(&root);
+    let (root, cases) = fresh_corpus("hostile_cli_native_check");
     let prelu = cases
         .iter()
         .find(|c| c.name == "prelu_unsupported")
@@ -224,10 +227,7 @@ fn compress_refuses_what_the_runtime_cannot_run() {
 /// there are none (its MLP: MatMul, Add, Relu, Sigmoid).
 #[test]
 fn inspect_lists_ops_the_runtime_lacks() {
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile_cli_inspect_ops");
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).unwrap();
-    let cases = corpus::write_corpus(&root);
+    let (root, cases) = fresh_corpus("hostile_cli_inspect_ops");
     let model = |name: &str| cases.iter().find(|c| c.name == name).unwrap().model();
     let inspect = |name: &str, json: bool| {
         let mut cmd = ctr_edge(&[Path::new("inspect"), &model(name)]);

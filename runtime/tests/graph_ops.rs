@@ -902,3 +902,37 @@ fn conv_strides_and_dilations_of_zero_are_refused() {
         assert!(e.contains("must be at least 1"), "{attr}: {e}");
     }
 }
+
+/// A long f32 sum keeps growing past 2^24 (in f32, adding 1 to 2^24 gives 2^24: a sum of
+/// 2^24 + 4999 ones stopped there once); an int64 sum beyond the range is an error naming
+/// the node, not a wrapped value.
+#[test]
+fn reduce_sum_long_f32_and_int64_overflow() {
+    let n = 5000usize;
+    let mut x = vec![1.0f32; n];
+    x[0] = 16_777_216.0;
+    for (kind, div) in [("ReduceSum", 1.0f64), ("ReduceMean", n as f64)] {
+        let g = one_param_graph(
+            &format!("{kind} r: X ax -> Y"),
+            ("ax", &[1]),
+            FLOAT,
+            &[1, n],
+            &[1, 1],
+        );
+        let (shape, y) = run1(&model_bytes(&g), &[("X", &[1, n], &x)]);
+        assert_eq!(shape, [1, 1]);
+        let want: f64 = x.iter().map(|&v| f64::from(v)).sum::<f64>() / div;
+        assert_close(&y, &[want as f32], 1e-7);
+    }
+    let g = one_param_graph("ReduceSum big: X ax -> Y", ("ax", &[1]), INT64, &[1, 2], &[1, 1]);
+    let m = Model::from_bytes(&model_bytes(&g), &[]).unwrap();
+    let mut s = m.session();
+    s.run(&[input("X", &[1, 2], InputData::I64(&[i64::MAX - 1, 1]))])
+        .expect("the largest int64 sums");
+    assert!(matches!(s.output_typed(0).unwrap().data, OutputData::I64(v) if v == [i64::MAX]));
+    let err = s
+        .run(&[input("X", &[1, 2], InputData::I64(&[i64::MAX, 1]))])
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("big") && msg.contains("out of range"), "{msg}");
+}

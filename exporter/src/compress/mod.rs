@@ -253,7 +253,8 @@ pub fn check_not_inside(out_dir: &Path, inputs: &[&Path]) -> Result<()> {
 
 /// Writes a compressed model and its report into `out_dir`, as a unit (artifact and report
 /// together, or `out_dir` unchanged).
-/// The artifact is kept only if the native runtime loads it and scores a row of zeros.
+/// The artifact is kept only if the native runtime loads it and scores rows of zeros
+/// (`ZERO_ROWS` of them: no calibration rows are at hand here).
 pub fn write_compressed(compressed: Compressed, out_dir: &Path) -> Result<CompressReport> {
     let check = NativeCheck {
         rows: None,

@@ -130,6 +130,19 @@ impl Reduce {
             (Data::I64(s), Buf::I64(d)) if max => {
                 accumulate(x.shape, (&sx, &so), s, d, i64::MIN, |a, v| *a = (*a).max(v))
             }
+            // Long sums accumulate in f64: in f32 a sum of ones stops growing at 2^24. Short
+            // ones (FM's sums over a few fields, on every run) stay in f32, without a buffer.
+            (Data::F32(s), Buf::F32(d)) if count >= WIDE_SUM => {
+                let mut wide = vec![0f64; d.len()];
+                let ok = accumulate(x.shape, (&sx, &so), s, &mut wide, 0.0, |a, v| {
+                    *a += f64::from(v)
+                });
+                let div = if self.kind == ReduceKind::Mean { count as f64 } else { 1.0 };
+                for (o, w) in d.iter_mut().zip(&wide) {
+                    *o = (*w / div) as f32;
+                }
+                ok
+            }
             (Data::F32(s), Buf::F32(d)) => {
                 let ok = accumulate(x.shape, (&sx, &so), s, d, 0.0, |a, v| *a += v);
                 if self.kind == ReduceKind::Mean && count > 0 {
@@ -139,7 +152,17 @@ impl Reduce {
                 ok
             }
             (Data::I64(s), Buf::I64(d)) => {
-                let ok = accumulate(x.shape, (&sx, &so), s, d, 0, |a, v| *a = a.wrapping_add(v));
+                let mut overflow = false;
+                let ok = accumulate(x.shape, (&sx, &so), s, d, 0, |a, v| match a.checked_add(v) {
+                    Some(t) => *a = t,
+                    None => overflow = true,
+                });
+                if overflow {
+                    return Err(cx.err(format!(
+                        "int64 sum out of range (beyond {})",
+                        i64::MAX
+                    )));
+                }
                 if self.kind == ReduceKind::Mean && count > 0 {
                     d.iter_mut().for_each(|v| *v /= count as i64);
                 }
@@ -151,15 +174,18 @@ impl Reduce {
     }
 }
 
+/// Reduced counts from which an f32 sum accumulates in f64.
+const WIDE_SUM: usize = 1024;
+
 /// Sets every output to `init`, then folds each input value into its output with `f`
 /// (`strides`: the input's, then the output's over the input's index space).
-fn accumulate<T: Copy>(
+fn accumulate<S: Copy, T: Copy>(
     shape: &[usize],
     (sx, so): (&[isize; MAX_RANK], &[isize; MAX_RANK]),
-    s: &[T],
+    s: &[S],
     d: &mut [T],
     init: T,
-    f: impl Fn(&mut T, T),
+    mut f: impl FnMut(&mut T, S),
 ) -> bool {
     d.iter_mut().for_each(|v| *v = init);
     let mut ok = true;
