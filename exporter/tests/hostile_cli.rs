@@ -227,7 +227,7 @@ fn compress_refuses_what_the_runtime_cannot_run() {
 /// there are none (its MLP: MatMul, Add, Relu, Sigmoid).
 #[test]
 fn inspect_lists_ops_the_runtime_lacks() {
-    let (root, cases) = fresh_corpus("hostile_cli_inspect_ops");
+    let (_, cases) = fresh_corpus("hostile_cli_inspect_ops");
     let model = |name: &str| cases.iter().find(|c| c.name == name).unwrap().model();
     let inspect = |name: &str, json: bool| {
         let mut cmd = ctr_edge(&[Path::new("inspect"), &model(name)]);
