@@ -46,10 +46,13 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("child") {
         let [_, engine, path] = args.as_slice() else {
-            bail!("usage: open-time child ctr-edge|tract MODEL");
+            bail!("usage: open-time child ctr-edge|ctr-edge-none|ctr-edge-full|tract MODEL");
         };
+        use ctr_edge_runtime::options::Verify;
         let s = match engine.as_str() {
-            "ctr-edge" => open_ctr_edge(Path::new(path))?,
+            "ctr-edge" => open_ctr_edge(Path::new(path), Verify::Identity)?,
+            "ctr-edge-none" => open_ctr_edge(Path::new(path), Verify::None)?,
+            "ctr-edge-full" => open_ctr_edge(Path::new(path), Verify::Full)?,
             "tract" => open_tract(Path::new(path))?,
             other => bail!("unknown engine {other}"),
         };
@@ -79,7 +82,9 @@ fn main() -> Result<()> {
     let exe = std::env::current_exe()?;
 
     let mut results = Vec::new();
-    for engine in ["ctr-edge", "tract"] {
+    // "ctr-edge" opens with the default weights check (identity: size and sampled blocks);
+    // the last two show what the check costs: none at all, and a hash of every byte.
+    for engine in ["ctr-edge", "tract", "ctr-edge-none", "ctr-edge-full"] {
         let mut samples = Vec::with_capacity(reps);
         for _ in 0..reps {
             samples.push(run_child(&exe, engine, &model_path)?);
@@ -111,12 +116,12 @@ fn main() -> Result<()> {
         info.model_bytes
     );
     println!(
-        "{:<10} {:>14} {:>12} {:>16} {:>16}",
+        "{:<14} {:>14} {:>12} {:>16} {:>16}",
         "engine", "open ms (med)", "open ms min", "RSS growth MiB", "anon growth MiB"
     );
     for (engine, s) in &results {
         println!(
-            "{:<10} {:>14.3} {:>12.3} {:>16.2} {:>16.2}",
+            "{:<14} {:>14.3} {:>12.3} {:>16.2} {:>16.2}",
             engine,
             s.open_ms,
             s.open_ms_min,
@@ -246,10 +251,11 @@ fn sample(start: Instant, before: (i64, i64)) -> Result<Sample> {
     })
 }
 
-fn open_ctr_edge(path: &Path) -> Result<Sample> {
+fn open_ctr_edge(path: &Path, verify: ctr_edge_runtime::options::Verify) -> Result<Sample> {
     let before = rss_kib()?;
     let start = Instant::now();
-    let model = ctr_edge_runtime::Model::open(path)?;
+    let options = ctr_edge_runtime::options::OpenOptions::new().verify(verify);
+    let model = ctr_edge_runtime::Model::open_options(path, &options)?;
     let s = sample(start, before)?;
     // Check that what was opened is usable (outside the measurement).
     let mut session = model.session();

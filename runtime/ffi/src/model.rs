@@ -18,7 +18,7 @@ use ctr_edge_runtime::{DType, Error, KernelVariant, Model};
 use crate::error::{construct, ctr_edge_status, FfiError, FfiResult};
 use crate::options::{ctr_edge_open_options, read_options};
 use crate::panic::{guard, guard_free};
-use crate::sys::{sibling, FileMap};
+use crate::sys::{release_pages, sibling, FileMap};
 
 /// Element types, numbered as ONNX `TensorProto.DataType` (stable, never renumbered).
 #[repr(u32)]
@@ -234,17 +234,26 @@ fn open_path(
     options: &ctr_edge_runtime::OpenOptions,
 ) -> ctr_edge_runtime::Result<Model<'static>> {
     let onnx = FileMap::open(path)?;
-    Model::open_with(
+    let mut mapped: Option<(*const u8, usize)> = None;
+    let model = Model::open_with(
         onnx.bytes(),
         |location| {
             // The runtime checked `location` is a plain file name (no '/', no NUL).
             let weights_path = sibling(path, location).ok_or_else(|| Error::Weights {
                 reason: format!("external data location {location:?} is not a file name"),
             })?;
-            Ok(FileMap::open(&weights_path)?)
+            let map = FileMap::open(&weights_path)?;
+            mapped = Some((map.bytes().as_ptr(), map.bytes().len()));
+            Ok(map)
         },
         options,
-    )
+    )?;
+    if let Some((ptr, len)) = mapped {
+        // SAFETY: the whole of the weights mapping, which `model` owns and keeps alive (moving
+        // a `FileMap` does not move the mapping).
+        unsafe { release_pages(core::slice::from_raw_parts(ptr, len)) };
+    }
+    Ok(model)
 }
 
 /// Loads a model from caller-owned bytes: the ONNX file (`onnx`, `onnx_len` bytes; read during
