@@ -23,6 +23,7 @@ extern crate std;
 
 pub mod artifact;
 pub mod error;
+mod fpmode;
 pub mod graph;
 pub mod kernels;
 pub mod math;

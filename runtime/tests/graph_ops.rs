@@ -924,7 +924,13 @@ fn reduce_sum_long_f32_and_int64_overflow() {
         let want: f64 = x.iter().map(|&v| f64::from(v)).sum::<f64>() / div;
         assert_close(&y, &[want as f32], 1e-7);
     }
-    let g = one_param_graph("ReduceSum big: X ax -> Y", ("ax", &[1]), INT64, &[1, 2], &[1, 1]);
+    let g = one_param_graph(
+        "ReduceSum big: X ax -> Y",
+        ("ax", &[1]),
+        INT64,
+        &[1, 2],
+        &[1, 1],
+    );
     let m = Model::from_bytes(&model_bytes(&g), &[]).unwrap();
     let mut s = m.session();
     s.run(&[input("X", &[1, 2], InputData::I64(&[i64::MAX - 1, 1]))])
@@ -935,4 +941,38 @@ fn reduce_sum_long_f32_and_int64_overflow() {
         .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("big") && msg.contains("out of range"), "{msg}");
+}
+
+/// Runs flush denormals to zero by default (a product below f32's normal range is 0 on
+/// x86-64 and aarch64), and keep IEEE denormals with the flush off; the caller's own
+/// floating-point mode is back after each run.
+#[test]
+fn runs_flush_denormals_unless_told_not_to() {
+    let g = graph(
+        "g",
+        &[op("Mul m: X half -> Y", &[])],
+        &[tensor_floats("half", &[], &[0.5])],
+        &[value_info("X", FLOAT, &dims(&[1, 2]))],
+        &[value_info("Y", FLOAT, &dims(&[1, 2]))],
+    );
+    let bytes = model_bytes(&g);
+    let m = Model::from_bytes(&bytes, &[]).unwrap();
+    let mut s = m.session();
+    assert!(s.flush_denormals());
+    let x = [f32::MIN_POSITIVE, 1.0];
+    let run = |s: &mut ctr_edge_runtime::Session<'_, '_>| {
+        s.run(&[input("X", &[1, 2], InputData::F32(&x))]).unwrap();
+        s.output(0).unwrap().data.to_vec()
+    };
+    let ieee = f32::MIN_POSITIVE / 2.0; // 2^-127, a denormal
+    assert!(ieee.is_subnormal());
+    let flushed = run(&mut s);
+    if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+        assert_eq!(flushed, [0.0, 0.5]);
+    }
+    // The caller's mode is back: this division is done here, not in a run.
+    let here = std::hint::black_box(f32::MIN_POSITIVE) / std::hint::black_box(2.0f32);
+    assert!(here.is_subnormal(), "{here:e}");
+    s.set_flush_denormals(false);
+    assert_eq!(run(&mut s), [ieee, 0.5]);
 }

@@ -32,7 +32,7 @@ use super::report::{
     self, CompressReport, EvalSummary, FusedProjection, FusionSummary, KeptProjection, SiteReport,
     Totals,
 };
-use super::rewrite::{apply_factors, to_f16_weights, Factors};
+use super::rewrite::{apply_factors, flush_denormals, to_f16_weights, Factors};
 use super::sites::{find_sites, DenseOp, Site, SiteKind, Sites};
 use super::{
     count_params, simplify, split_labels, weight_bytes, CompressOptions, Compressed, Method,
@@ -337,6 +337,8 @@ struct Rewritten {
     fusion: Option<FuseReport>,
     /// Initializers left f32 by `--weights f16`.
     kept_f32: Vec<String>,
+    /// Denormal f32 weights set to zero (in the factorized graph, then in fusion's products).
+    denormals_flushed: usize,
 }
 
 /// Stage 4: the factors written into the graph; embedding projections fused into the dense
@@ -347,7 +349,8 @@ fn rewrite(
     data: Data<'_>,
     options: &CompressOptions,
 ) -> Result<Rewritten> {
-    let unfused = apply_all(model, plans)?;
+    let mut unfused = apply_all(model, plans)?;
+    let mut denormals_flushed = flush_denormals(&mut unfused)?;
     let fusable: Vec<(String, Vec<String>)> = plans
         .iter()
         .filter(|p| matches!(p.factors, Some(Factors::Embedding(_))))
@@ -356,7 +359,9 @@ fn rewrite(
     let check_rows = data.calib.or(data.test.map(|(a, _)| a));
     let (mut compressed, fusion) = match check_rows {
         Some(rows) if options.fuse && !fusable.is_empty() => {
-            let (m, r) = fuse::fuse_projections(&unfused, &fusable, rows)?;
+            let (mut m, r) = fuse::fuse_projections(&unfused, &fusable, rows)?;
+            // Products of fused factors can land in the denormal range too.
+            denormals_flushed += flush_denormals(&mut m)?;
             (m, Some(r))
         }
         _ => (unfused.clone(), None),
@@ -377,6 +382,7 @@ fn rewrite(
         measured,
         fusion,
         kept_f32,
+        denormals_flushed,
     })
 }
 
@@ -490,6 +496,7 @@ fn report(
         output_max_abs_diff: errors.map(|e| e.output_max_abs_diff),
         eval: verified.eval,
         f16_kept_f32: rewritten.kept_f32.clone(),
+        denormal_weights_flushed: rewritten.denormals_flushed,
         fusion: fusion.map(fusion_summary),
         artifact: None,
         native_check: None,

@@ -40,6 +40,9 @@ pub struct CompressReport {
     pub eval: Option<EvalSummary>,
     /// Initializers left f32 by `--weights f16` (values beyond the f16 range).
     pub f16_kept_f32: Vec<String>,
+    /// Denormal f32 weights written as zero (values below 1.2e-38 in magnitude, which slow
+    /// x86 arithmetic down).
+    pub denormal_weights_flushed: usize,
     /// Embedding projections fused into dense layers (absent with `--no-fusion` or when no
     /// table was factorized).
     pub fusion: Option<FusionSummary>,
@@ -358,6 +361,13 @@ impl CompressReport {
                 out,
                 "kept f32 (values beyond f16 range): {}",
                 self.f16_kept_f32.join(", ")
+            );
+        }
+        if self.denormal_weights_flushed > 0 {
+            let _ = writeln!(
+                out,
+                "denormals    {} weight(s) below f32's normal range written as 0 (they slow x86 down)",
+                self.denormal_weights_flushed
             );
         }
         if let Some(c) = &self.native_check {

@@ -395,6 +395,41 @@ fn internal(site: &Site, what: &str) -> Error {
     }
 }
 
+/// Sets every denormal value of the model's FLOAT initializers to zero of the same sign, and
+/// returns how many there were. Weight decay pushes unused weights into f32's denormal range,
+/// where x86 arithmetic takes a microcode assist per operand (a DeepFM with 14% of its weights
+/// denormal ran 17x slower); the change to any product is below 1.2e-38.
+pub fn flush_denormals(model: &mut ModelProto) -> Result<usize> {
+    let Some(graph) = model.graph.as_mut() else {
+        return Ok(0);
+    };
+    let mut flushed = 0;
+    for t in &mut graph.initializer {
+        if t.data_type != DataType::Float as i32 {
+            continue;
+        }
+        let values = f32_values(t)?;
+        let count = values.iter().filter(|v| v.is_subnormal()).count();
+        if count == 0 {
+            continue;
+        }
+        flushed += count;
+        let zeroed = values.iter().map(|&v| {
+            if v.is_subnormal() {
+                0f32.copysign(v)
+            } else {
+                v
+            }
+        });
+        if t.raw_data.is_empty() {
+            t.float_data = zeroed.collect();
+        } else {
+            t.raw_data = zeroed.flat_map(f32::to_le_bytes).collect();
+        }
+    }
+    Ok(flushed)
+}
+
 /// Largest finite f16 value.
 const F16_MAX: f32 = 65504.0;
 /// Initializers of at most this many elements stay f32 (scalars, exponents, tiny biases).

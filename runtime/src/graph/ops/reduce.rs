@@ -137,7 +137,11 @@ impl Reduce {
                 let ok = accumulate(x.shape, (&sx, &so), s, &mut wide, 0.0, |a, v| {
                     *a += f64::from(v)
                 });
-                let div = if self.kind == ReduceKind::Mean { count as f64 } else { 1.0 };
+                let div = if self.kind == ReduceKind::Mean {
+                    count as f64
+                } else {
+                    1.0
+                };
                 for (o, w) in d.iter_mut().zip(&wide) {
                     *o = (*w / div) as f32;
                 }
@@ -153,15 +157,14 @@ impl Reduce {
             }
             (Data::I64(s), Buf::I64(d)) => {
                 let mut overflow = false;
-                let ok = accumulate(x.shape, (&sx, &so), s, d, 0, |a, v| match a.checked_add(v) {
-                    Some(t) => *a = t,
-                    None => overflow = true,
+                let ok = accumulate(x.shape, (&sx, &so), s, d, 0, |a, v| {
+                    match a.checked_add(v) {
+                        Some(t) => *a = t,
+                        None => overflow = true,
+                    }
                 });
                 if overflow {
-                    return Err(cx.err(format!(
-                        "int64 sum out of range (beyond {})",
-                        i64::MAX
-                    )));
+                    return Err(cx.err(format!("int64 sum out of range (beyond {})", i64::MAX)));
                 }
                 if self.kind == ReduceKind::Mean && count > 0 {
                     d.iter_mut().for_each(|v| *v /= count as i64);
