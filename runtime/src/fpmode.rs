@@ -26,27 +26,21 @@
 
 /// Flush-to-zero (and denormals-are-zero where the target has it) while alive.
 pub(crate) struct FlushDenormals {
-    #[cfg(any(
-        target_arch = "x86_64",
-        all(target_arch = "x86", target_feature = "sse")
-    ))]
-    saved: u32,
-    #[cfg(target_arch = "aarch64")]
-    saved: u64,
+    saved: fp::Reg,
 }
 
 #[cfg(any(
     target_arch = "x86_64",
     all(target_arch = "x86", target_feature = "sse")
 ))]
-mod x86 {
-    /// MXCSR.FTZ.
-    pub(super) const FTZ: u32 = 1 << 15;
-    /// MXCSR.DAZ.
-    pub(super) const DAZ: u32 = 1 << 6;
+mod fp {
+    /// MXCSR.
+    pub(super) type Reg = u32;
+    /// MXCSR.FTZ (bit 15) and MXCSR.DAZ (bit 6).
+    pub(super) const FLUSH: Reg = (1 << 15) | (1 << 6);
 
-    pub(super) fn read() -> u32 {
-        let mut csr = 0u32;
+    pub(super) fn read() -> Reg {
+        let mut csr: Reg = 0;
         // SAFETY: `stmxcsr` stores the 32-bit MXCSR into the given, writable, 4-byte location.
         unsafe {
             core::arch::asm!(
@@ -58,7 +52,7 @@ mod x86 {
         csr
     }
 
-    pub(super) fn write(csr: u32) {
+    pub(super) fn write(csr: Reg) {
         // SAFETY: `ldmxcsr` loads MXCSR from a readable 4-byte location. The values written
         // are the caller's own (restore) or it with FTZ/DAZ set, which change denormal
         // handling only (see the module documentation); reserved bits are never set, so the
@@ -74,12 +68,14 @@ mod x86 {
 }
 
 #[cfg(target_arch = "aarch64")]
-mod arm {
+mod fp {
+    /// FPCR.
+    pub(super) type Reg = u64;
     /// FPCR.FZ.
-    pub(super) const FZ: u64 = 1 << 24;
+    pub(super) const FLUSH: Reg = 1 << 24;
 
-    pub(super) fn read() -> u64 {
-        let fpcr: u64;
+    pub(super) fn read() -> Reg {
+        let fpcr: Reg;
         // SAFETY: reading FPCR is allowed at EL0 and has no side effect.
         unsafe {
             core::arch::asm!("mrs {r}, fpcr", r = out(reg) fpcr, options(nomem, nostack, preserves_flags))
@@ -87,7 +83,7 @@ mod arm {
         fpcr
     }
 
-    pub(super) fn write(fpcr: u64) {
+    pub(super) fn write(fpcr: Reg) {
         // SAFETY: writing FPCR is allowed at EL0; the values written are the caller's own
         // (restore) or it with FZ set, which changes denormal handling only.
         unsafe {
@@ -96,54 +92,40 @@ mod arm {
     }
 }
 
+/// Targets left in their IEEE mode: nothing to set.
+#[cfg(not(any(
+    target_arch = "x86_64",
+    all(target_arch = "x86", target_feature = "sse"),
+    target_arch = "aarch64"
+)))]
+mod fp {
+    pub(super) type Reg = u32;
+    pub(super) const FLUSH: Reg = 0;
+
+    pub(super) fn read() -> Reg {
+        0
+    }
+
+    pub(super) fn write(_: Reg) {}
+}
+
 impl FlushDenormals {
     /// Sets the flush modes; the caller's are restored on drop.
     #[inline]
     pub(crate) fn enter() -> Self {
-        #[cfg(any(
-            target_arch = "x86_64",
-            all(target_arch = "x86", target_feature = "sse")
-        ))]
-        {
-            let saved = x86::read();
-            let wanted = saved | x86::FTZ | x86::DAZ;
-            if wanted != saved {
-                x86::write(wanted);
-            }
-            FlushDenormals { saved }
+        let saved = fp::read();
+        if saved | fp::FLUSH != saved {
+            fp::write(saved | fp::FLUSH);
         }
-        #[cfg(target_arch = "aarch64")]
-        {
-            let saved = arm::read();
-            if saved & arm::FZ == 0 {
-                arm::write(saved | arm::FZ);
-            }
-            FlushDenormals { saved }
-        }
-        #[cfg(not(any(
-            target_arch = "x86_64",
-            all(target_arch = "x86", target_feature = "sse"),
-            target_arch = "aarch64"
-        )))]
-        {
-            FlushDenormals {}
-        }
+        FlushDenormals { saved }
     }
 }
 
 impl Drop for FlushDenormals {
     #[inline]
     fn drop(&mut self) {
-        #[cfg(any(
-            target_arch = "x86_64",
-            all(target_arch = "x86", target_feature = "sse")
-        ))]
-        if x86::read() != self.saved {
-            x86::write(self.saved);
-        }
-        #[cfg(target_arch = "aarch64")]
-        if arm::read() != self.saved {
-            arm::write(self.saved);
+        if fp::read() != self.saved {
+            fp::write(self.saved);
         }
     }
 }

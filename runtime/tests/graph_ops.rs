@@ -924,6 +924,23 @@ fn reduce_sum_long_f32_and_int64_overflow() {
         let want: f64 = x.iter().map(|&v| f64::from(v)).sum::<f64>() / div;
         assert_close(&y, &[want as f32], 1e-7);
     }
+    // Over the first axis of [n, 2] (strided, two outputs): column 1 is column 0 reversed.
+    let cols: Vec<f32> = (0..2 * n)
+        .map(|i| x[if i % 2 == 0 { i / 2 } else { n - 1 - i / 2 }])
+        .collect();
+    let g = one_param_graph(
+        "ReduceSum c: X ax -> Y",
+        ("ax", &[0]),
+        FLOAT,
+        &[n, 2],
+        &[1, 2],
+    );
+    let (shape, y) = run1(&model_bytes(&g), &[("X", &[n, 2], &cols)]);
+    assert_eq!(shape, [1, 2]);
+    let want: Vec<f32> = (0..2)
+        .map(|c| (0..n).map(|r| f64::from(cols[r * 2 + c])).sum::<f64>() as f32)
+        .collect();
+    assert_close(&y, &want, 1e-7);
     let g = one_param_graph(
         "ReduceSum big: X ax -> Y",
         ("ax", &[1]),

@@ -130,21 +130,36 @@ impl Reduce {
             (Data::I64(s), Buf::I64(d)) if max => {
                 accumulate(x.shape, (&sx, &so), s, d, i64::MIN, |a, v| *a = (*a).max(v))
             }
-            // Long sums accumulate in f64: in f32 a sum of ones stops growing at 2^24. Short
-            // ones (FM's sums over a few fields, on every run) stay in f32, without a buffer.
+            // Long sums accumulate in f64: in f32 a sum of ones stops growing at 2^24. Each
+            // output sums its reduced values in a register (no buffer, runs allocate
+            // nothing); short sums (FM's over a few fields, on every run) stay in f32.
             (Data::F32(s), Buf::F32(d)) if count >= WIDE_SUM => {
-                let mut wide = vec![0f64; d.len()];
-                let ok = accumulate(x.shape, (&sx, &so), s, &mut wide, 0.0, |a, v| {
-                    *a += f64::from(v)
-                });
                 let div = if self.kind == ReduceKind::Mean {
                     count as f64
                 } else {
                     1.0
                 };
-                for (o, w) in d.iter_mut().zip(&wide) {
-                    *o = (*w / div) as f32;
+                let mut rshape = [1usize; MAX_RANK];
+                for i in 0..rank {
+                    if red[i] {
+                        rshape[i] = x.shape[i];
+                    }
                 }
+                let dense = signed(&ost);
+                let mut ok = d.len() == oshape[..rank].iter().product::<usize>();
+                for_each2(&oshape[..rank], &sx, 0, &dense, 0, |_, base, io| {
+                    let mut acc = 0f64;
+                    for_each2(&rshape[..rank], &sx, base, &sx, 0, |_, ix, _| {
+                        match s.get(ix as usize) {
+                            Some(&v) => acc += f64::from(v),
+                            None => ok = false,
+                        }
+                    });
+                    match d.get_mut(io as usize) {
+                        Some(o) => *o = (acc / div) as f32,
+                        None => ok = false,
+                    }
+                });
                 ok
             }
             (Data::F32(s), Buf::F32(d)) => {
@@ -182,13 +197,13 @@ const WIDE_SUM: usize = 1024;
 
 /// Sets every output to `init`, then folds each input value into its output with `f`
 /// (`strides`: the input's, then the output's over the input's index space).
-fn accumulate<S: Copy, T: Copy>(
+fn accumulate<T: Copy>(
     shape: &[usize],
     (sx, so): (&[isize; MAX_RANK], &[isize; MAX_RANK]),
-    s: &[S],
+    s: &[T],
     d: &mut [T],
     init: T,
-    mut f: impl FnMut(&mut T, S),
+    mut f: impl FnMut(&mut T, T),
 ) -> bool {
     d.iter_mut().for_each(|v| *v = init);
     let mut ok = true;
