@@ -10,10 +10,17 @@
 //! `ctr_edge_exporter::artifact::write_artifact`; the loaders are [`crate::Model`]'s openers,
 //! which verify by default ([`crate::OpenOptions::verify`]).
 //!
+//! An artifact may also sit inside a larger file, as the two files of an app's assets do
+//! inside its APK: then each file is a byte range of that one file, and the range openers
+//! ([`crate::Model::open_ranges_with`], `Model::open_file_ranges`, the C ABI's
+//! `ctr_edge_model_open_fd`) hold the ranges to [`check_file_ranges`] and
+//! [`check_weights_alignment`].
+//!
 //! Plain `core` + `alloc` code: the `no_std` runtime and the exporter share it.
 
 use alloc::format;
 use alloc::string::{String, ToString};
+use core::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::options::Verify;
@@ -181,6 +188,88 @@ pub fn verify_weights(metadata: &[(&str, &str)], weights: &[u8], verify: Verify)
     Ok(())
 }
 
+/// The rules for an artifact given as two byte ranges of one file of `file_len` bytes (`file`
+/// names it in messages), checked before anything is mapped:
+/// - the ONNX range is not empty; the weights range is empty only for a model without external
+///   data (the opener refuses an empty one when the model has external tensors);
+/// - each range ends at or before the end of the file (and not before it starts);
+/// - the two ranges do not overlap.
+///
+/// A broken rule is [`Error::FileRange`] naming the range, its offset and its length.
+pub fn check_file_ranges(
+    file: &str,
+    file_len: u64,
+    onnx: &Range<u64>,
+    weights: &Range<u64>,
+) -> Result<()> {
+    let error = |range: &'static str, r: &Range<u64>, reason: String| Error::FileRange {
+        file: file.to_string(),
+        range,
+        offset: r.start,
+        len: r.end.saturating_sub(r.start),
+        reason,
+    };
+    for (name, r) in [("onnx", onnx), ("weights", weights)] {
+        if r.end < r.start {
+            return Err(error(
+                name,
+                r,
+                format!("ends at {}, before it starts", r.end),
+            ));
+        }
+        if r.end > file_len {
+            return Err(error(
+                name,
+                r,
+                format!(
+                    "ends at {}, past the end of the file ({file_len} bytes)",
+                    r.end
+                ),
+            ));
+        }
+    }
+    if onnx.is_empty() {
+        return Err(error("onnx", onnx, "is empty".to_string()));
+    }
+    if !weights.is_empty() && onnx.start < weights.end && weights.start < onnx.end {
+        return Err(error(
+            "weights",
+            weights,
+            format!(
+                "overlaps the onnx range at offset {} ({} bytes)",
+                onnx.start,
+                onnx.end - onnx.start
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The alignment rule of a weights range once mapped (`bytes`, the range's bytes in memory,
+/// `weights` the range): the bytes start at an address that is a multiple of [`ALIGNMENT`], so
+/// that every tensor is viewed in place as in a mapping of the whole file. A mapping starts on
+/// a page boundary, so this is the range's offset in the file being a multiple of 64 bytes;
+/// otherwise [`Error::FileRange`] naming the offset (pack the asset at an aligned offset). An
+/// empty range is always aligned.
+pub fn check_weights_alignment(file: &str, weights: &Range<u64>, bytes: &[u8]) -> Result<()> {
+    let misalignment = bytes.as_ptr() as usize % ALIGNMENT as usize;
+    if bytes.is_empty() || misalignment == 0 {
+        return Ok(());
+    }
+    Err(Error::FileRange {
+        file: file.to_string(),
+        range: "weights",
+        offset: weights.start,
+        len: weights.end.saturating_sub(weights.start),
+        reason: format!(
+            "offset {} is not a multiple of {ALIGNMENT} bytes ({misalignment} past one), so the \
+             tensors would be misaligned; store the weights at a {ALIGNMENT}-byte-aligned offset \
+             of the file",
+            weights.start
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +355,35 @@ mod tests {
             verify_weights(&[(META_WEIGHTS_BYTES, "many")], &w, Verify::Identity),
             Err(Error::Weights { .. })
         ));
+    }
+
+    #[test]
+    fn file_ranges_may_touch_each_other_and_the_end_of_the_file() {
+        // Boundaries that pass: adjacent ranges, a range ending at the end of the file, an
+        // empty weights range anywhere inside the file.
+        assert_eq!(check_file_ranges("f", 100, &(0..36), &(36..100)), Ok(()));
+        assert_eq!(check_file_ranges("f", 100, &(64..100), &(0..64)), Ok(()));
+        assert_eq!(check_file_ranges("f", 100, &(0..100), &(50..50)), Ok(()));
+        // One byte more fails.
+        for (onnx, weights) in [(0..37, 36..100), (0..36, 36..101), (64..100, 0..65)] {
+            assert!(matches!(
+                check_file_ranges("f", 100, &onnx, &weights),
+                Err(Error::FileRange { .. })
+            ));
+        }
+        // Alignment is of the address in memory.
+        let buffer = [0u64; 24];
+        let bytes = bytemuck::cast_slice::<u64, u8>(&buffer);
+        let at = bytes.as_ptr().align_offset(64);
+        assert_eq!(
+            check_weights_alignment("f", &(0..64), &bytes[at..at + 64]),
+            Ok(())
+        );
+        let e = check_weights_alignment("f", &(68..132), &bytes[at + 4..at + 68]);
+        assert!(
+            matches!(&e, Err(Error::FileRange { offset: 68, reason, .. }) if reason.contains("offset 68")),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -130,6 +130,22 @@ pub enum Error {
         /// The limit's value.
         allowed: u64,
     },
+    /// A byte range given to a range opener ([`crate::Model::open_ranges_with`]: an artifact
+    /// inside a larger file, such as an asset of an Android APK) does not fit the file or the
+    /// artifact contract ([`crate::artifact::check_file_ranges`]): empty, past the end of the
+    /// file, overlapping the other range, or weights not at a 64-byte-aligned address.
+    FileRange {
+        /// How the file is named in messages (`fd 7`).
+        file: String,
+        /// Which range: `onnx` or `weights`.
+        range: &'static str,
+        /// Offset of the range in the file.
+        offset: u64,
+        /// Length of the range in bytes.
+        len: u64,
+        /// What was wrong.
+        reason: String,
+    },
     /// An I/O error (std only): opening or mapping a file.
     Io {
         /// Path involved.
@@ -224,6 +240,16 @@ impl fmt::Display for Error {
                     write!(f, "resource limit: node '{node}' needs {requested}, over {limit} = {allowed}")
                 }
             }
+            Error::FileRange {
+                file,
+                range,
+                offset,
+                len,
+                reason,
+            } => write!(
+                f,
+                "{file}: {range} range at offset {offset} ({len} bytes): {reason}"
+            ),
             Error::Io { path, reason } => write!(f, "{path}: {reason}"),
         }
     }

@@ -4,8 +4,9 @@
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use core::ops::Range;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::{self, LoadedGraph};
 use crate::kernels::{KernelVariant, Kernels};
 use crate::onnx::OnnxModel;
@@ -241,6 +242,52 @@ impl Model<'static> {
         };
         Self::build_decoded(&decoded, backing, options)
     }
+
+    /// Load an artifact whose two files are byte ranges of one file of `file_len` bytes (an
+    /// app's assets inside its APK; `file` names it in messages): `onnx` holds `model.onnx`,
+    /// `weights` its external data (empty for a model without). The ranges are held to
+    /// [`crate::artifact::check_file_ranges`] first; then `map` supplies the bytes of a range
+    /// (called with `onnx`, whose bytes are read during the call only, then with `weights`
+    /// when some tensor is external, whose bytes the model keeps as [`Model::open_with`] does),
+    /// and the weights must pass [`crate::artifact::check_weights_alignment`]. The location the
+    /// external data names is not used: the caller's range is the weights file. The range
+    /// openers are this plus a mapping of a range: `Model::open_file_ranges` with `memmap2`,
+    /// the C ABI's `ctr_edge_model_open_fd` with the C library's `mmap`.
+    pub fn open_ranges_with<W>(
+        file: &str,
+        file_len: u64,
+        onnx: Range<u64>,
+        weights: Range<u64>,
+        mut map: impl FnMut(Range<u64>) -> Result<W>,
+        options: &OpenOptions,
+    ) -> Result<Model<'static>>
+    where
+        W: AsRef<[u8]> + Send + Sync + 'static,
+    {
+        crate::artifact::check_file_ranges(file, file_len, &onnx, &weights)?;
+        let onnx_bytes = map(onnx)?;
+        Self::open_with(
+            onnx_bytes.as_ref(),
+            |location| {
+                if weights.is_empty() {
+                    return Err(Error::FileRange {
+                        file: file.to_string(),
+                        range: "weights",
+                        offset: weights.start,
+                        len: 0,
+                        reason: alloc::format!(
+                            "is empty, but the model keeps tensors in external data (location \
+                             {location:?})"
+                        ),
+                    });
+                }
+                let bytes = map(weights.clone())?;
+                crate::artifact::check_weights_alignment(file, &weights, bytes.as_ref())?;
+                Ok(bytes)
+            },
+            options,
+        )
+    }
 }
 
 #[cfg(feature = "std")]
@@ -283,8 +330,83 @@ impl Model<'static> {
     }
 }
 
-/// A read-only mapping of a whole file (`None` for an empty file, which cannot be mapped),
-/// shared so that the opener keeps a handle on what the model owns.
+#[cfg(feature = "std")]
+impl Model<'static> {
+    /// Open an artifact that sits inside `file` as two byte ranges, such as two assets stored
+    /// uncompressed in an Android APK (each `AssetFileDescriptor` gives the APK's descriptor,
+    /// a start offset and a length): `onnx` holds `model.onnx`, `weights` its `model.weights`
+    /// (empty for a model without external data). [`Model::open_ranges_with`] over `memmap2`
+    /// mappings of the ranges (from the page boundary below each start; the ONNX range is
+    /// unmapped after decoding, the weights range stays mapped, owned by the model).
+    ///
+    /// Checks as [`Model::open`]: `file` must be a regular file, the weights must belong to the
+    /// model (`options.verify`), the model must fit `options.limits`; and the ranges must fit
+    /// the file and each other, the weights range starting at a 64-byte-aligned offset
+    /// ([`crate::artifact::check_file_ranges`]; [`Error::FileRange`] otherwise).
+    ///
+    /// `file` is only borrowed: the model keeps its own mapping, so the caller may close the
+    /// file once this returns. As with [`Model::open`], the bytes of the ranges must not be
+    /// modified or truncated while the model lives (an installed APK is not).
+    pub fn open_file_ranges(
+        file: &std::fs::File,
+        onnx: Range<u64>,
+        weights: Range<u64>,
+    ) -> Result<Model<'static>> {
+        Self::open_file_ranges_with(file, onnx, weights, &OpenOptions::default())
+    }
+
+    /// [`Model::open_file_ranges`] with `options` (limits, weights check).
+    pub fn open_file_ranges_with(
+        file: &std::fs::File,
+        onnx: Range<u64>,
+        weights: Range<u64>,
+        options: &OpenOptions,
+    ) -> Result<Model<'static>> {
+        let name = file_name(file);
+        let path = std::path::Path::new(&name);
+        let meta = file.metadata().map_err(|e| io_error(path, e))?;
+        check_regular(&meta, path)?;
+        let weights_range = weights.clone();
+        let mut mapped = None;
+        let model = Self::open_ranges_with(
+            &name,
+            meta.len(),
+            onnx,
+            weights,
+            |range| {
+                let is_weights = range == weights_range;
+                let map = MappedFile::map_range(file, path, range)?;
+                if is_weights {
+                    mapped = Some(map.clone());
+                }
+                Ok(map)
+            },
+            options,
+        )?;
+        if let Some(map) = mapped {
+            map.release_pages();
+        }
+        Ok(model)
+    }
+}
+
+/// How messages name an open file: `fd N` on Unix, `file` elsewhere.
+#[cfg(feature = "std")]
+fn file_name(file: &std::fs::File) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        alloc::format!("fd {}", file.as_raw_fd())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        "file".to_string()
+    }
+}
+
+/// A read-only mapping of a whole file or of a byte range of one (`None` for no bytes, which
+/// cannot be mapped), shared so that the opener keeps a handle on what the model owns.
 #[cfg(feature = "std")]
 #[derive(Clone)]
 struct MappedFile(Option<std::sync::Arc<memmap2::Mmap>>);
@@ -302,6 +424,39 @@ impl MappedFile {
         // the exporter writes artifacts atomically (new file + rename), so a published weights
         // file is never modified in place. This is the documented contract of `Model::open`.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io_error(path, e))?;
+        Ok(MappedFile(Some(std::sync::Arc::new(map))))
+    }
+
+    /// Maps `range` of `file` (checked to lie inside it; `path` names it in messages).
+    /// `memmap2` maps from the page boundary below `range.start` and views the range.
+    fn map_range(
+        file: &std::fs::File,
+        path: &std::path::Path,
+        range: Range<u64>,
+    ) -> Result<MappedFile> {
+        if range.is_empty() {
+            return Ok(MappedFile(None));
+        }
+        let len = usize::try_from(range.end - range.start).map_err(|_| {
+            io_error(
+                path,
+                std::io::Error::other(alloc::format!(
+                    "a range of {} bytes is too large to map",
+                    range.end - range.start
+                )),
+            )
+        })?;
+        // SAFETY: as in `open`: a read-only private mapping whose bytes the caller promises
+        // not to modify or truncate while the model lives (`Model::open_file_ranges`'s
+        // contract); the range lies inside the file (`check_file_ranges`), so no page of it
+        // is past the end of the file.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(range.start)
+                .len(len)
+                .map(file)
+        }
+        .map_err(|e| io_error(path, e))?;
         Ok(MappedFile(Some(std::sync::Arc::new(map))))
     }
 
@@ -342,6 +497,14 @@ fn open_regular(path: &std::path::Path) -> Result<std::fs::File> {
     }
     let file = options.open(path).map_err(|e| io_error(path, e))?;
     let meta = file.metadata().map_err(|e| io_error(path, e))?;
+    check_regular(&meta, path)?;
+    Ok(file)
+}
+
+/// A folder is the I/O error "Is a directory", anything else but a regular file (a FIFO, a
+/// device, a socket) "not a regular file".
+#[cfg(feature = "std")]
+fn check_regular(meta: &std::fs::Metadata, path: &std::path::Path) -> Result<()> {
     if meta.is_dir() {
         // What reading a folder says (std's `fs::read` reported this before).
         #[cfg(unix)]
@@ -353,7 +516,7 @@ fn open_regular(path: &std::path::Path) -> Result<std::fs::File> {
     if !meta.is_file() {
         return Err(io_error(path, std::io::Error::other("not a regular file")));
     }
-    Ok(file)
+    Ok(())
 }
 
 /// `O_NONBLOCK` of the platform's C library (the runtime does not depend on `libc`).

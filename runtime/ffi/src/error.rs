@@ -146,6 +146,8 @@ impl FfiError {
             Error::CastOutOfRange { value, .. } if value.is_nan() => ctr_edge_status::NotFinite,
             Error::CastOutOfRange { .. } => ctr_edge_status::IdOutOfRange,
             Error::Io { .. } => ctr_edge_status::Io,
+            // The caller's byte ranges (`ctr_edge_model_open_fd`), not the model, are wrong.
+            Error::FileRange { .. } => ctr_edge_status::InvalidArgument,
             Error::ResourceLimit { .. } => ctr_edge_status::ResourceLimit,
             Error::WeightsMismatch { .. } => ctr_edge_status::WeightsMismatch,
             _ => ctr_edge_status::Other,

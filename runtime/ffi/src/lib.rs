@@ -39,8 +39,9 @@
 //!   `staticlib` (as an rlib next to std its panic handler would clash with std's).
 //!
 //! Both use the C library through the `libc` crate (module `sys`): models open from a path with
-//! `open`/`fstat`/`mmap`, and the last-error message lives in a `pthread` key. Supported
-//! targets are therefore Unix ones: Linux, Android, Apple.
+//! `open`/`fstat`/`mmap` (or from byte ranges of a descriptor with `fstat`/`mmap`), and the
+//! last-error message lives in a `pthread` key. Supported targets are therefore Unix ones:
+//! Linux, Android, Apple.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -67,7 +68,8 @@ pub use model::{
     ctr_edge_dtype, ctr_edge_io_info, ctr_edge_model, ctr_edge_model_free,
     ctr_edge_model_input_count, ctr_edge_model_input_info, ctr_edge_model_kernel_variant,
     ctr_edge_model_open, ctr_edge_model_open_bytes, ctr_edge_model_open_bytes_with_options,
-    ctr_edge_model_open_with_options, ctr_edge_model_output_count, ctr_edge_model_output_info,
+    ctr_edge_model_open_fd, ctr_edge_model_open_with_options, ctr_edge_model_output_count,
+    ctr_edge_model_output_info,
 };
 pub use options::{
     ctr_edge_open_options, ctr_edge_open_options_init, CTR_EDGE_VERIFY_FULL,

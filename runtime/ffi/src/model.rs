@@ -1,5 +1,6 @@
-//! The model handle: opening (from a path, memory-mapped with the C library's `mmap`, or from
-//! caller-owned bytes), describing inputs and outputs, freeing.
+//! The model handle: opening (from a path or from byte ranges of an open file, memory-mapped
+//! with the C library's `mmap`, or from caller-owned bytes), describing inputs and outputs,
+//! freeing.
 //!
 //! A `ctr_edge_model*` is `Arc::into_raw` of the handle: `ctr_edge_model_free` releases the
 //! caller's reference, each session holds another, and the model is dropped with the last one.
@@ -10,7 +11,8 @@ use alloc::ffi::CString;
 use alloc::format;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::ffi::{c_char, CStr};
+use core::ffi::{c_char, c_int, CStr};
+use core::ops::Range;
 
 use ctr_edge_runtime::model::IoInfo;
 use ctr_edge_runtime::{DType, Error, KernelVariant, Model};
@@ -18,7 +20,7 @@ use ctr_edge_runtime::{DType, Error, KernelVariant, Model};
 use crate::error::{construct, ctr_edge_status, FfiError, FfiResult};
 use crate::options::{ctr_edge_open_options, read_options};
 use crate::panic::{guard, guard_free};
-use crate::sys::{release_pages, sibling, FileMap};
+use crate::sys::{regular_file_size, release_pages, sibling, FileMap};
 
 /// Element types, numbered as ONNX `TensorProto.DataType` (stable, never renumbered).
 #[repr(u32)]
@@ -243,7 +245,7 @@ fn open_path(
                 reason: format!("external data location {location:?} is not a file name"),
             })?;
             let map = FileMap::open(&weights_path)?;
-            mapped = Some((map.bytes().as_ptr(), map.bytes().len()));
+            mapped = Some((map.pages().as_ptr(), map.pages().len()));
             Ok(map)
         },
         options,
@@ -251,6 +253,114 @@ fn open_path(
     if let Some((ptr, len)) = mapped {
         // SAFETY: the whole of the weights mapping, which `model` owns and keeps alive (moving
         // a `FileMap` does not move the mapping).
+        unsafe { release_pages(core::slice::from_raw_parts(ptr, len)) };
+    }
+    Ok(model)
+}
+
+/// Opens an artifact whose two files lie inside one open file, as byte ranges: the usual case
+/// of an Android app, whose `model.onnx` and `model.weights` are assets stored uncompressed
+/// in its APK (`AssetManager.openFd` of each gives an `AssetFileDescriptor`: the APK's
+/// descriptor, `getStartOffset()` and `getLength()`; both name the same file, so pass one
+/// descriptor and the two ranges). `onnx_offset`/`onnx_len` locate the ONNX file (mapped
+/// while it is decoded), `weights_offset`/`weights_len` its external weights file (mapped,
+/// owned by the model, no copy; length 0 for a model without external data). `options` as
+/// `ctr_edge_model_open_with_options` (NULL: the defaults). On success writes a new model to
+/// `*out`; on failure writes NULL there.
+///
+/// The descriptor is not closed and not kept: the model holds its own mappings, so the caller
+/// may close `fd` as soon as this returns. The bytes of both ranges must not be modified or
+/// truncated while the model lives (an installed APK is not).
+///
+/// Errors: a negative `fd` is `CTR_EDGE_STATUS_INVALID_ARGUMENT`; a descriptor that is not
+/// open, or not a regular file, `CTR_EDGE_STATUS_IO`; an empty ONNX range, a range past the
+/// end of the file (or whose end overflows), overlapping ranges, an empty weights range for a
+/// model with external data, or a weights offset that is not a multiple of 64 (the artifact's
+/// tensor alignment: store the asset at a 64-byte-aligned offset) are
+/// `CTR_EDGE_STATUS_INVALID_ARGUMENT` with a message naming the range and its offset; then the
+/// statuses of `ctr_edge_model_open_with_options` (a weights range that is not the model's:
+/// `CTR_EDGE_STATUS_WEIGHTS_MISMATCH`).
+///
+/// # Safety
+/// `options` is NULL or valid for reading one `ctr_edge_open_options`; `out` is NULL or valid
+/// for a pointer write.
+#[no_mangle]
+pub unsafe extern "C" fn ctr_edge_model_open_fd(
+    fd: c_int,
+    onnx_offset: u64,
+    onnx_len: u64,
+    weights_offset: u64,
+    weights_len: u64,
+    options: *const ctr_edge_open_options,
+    out: *mut *mut ctr_edge_model,
+) -> ctr_edge_status {
+    const F: &str = "ctr_edge_model_open_fd";
+    let body = || {
+        if fd < 0 {
+            return Err(FfiError::invalid(
+                F,
+                format!("fd {fd} is not a file descriptor"),
+            ));
+        }
+        // SAFETY: NULL or valid for a read by contract.
+        let options = unsafe { read_options(F, options) }?;
+        let name = format!("fd {fd}");
+        let model = file_range(&name, "onnx", onnx_offset, onnx_len).and_then(|onnx| {
+            let weights = file_range(&name, "weights", weights_offset, weights_len)?;
+            open_fd(fd, &name, onnx, weights, &options)
+        });
+        publish(model, F)
+    };
+    // SAFETY: `out` is NULL or valid for a pointer write by contract.
+    unsafe { construct(F, out, body) }
+}
+
+/// `offset..offset + len`, or the typed error of a range whose end overflows.
+fn file_range(
+    file: &str,
+    range: &'static str,
+    offset: u64,
+    len: u64,
+) -> ctr_edge_runtime::Result<Range<u64>> {
+    let end = offset.checked_add(len).ok_or_else(|| Error::FileRange {
+        file: file.into(),
+        range,
+        offset,
+        len,
+        reason: "offset + length overflows".into(),
+    })?;
+    Ok(offset..end)
+}
+
+/// `Model::open_file_ranges` of the runtime's `std` build, on the C library:
+/// [`Model::open_ranges_with`] over the C library's `mmap` of each range.
+fn open_fd(
+    fd: c_int,
+    name: &str,
+    onnx: Range<u64>,
+    weights: Range<u64>,
+    options: &ctr_edge_runtime::OpenOptions,
+) -> ctr_edge_runtime::Result<Model<'static>> {
+    let size = regular_file_size(fd, name)?;
+    let weights_range = weights.clone();
+    let mut mapped: Option<(*const u8, usize)> = None;
+    let model = Model::open_ranges_with(
+        name,
+        size,
+        onnx,
+        weights,
+        |range| {
+            let is_weights = range == weights_range;
+            let map = FileMap::map_range(fd, name, range)?;
+            if is_weights {
+                mapped = Some((map.pages().as_ptr(), map.pages().len()));
+            }
+            Ok(map)
+        },
+        options,
+    )?;
+    if let Some((ptr, len)) = mapped {
+        // SAFETY: the whole of the weights mapping, which `model` owns and keeps alive.
         unsafe { release_pages(core::slice::from_raw_parts(ptr, len)) };
     }
     Ok(model)

@@ -35,7 +35,8 @@ pub(crate) fn os_error_message(code: c_int) -> String {
     format!("{text} (os error {code})")
 }
 
-/// A failed file operation: the path (lossy UTF-8) and the reason.
+/// A failed file operation: the path (lossy UTF-8, or `fd N` for a file given by descriptor)
+/// and the reason.
 #[derive(Debug)]
 pub(crate) struct IoError {
     pub path: String,
@@ -43,14 +44,14 @@ pub(crate) struct IoError {
 }
 
 impl IoError {
-    fn new(path: &CStr, reason: String) -> IoError {
+    fn new(path: &str, reason: String) -> IoError {
         IoError {
-            path: path.to_string_lossy().into_owned(),
+            path: path.to_owned(),
             reason,
         }
     }
 
-    fn os(path: &CStr, code: c_int) -> IoError {
+    fn os(path: &str, code: c_int) -> IoError {
         IoError::new(path, os_error_message(code))
     }
 }
@@ -75,14 +76,40 @@ impl Drop for Fd {
     }
 }
 
-/// The whole of a regular file, mapped read-only and private (`MAP_PRIVATE`): the bytes are
-/// the file's pages, not a copy. Unmapped when dropped. The file must not be truncated or
-/// rewritten in place while mapped (the exporter replaces artifacts atomically).
+/// The size of the regular file open as `fd` (`name` names it in messages): an I/O error
+/// for a descriptor that is not open ("Bad file descriptor"), a folder ("Is a directory",
+/// what `read` says) or anything else that is not a regular file.
+pub(crate) fn regular_file_size(fd: c_int, name: &str) -> Result<u64, IoError> {
+    // SAFETY: `stat` is plain old data; all zeroes is a valid value for `fstat` to
+    // overwrite.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: a valid `stat` to write; `fstat` checks the descriptor (EBADF if not open).
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(IoError::os(name, errno()));
+    }
+    let kind = bits(st.st_mode) & bits(libc::S_IFMT);
+    if kind == bits(libc::S_IFDIR) {
+        // What `read` on a directory says (std's `fs::read` reported this).
+        return Err(IoError::os(name, libc::EISDIR));
+    }
+    if kind != bits(libc::S_IFREG) {
+        return Err(IoError::new(name, "not a regular file".to_owned()));
+    }
+    u64::try_from(st.st_size)
+        .map_err(|_| IoError::new(name, format!("negative size {}", st.st_size)))
+}
+
+/// A regular file, or a byte range of one, mapped read-only and private (`MAP_PRIVATE`): the
+/// bytes are the file's pages, not a copy. Unmapped when dropped. The file must not be
+/// truncated or rewritten in place while mapped (the exporter replaces artifacts atomically).
 #[derive(Debug)]
 pub(crate) struct FileMap {
-    /// Start of the mapping; dangling (never dereferenced) when `len` is 0.
-    ptr: *const u8,
-    len: usize,
+    /// Start of the mapping (page-aligned); dangling (never dereferenced) when `map_len` is 0.
+    map: *const u8,
+    map_len: usize,
+    /// Where the bytes start in the mapping: a range is mapped from the page boundary below
+    /// its start (`mmap` takes page-aligned offsets only).
+    start: usize,
 }
 
 // SAFETY: the mapping is read-only and owned by this value alone; reading it from several
@@ -94,6 +121,7 @@ unsafe impl Sync for FileMap {}
 impl FileMap {
     /// Maps the regular file at `path`. An empty file gives an empty map (nothing mapped).
     pub(crate) fn open(path: &CStr) -> Result<FileMap, IoError> {
+        let name = path.to_string_lossy();
         let fd = loop {
             // O_NONBLOCK: a FIFO without a writer would block a plain open forever (it is then
             // refused below as not a regular file); reads of regular files ignore the flag.
@@ -105,72 +133,97 @@ impl FileMap {
             }
             let code = errno();
             if code != libc::EINTR {
-                return Err(IoError::os(path, code));
+                return Err(IoError::os(&name, code));
             }
         };
-        // SAFETY: `stat` is plain old data; all zeroes is a valid value for `fstat` to
-        // overwrite.
-        let mut st: libc::stat = unsafe { core::mem::zeroed() };
-        // SAFETY: an open descriptor and a valid `stat` to write.
-        if unsafe { libc::fstat(fd.0, &mut st) } != 0 {
-            return Err(IoError::os(path, errno()));
-        }
-        let kind = bits(st.st_mode) & bits(libc::S_IFMT);
-        if kind == bits(libc::S_IFDIR) {
-            // What `read` on a directory says (std's `fs::read` reported this).
-            return Err(IoError::os(path, libc::EISDIR));
-        }
-        if kind != bits(libc::S_IFREG) {
-            return Err(IoError::new(path, "not a regular file".to_owned()));
-        }
-        let len = usize::try_from(st.st_size)
-            .ok()
-            .filter(|&n| isize::try_from(n).is_ok())
-            .ok_or_else(|| {
-                IoError::new(path, format!("{} bytes are too many to map", st.st_size))
-            })?;
+        let size = regular_file_size(fd.0, &name)?;
+        FileMap::map_range(fd.0, &name, 0..size)
+    }
+
+    /// Maps `range` of the file open as `fd` (`name` names it in messages), which the caller
+    /// checked lies inside the file (so that no mapped page is past its end). The descriptor
+    /// is not kept: the mapping outlives its close. An empty range maps nothing.
+    pub(crate) fn map_range(
+        fd: c_int,
+        name: &str,
+        range: core::ops::Range<u64>,
+    ) -> Result<FileMap, IoError> {
+        let len = range.end.saturating_sub(range.start);
         if len == 0 {
             return Ok(FileMap {
-                ptr: core::ptr::NonNull::dangling().as_ptr(),
-                len: 0,
+                map: core::ptr::NonNull::dangling().as_ptr(),
+                map_len: 0,
+                start: 0,
             });
         }
-        // SAFETY: a fresh read-only private mapping of an open descriptor; the kernel picks
-        // the address.
+        // SAFETY: `sysconf` has no preconditions.
+        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+            p if p > 0 => p as u64,
+            _ => 4096,
+        };
+        let start = range.start % page;
+        let map_offset = range.start - start;
+        let too_large = || {
+            IoError::new(
+                name,
+                format!(
+                    "{len} bytes at offset {} are too many to map here",
+                    range.start
+                ),
+            )
+        };
+        let map_len = len
+            .checked_add(start)
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| isize::try_from(n).is_ok())
+            .ok_or_else(too_large)?;
+        // 32-bit Android's `off_t` has 32 bits: a range past 2 GiB is refused there.
+        let offset = libc::off_t::try_from(map_offset).map_err(|_| too_large())?;
+        // SAFETY: a fresh read-only private mapping of an open descriptor at a page-aligned
+        // offset; the kernel picks the address.
         let ptr = unsafe {
             libc::mmap(
                 core::ptr::null_mut(),
-                len,
+                map_len,
                 libc::PROT_READ,
                 libc::MAP_PRIVATE,
-                fd.0,
-                0,
+                fd,
+                offset,
             )
         };
         if ptr == libc::MAP_FAILED {
-            return Err(IoError::os(path, errno()));
+            return Err(IoError::os(name, errno()));
         }
         Ok(FileMap {
-            ptr: ptr.cast_const().cast(),
-            len,
+            map: ptr.cast_const().cast(),
+            map_len,
+            start: start as usize,
         })
     }
 
-    /// The file's bytes.
+    /// The mapped bytes (the file's, or the range's).
     pub(crate) fn bytes(&self) -> &[u8] {
-        // SAFETY: `len` readable bytes at `ptr` while the mapping lives (dangling and 0 bytes
-        // for an empty file); the file is not rewritten by contract.
-        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
+        // SAFETY: `map_len` readable bytes at `map` while the mapping lives, of which the
+        // bytes from `start` (dangling and 0 bytes for an empty map); the file is not
+        // rewritten by contract.
+        unsafe { core::slice::from_raw_parts(self.map.add(self.start), self.map_len - self.start) }
+    }
+
+    /// The whole mapping, from its page-aligned start (for [`release_pages`]).
+    pub(crate) fn pages(&self) -> &[u8] {
+        // SAFETY: as in `bytes`.
+        unsafe { core::slice::from_raw_parts(self.map, self.map_len) }
     }
 }
 
-/// Unmaps the pages of the mapping `bytes` (the whole of a [`FileMap`]'s bytes) that the
+/// Unmaps the pages of the mapping `bytes` (the [`FileMap::pages`] of a [`FileMap`]) that the
 /// open touched (the weights check's sampled blocks, or every page with a full check): they
 /// stay in the page cache and are mapped again on the next read, but no longer count in the
 /// process's resident size after open (with large folios each sampled 4 KiB block maps 2 MiB).
 ///
 /// # Safety
-/// `bytes` is the whole of a live [`FileMap`] (read-only, private, page-aligned start).
+/// `bytes` is the [`FileMap::pages`] of a live [`FileMap`] (read-only, private, page-aligned
+/// start).
 pub(crate) unsafe fn release_pages(bytes: &[u8]) {
     if !bytes.is_empty() {
         // SAFETY: by contract a read-only private file mapping: its pages hold the file's
@@ -194,10 +247,10 @@ impl AsRef<[u8]> for FileMap {
 
 impl Drop for FileMap {
     fn drop(&mut self) {
-        if self.len > 0 {
-            // SAFETY: the mapping made in `open`, unmapped once; nothing borrows it any more
-            // (borrows of `bytes` end with `&self`).
-            unsafe { libc::munmap(self.ptr.cast_mut().cast::<c_void>(), self.len) };
+        if self.map_len > 0 {
+            // SAFETY: the mapping made in `map_range`, unmapped once; nothing borrows it any
+            // more (borrows of `bytes` end with `&self`).
+            unsafe { libc::munmap(self.map.cast_mut().cast::<c_void>(), self.map_len) };
         }
     }
 }
