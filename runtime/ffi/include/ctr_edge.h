@@ -314,6 +314,42 @@ ctr_edge_status ctr_edge_model_open_with_options(const char *onnx_path,
                                                  struct ctr_edge_model **out);
 
 /**
+ * Opens an artifact whose two files lie inside one open file, as byte ranges: the usual case
+ * of an Android app, whose `model.onnx` and `model.weights` are assets stored uncompressed
+ * in its APK (`AssetManager.openFd` of each gives an `AssetFileDescriptor`: the APK's
+ * descriptor, `getStartOffset()` and `getLength()`; both name the same file, so pass one
+ * descriptor and the two ranges). `onnx_offset`/`onnx_len` locate the ONNX file (mapped
+ * while it is decoded), `weights_offset`/`weights_len` its external weights file (mapped,
+ * owned by the model, no copy; length 0 for a model without external data). `options` as
+ * `ctr_edge_model_open_with_options` (NULL: the defaults). On success writes a new model to
+ * `*out`; on failure writes NULL there.
+ *
+ * The descriptor is not closed and not kept: the model holds its own mappings, so the caller
+ * may close `fd` as soon as this returns. The bytes of both ranges must not be modified or
+ * truncated while the model lives (an installed APK is not).
+ *
+ * Errors: a negative `fd` is `CTR_EDGE_STATUS_INVALID_ARGUMENT`; a descriptor that is not
+ * open, or not a regular file, `CTR_EDGE_STATUS_IO`; an empty ONNX range, a range past the
+ * end of the file (or whose end overflows), overlapping ranges, an empty weights range for a
+ * model with external data, or a weights offset that is not a multiple of 64 (the artifact's
+ * tensor alignment: store the asset at a 64-byte-aligned offset) are
+ * `CTR_EDGE_STATUS_INVALID_ARGUMENT` with a message naming the range and its offset; then the
+ * statuses of `ctr_edge_model_open_with_options` (a weights range that is not the model's:
+ * `CTR_EDGE_STATUS_WEIGHTS_MISMATCH`).
+ *
+ * # Safety
+ * `options` is NULL or valid for reading one `ctr_edge_open_options`; `out` is NULL or valid
+ * for a pointer write.
+ */
+ctr_edge_status ctr_edge_model_open_fd(int fd,
+                                       uint64_t onnx_offset,
+                                       uint64_t onnx_len,
+                                       uint64_t weights_offset,
+                                       uint64_t weights_len,
+                                       const struct ctr_edge_open_options *options,
+                                       struct ctr_edge_model **out);
+
+/**
  * Loads a model from caller-owned bytes: the ONNX file (`onnx`, `onnx_len` bytes; read during
  * the call only) and the contents of its external weights file (`weights`, `weights_len`
  * bytes; NULL with length 0 for a model without external data).
